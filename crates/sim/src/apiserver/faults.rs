@@ -1,0 +1,133 @@
+//! Injected API failures and request counters.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+/// Switches for failures the API server injects into requests from outside the simulator.
+#[derive(Default)]
+pub struct ApiFaults {
+    /// Per mille of requests answered 500 InternalError.
+    error_500_per_mille: AtomicU32,
+    /// Per mille of requests answered 429 TooManyRequests.
+    error_429_per_mille: AtomicU32,
+    latency_ms: AtomicU64,
+    /// Ends every open watch once (clients must resume), and each new watch after its first event.
+    drop_watches: AtomicBool,
+    /// Bumped to close the watches open now.
+    watch_epoch: AtomicU64,
+}
+
+/// What the fault switches say about one request.
+pub enum Injected {
+    None,
+    Error(u16),
+}
+
+impl ApiFaults {
+    /// Answers `per_mille`/1000 of requests with 500.
+    pub fn set_error_rate(&self, per_mille: u32) {
+        self.error_500_per_mille
+            .store(per_mille.min(1000), Ordering::Relaxed);
+    }
+
+    /// Answers `per_mille`/1000 of requests with 429.
+    pub fn set_throttle_rate(&self, per_mille: u32) {
+        self.error_429_per_mille
+            .store(per_mille.min(1000), Ordering::Relaxed);
+    }
+
+    /// Delays every request by `latency`.
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency_ms
+            .store(latency.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Closes every watch open now, as an API server restart or a load balancer would.
+    pub fn drop_watches(&self) {
+        self.watch_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// While set, each watch is closed right after its first event.
+    pub fn set_flaky_watches(&self, on: bool) {
+        self.drop_watches.store(on, Ordering::Relaxed);
+    }
+
+    /// Turns every fault off.
+    pub fn clear(&self) {
+        self.set_error_rate(0);
+        self.set_throttle_rate(0);
+        self.set_latency(Duration::ZERO);
+        self.set_flaky_watches(false);
+    }
+
+    pub(crate) fn latency(&self) -> Duration {
+        Duration::from_millis(self.latency_ms.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn roll(&self) -> Injected {
+        let e500 = self.error_500_per_mille.load(Ordering::Relaxed);
+        let e429 = self.error_429_per_mille.load(Ordering::Relaxed);
+        if e500 == 0 && e429 == 0 {
+            return Injected::None;
+        }
+        let dice = rand::random_range(0..1000);
+        if dice < e500 {
+            Injected::Error(500)
+        } else if dice < e500 + e429 {
+            Injected::Error(429)
+        } else {
+            Injected::None
+        }
+    }
+
+    pub(crate) fn watch_epoch(&self) -> u64 {
+        self.watch_epoch.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn flaky_watches(&self) -> bool {
+        self.drop_watches.load(Ordering::Relaxed)
+    }
+}
+
+/// Requests served, keyed by verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `apply`,
+/// `delete`, `deletecollection`) and resource (`pods`, `pods/log`, `testclustersgke/status`, ...).
+#[derive(Default)]
+pub struct RequestCounters {
+    counts: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl RequestCounters {
+    pub(crate) fn record(&self, verb: &str, resource: &str) {
+        *self
+            .counts
+            .lock()
+            .entry((verb.to_owned(), resource.to_owned()))
+            .or_default() += 1;
+    }
+
+    /// Requests counted for one verb and resource.
+    pub fn get(&self, verb: &str, resource: &str) -> u64 {
+        self.counts
+            .lock()
+            .get(&(verb.to_owned(), resource.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every count so far.
+    pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
+        self.counts.lock().clone()
+    }
+
+    /// All requests counted so far.
+    pub fn total(&self) -> u64 {
+        self.counts.lock().values().sum()
+    }
+
+    pub fn reset(&self) {
+        self.counts.lock().clear();
+    }
+}

@@ -1,0 +1,30 @@
+//! A Kubernetes API server that keeps everything in memory.
+//!
+//! It serves the REST and watch protocol that kube-rs and kubectl speak, for any group, version and
+//! resource: the built-in kinds listed in [`resources`] and every CustomResourceDefinition as soon as it
+//! is created. Plain HTTP is open (kubectl sends no token over plain HTTP); HTTPS, with a CA of its own,
+//! demands a bearer token.
+
+mod apply;
+mod discovery;
+mod errors;
+mod faults;
+mod gc;
+mod handlers;
+mod objects;
+mod patch;
+mod proxy;
+pub mod resources;
+mod schema;
+mod selectors;
+mod store;
+mod table;
+mod tls;
+mod watch;
+
+pub use errors::ApiError;
+pub use faults::{ApiFaults, RequestCounters};
+
+// The public API of the server handle lives in `server.rs`.
+mod server;
+pub use server::{ApiServer, ApiServerConfig, INTERNAL_HEADER, kubeconfig_for};

@@ -1,0 +1,223 @@
+//! Label and field selectors, in the string syntax of `labelSelector=` and `fieldSelector=`.
+
+use serde_json::Value;
+
+use super::errors::ApiError;
+
+#[derive(Debug, PartialEq)]
+enum Requirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    DoesNotExist(String),
+}
+
+/// A parsed `labelSelector`.
+#[derive(Debug, Default, PartialEq)]
+pub struct LabelSelector(Vec<Requirement>);
+
+impl LabelSelector {
+    pub fn parse(text: &str) -> Result<Self, ApiError> {
+        let mut requirements = Vec::new();
+        for term in split_terms(text) {
+            let term = term.trim();
+            if term.is_empty() {
+                continue;
+            }
+            requirements.push(parse_label_term(term).ok_or_else(|| {
+                ApiError::bad_request(format!("unable to parse requirement: found '{term}'"))
+            })?);
+        }
+        Ok(LabelSelector(requirements))
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        let labels = &object["metadata"]["labels"];
+        let label = |key: &str| labels.get(key).and_then(Value::as_str);
+        self.0.iter().all(|r| match r {
+            Requirement::Equals(k, v) => label(k) == Some(v),
+            Requirement::NotEquals(k, v) => label(k) != Some(v),
+            Requirement::In(k, vs) => label(k).is_some_and(|l| vs.iter().any(|v| v == l)),
+            Requirement::NotIn(k, vs) => label(k).is_none_or(|l| vs.iter().all(|v| v != l)),
+            Requirement::Exists(k) => label(k).is_some(),
+            Requirement::DoesNotExist(k) => label(k).is_none(),
+        })
+    }
+}
+
+/// Splits on commas that are not inside the parentheses of a set (`env in (a,b)`).
+fn split_terms(text: &str) -> Vec<&str> {
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&text[start..]);
+    terms
+}
+
+fn parse_label_term(term: &str) -> Option<Requirement> {
+    if let Some(key) = term.strip_prefix('!') {
+        return valid_key(key.trim()).then(|| Requirement::DoesNotExist(key.trim().to_owned()));
+    }
+    for (op, set_in) in [(" notin ", false), (" in ", true)] {
+        if let Some((key, values)) = term.split_once(op) {
+            let values = values.trim().strip_prefix('(')?.strip_suffix(')')?;
+            let values = values.split(',').map(|v| v.trim().to_owned()).collect();
+            let key = key.trim().to_owned();
+            return valid_key(&key).then_some({
+                if set_in {
+                    Requirement::In(key, values)
+                } else {
+                    Requirement::NotIn(key, values)
+                }
+            });
+        }
+    }
+    if let Some((key, value)) = term.split_once("!=") {
+        return Some(Requirement::NotEquals(
+            key.trim().to_owned(),
+            value.trim().to_owned(),
+        ));
+    }
+    if let Some((key, value)) = term.split_once("==").or_else(|| term.split_once('=')) {
+        return Some(Requirement::Equals(
+            key.trim().to_owned(),
+            value.trim().to_owned(),
+        ));
+    }
+    valid_key(term).then(|| Requirement::Exists(term.to_owned()))
+}
+
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+}
+
+/// A parsed `fieldSelector`: `path=value`, `path==value` or `path!=value` terms on any field of the
+/// object (`metadata.name`, `metadata.namespace`, `status.phase`, `spec.nodeName`, ...).
+#[derive(Debug, Default)]
+pub struct FieldSelector(Vec<(String, bool, String)>);
+
+impl FieldSelector {
+    pub fn parse(text: &str) -> Result<Self, ApiError> {
+        let mut terms = Vec::new();
+        for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let (path, equal, value) = if let Some((p, v)) = term.split_once("!=") {
+                (p, false, v)
+            } else if let Some((p, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                (p, true, v)
+            } else {
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{text}'; can't understand '{term}'"
+                )));
+            };
+            terms.push((path.trim().to_owned(), equal, value.trim().to_owned()));
+        }
+        Ok(FieldSelector(terms))
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        self.0.iter().all(|(path, equal, value)| {
+            let field = path
+                .split('.')
+                .try_fold(object, |v, part| v.get(part))
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_default();
+            (field == *value) == *equal
+        })
+    }
+
+    /// The name a selector pins (`metadata.name=X`), to answer it without a scan.
+    pub fn pinned_name(&self) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(path, equal, _)| path == "metadata.name" && *equal)
+            .map(|(_, _, value)| value.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(labels: Value) -> Value {
+        json!({"metadata": {"name": "p", "namespace": "ns", "labels": labels}, "status": {"phase": "Running"}})
+    }
+
+    #[test]
+    fn label_selector_operators() {
+        let object = pod(json!({"app": "web", "tier": "front"}));
+        let cases = [
+            ("app=web", true),
+            ("app==web", true),
+            ("app!=web", false),
+            ("app in (web, db)", true),
+            ("app notin (web,db)", false),
+            ("tier", true),
+            ("!tier", false),
+            ("!missing", true),
+            ("app=web,tier in (front),!missing", true),
+            ("app=db", false),
+            ("missing!=x", true),
+            ("", true),
+        ];
+        for (selector, expected) in cases {
+            let parsed = LabelSelector::parse(selector).expect(selector);
+            assert_eq!(parsed.matches(&object), expected, "{selector}");
+        }
+    }
+
+    #[test]
+    fn label_selector_rejects_garbage() {
+        let err = LabelSelector::parse("app in web").expect_err("no parentheses");
+        assert_eq!(err.code, 400);
+        assert_eq!(
+            err.message,
+            "unable to parse requirement: found 'app in web'"
+        );
+    }
+
+    #[test]
+    fn field_selector_on_any_path() {
+        let object = pod(json!({}));
+        for (selector, expected) in [
+            ("metadata.name=p", true),
+            ("metadata.name==q", false),
+            ("metadata.namespace!=ns", false),
+            ("status.phase=Running,metadata.name=p", true),
+            ("spec.nodeName=", true),
+        ] {
+            assert_eq!(
+                FieldSelector::parse(selector)
+                    .expect(selector)
+                    .matches(&object),
+                expected,
+                "{selector}"
+            );
+        }
+        assert_eq!(
+            FieldSelector::parse("metadata.name=p")
+                .expect("valid")
+                .pinned_name(),
+            Some("p")
+        );
+    }
+}

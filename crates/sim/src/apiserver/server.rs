@@ -1,0 +1,248 @@
+//! The handle to one running API server: its listeners, its CA and token, and ready-made clients.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kube::config::{
+    AuthInfo, Cluster, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster,
+    NamedContext,
+};
+use parking_lot::RwLock;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::faults::{ApiFaults, RequestCounters};
+use super::handlers;
+use super::proxy::ServiceBackends;
+use super::resources::Resources;
+use super::store::Store;
+use super::tls::ServerTls;
+use crate::workloads::PodLogs;
+
+/// Requests carrying this header come from the simulator's own controllers: they are neither counted
+/// nor subjected to injected faults, so that counters measure only what the services under test do.
+pub const INTERNAL_HEADER: &str = "x-testcluster-sim-internal";
+
+/// What to start an API server with.
+#[derive(Clone, Debug, Default)]
+pub struct ApiServerConfig {
+    /// A name for logs and the kubeconfig's cluster/context entries.
+    pub name: String,
+    /// The bearer token the HTTPS listener accepts for its admin; generated when `None`.
+    pub admin_token: Option<String>,
+    /// Objects created before the server starts listening (for example a test cluster's Nodes).
+    pub preload: Vec<Value>,
+}
+
+/// Everything request handlers share.
+pub(crate) struct ServerState {
+    pub name: String,
+    pub store: Store,
+    pub resources: Resources,
+    pub pod_logs: PodLogs,
+    pub tokens: RwLock<HashSet<String>>,
+    pub faults: ApiFaults,
+    pub counters: RequestCounters,
+    pub services: ServiceBackends,
+    pub shutdown: CancellationToken,
+    /// Wakes the garbage collector after a write that may give it work.
+    pub gc_wake: tokio::sync::Notify,
+}
+
+/// A running API server. Dropping it (or calling [`ApiServer::shutdown`]) closes its listeners and
+/// every open watch and log stream.
+pub struct ApiServer {
+    state: Arc<ServerState>,
+    http_addr: SocketAddr,
+    https_addr: SocketAddr,
+    ca_pem: String,
+    admin_token: String,
+}
+
+impl ApiServer {
+    /// Starts a server on two free loopback ports (HTTP and HTTPS).
+    pub async fn start(config: ApiServerConfig) -> anyhow::Result<ApiServer> {
+        let admin_token = config
+            .admin_token
+            .unwrap_or_else(|| format!("admin-{}", uuid::Uuid::new_v4().simple()));
+        let tls = ServerTls::generate()?;
+        let resources = Resources::with_builtins();
+        let store = Store::new();
+        let state = Arc::new(ServerState {
+            name: config.name.clone(),
+            store,
+            resources,
+            pod_logs: PodLogs::default(),
+            tokens: RwLock::new(HashSet::from([admin_token.clone()])),
+            faults: ApiFaults::default(),
+            counters: RequestCounters::default(),
+            services: ServiceBackends::default(),
+            shutdown: CancellationToken::new(),
+            gc_wake: tokio::sync::Notify::new(),
+        });
+        handlers::bootstrap(&state)?;
+        for object in config.preload {
+            handlers::create_internal(&state, object)?;
+        }
+        super::gc::spawn(state.clone());
+
+        let http = TcpListener::bind("127.0.0.1:0").await?;
+        let https = TcpListener::bind("127.0.0.1:0").await?;
+        let (http_addr, https_addr) = (http.local_addr()?, https.local_addr()?);
+        let router = handlers::router(state.clone());
+        super::tls::serve(http, None, router.clone(), state.shutdown.clone());
+        super::tls::serve(https, Some(tls.acceptor()?), router, state.shutdown.clone());
+        tracing::debug!(name = %config.name, %http_addr, %https_addr, "API server listening");
+        Ok(ApiServer {
+            state,
+            http_addr,
+            https_addr,
+            ca_pem: tls.ca_pem,
+            admin_token,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` — no authentication.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// `https://127.0.0.1:PORT` — needs the CA and a bearer token.
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.https_addr)
+    }
+
+    /// The CA certificate (PEM) that signed the HTTPS listener's certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The admin bearer token for the HTTPS listener.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// Accepts one more bearer token on the HTTPS listener.
+    pub fn add_token(&self, token: impl Into<String>) {
+        self.state.tokens.write().insert(token.into());
+    }
+
+    /// A kubeconfig for the HTTPS listener with the admin token.
+    pub fn kubeconfig(&self) -> Kubeconfig {
+        kubeconfig_for(
+            &self.state.name,
+            &self.https_url(),
+            &self.ca_pem,
+            &self.admin_token,
+        )
+    }
+
+    /// [`ApiServer::kubeconfig`] as YAML, ready to be written to a file.
+    pub fn kubeconfig_yaml(&self) -> String {
+        serde_yaml::to_string(&self.kubeconfig()).unwrap_or_default()
+    }
+
+    /// A kube-rs client over HTTPS with the admin token, as a service would connect.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let config =
+            kube::Config::from_custom_kubeconfig(self.kubeconfig(), &KubeConfigOptions::default())
+                .await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// A client for the simulator's own controllers: plain HTTP, never counted, never faulted.
+    pub fn internal_client(&self) -> anyhow::Result<kube::Client> {
+        let mut config = kube::Config::new(self.http_url().parse()?);
+        config.headers.push((
+            http::HeaderName::from_static(INTERNAL_HEADER),
+            http::HeaderValue::from_static("1"),
+        ));
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// Container logs, written by the kubelet and served by `pods/{name}/log`.
+    pub fn pod_logs(&self) -> &PodLogs {
+        &self.state.pod_logs
+    }
+
+    /// Requests served, per verb and resource (internal requests excluded).
+    pub fn counters(&self) -> &RequestCounters {
+        &self.state.counters
+    }
+
+    /// Switches for injected API failures.
+    pub fn faults(&self) -> &ApiFaults {
+        &self.state.faults
+    }
+
+    /// Makes `/api/v1/namespaces/{ns}/services/{name}:{port}/proxy/...` forward to `backend`.
+    pub fn register_service_backend(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: u16,
+        backend: SocketAddr,
+    ) {
+        self.state.services.register(namespace, name, port, backend);
+    }
+
+    /// Forgets the watch history up to now, so a watch from any earlier resourceVersion gets
+    /// 410 Gone, as after etcd compaction.
+    pub fn compact_history(&self) {
+        self.state.store.compact();
+    }
+
+    /// Closes the listeners and every open stream.
+    pub fn shutdown(&self) {
+        self.state.shutdown.cancel();
+        self.state.pod_logs.close_all();
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.state.shutdown.cancel();
+    }
+}
+
+/// A kubeconfig with one cluster, one user (bearer token) and one current context.
+pub fn kubeconfig_for(name: &str, server: &str, ca_pem: &str, token: &str) -> Kubeconfig {
+    use base64::Engine as _;
+    let name = if name.is_empty() { "sim" } else { name };
+    Kubeconfig {
+        clusters: vec![NamedCluster {
+            name: name.to_owned(),
+            cluster: Some(Cluster {
+                server: Some(server.to_owned()),
+                certificate_authority_data: Some(
+                    base64::engine::general_purpose::STANDARD.encode(ca_pem),
+                ),
+                ..Cluster::default()
+            }),
+            other: Default::default(),
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: name.to_owned(),
+            auth_info: Some(AuthInfo {
+                token: Some(token.to_owned().into()),
+                ..AuthInfo::default()
+            }),
+            other: Default::default(),
+        }],
+        contexts: vec![NamedContext {
+            name: name.to_owned(),
+            context: Some(Context {
+                cluster: name.to_owned(),
+                user: Some(name.to_owned()),
+                namespace: None,
+                extensions: None,
+                other: Default::default(),
+            }),
+            other: Default::default(),
+        }],
+        current_context: Some(name.to_owned()),
+        ..Kubeconfig::default()
+    }
+}

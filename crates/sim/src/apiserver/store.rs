@@ -1,0 +1,316 @@
+//! Object storage: one table per resource, a global resourceVersion, and a bounded history of changes
+//! per table from which watches resume.
+//!
+//! Every change happens under one lock, so that resourceVersions are totally ordered and a watch can
+//! take "everything up to now" and "everything after" without a gap.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
+
+/// How many changes per table a watch may resume from before it gets 410 Gone.
+const HISTORY_LIMIT: usize = 10_000;
+/// Live events a slow watcher may fall behind by before its watch is closed (it then resumes).
+const LIVE_BUFFER: usize = 8_192;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change to one object.
+#[derive(Debug)]
+pub struct Change {
+    pub event: EventType,
+    pub rv: u64,
+    pub object: Arc<Value>,
+    /// The object before a modification, so that selector-filtered watches see objects leave.
+    pub previous: Option<Arc<Value>>,
+}
+
+type ObjectKey = (String, String); // (namespace, name); namespace is "" for cluster-scoped objects
+
+#[derive(Default)]
+struct Table {
+    objects: BTreeMap<ObjectKey, Arc<Value>>,
+    history: VecDeque<Arc<Change>>,
+    /// The oldest resourceVersion a watch may resume from.
+    compacted_at: u64,
+    live: Option<broadcast::Sender<Arc<Change>>>,
+}
+
+impl Table {
+    fn publish(&mut self, change: Change) {
+        let change = Arc::new(change);
+        if self.history.len() == HISTORY_LIMIT
+            && let Some(dropped) = self.history.pop_front()
+        {
+            self.compacted_at = dropped.rv;
+        }
+        self.history.push_back(change.clone());
+        if let Some(live) = &self.live {
+            // No receivers is fine: nobody watches this table right now.
+            let _ = live.send(change);
+        }
+    }
+
+    fn live(&mut self) -> broadcast::Receiver<Arc<Change>> {
+        self.live
+            .get_or_insert_with(|| broadcast::channel(LIVE_BUFFER).0)
+            .subscribe()
+    }
+}
+
+struct Inner {
+    rv: u64,
+    tables: HashMap<String, Table>,
+}
+
+pub struct Store {
+    inner: Mutex<Inner>,
+    deleted: mpsc::UnboundedSender<()>,
+    deleted_rx: Mutex<Option<mpsc::UnboundedReceiver<()>>>,
+}
+
+/// Why a write did not happen.
+#[derive(Debug)]
+pub enum WriteError<E> {
+    NotFound,
+    AlreadyExists,
+    Rejected(E),
+}
+
+/// What a watch starts from.
+pub struct WatchStart {
+    /// Objects that exist now, when the watch asked for them (no resourceVersion, or "0").
+    pub snapshot: Vec<Arc<Value>>,
+    /// Changes after the requested resourceVersion that already happened.
+    pub backlog: Vec<Arc<Change>>,
+    pub live: broadcast::Receiver<Arc<Change>>,
+    pub rv: u64,
+}
+
+impl Store {
+    pub fn new() -> Self {
+        let (deleted, deleted_rx) = mpsc::unbounded_channel();
+        Store {
+            inner: Mutex::new(Inner {
+                rv: 1,
+                tables: HashMap::new(),
+            }),
+            deleted,
+            deleted_rx: Mutex::new(Some(deleted_rx)),
+        }
+    }
+
+    /// One signal per deletion; there is one receiver, the garbage collector.
+    pub fn take_deletions(&self) -> Option<mpsc::UnboundedReceiver<()>> {
+        self.deleted_rx.lock().take()
+    }
+
+    pub fn current_rv(&self) -> u64 {
+        self.inner.lock().rv
+    }
+
+    pub fn get(&self, table: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        let inner = self.inner.lock();
+        inner
+            .tables
+            .get(table)?
+            .objects
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// All objects of a table (in one namespace, or all), in (namespace, name) order, and the
+    /// resourceVersion they are current at.
+    pub fn list(&self, table: &str, namespace: Option<&str>) -> (Vec<Arc<Value>>, u64) {
+        let inner = self.inner.lock();
+        let objects = inner
+            .tables
+            .get(table)
+            .map(|t| match namespace {
+                Some(ns) => t
+                    .objects
+                    .range((ns.to_owned(), String::new())..)
+                    .take_while(|((n, _), _)| n == ns)
+                    .map(|(_, o)| o.clone())
+                    .collect(),
+                None => t.objects.values().cloned().collect(),
+            })
+            .unwrap_or_default();
+        (objects, inner.rv)
+    }
+
+    /// Names of the tables that hold at least one object.
+    pub fn tables(&self) -> Vec<String> {
+        let inner = self.inner.lock();
+        inner
+            .tables
+            .iter()
+            .filter(|(_, t)| !t.objects.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Stores a new object, stamping its resourceVersion.
+    pub fn create<E>(&self, table: &str, mut object: Value) -> Result<Arc<Value>, WriteError<E>> {
+        let key = object_key(&object);
+        let mut inner = self.inner.lock();
+        inner.rv += 1;
+        let rv = inner.rv;
+        let t = inner.tables.entry(table.to_owned()).or_default();
+        if t.objects.contains_key(&key) {
+            return Err(WriteError::AlreadyExists);
+        }
+        object["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        let object = Arc::new(object);
+        t.objects.insert(key, object.clone());
+        t.publish(Change {
+            event: EventType::Added,
+            rv,
+            object: object.clone(),
+            previous: None,
+        });
+        Ok(object)
+    }
+
+    /// Replaces an object atomically with what `change` makes of the current one. `change` returns
+    /// `Ok(None)` to leave the object as it is.
+    pub fn update<E>(
+        &self,
+        table: &str,
+        namespace: &str,
+        name: &str,
+        change: impl FnOnce(&Value) -> Result<Option<Value>, E>,
+    ) -> Result<Arc<Value>, WriteError<E>> {
+        let key = (namespace.to_owned(), name.to_owned());
+        let mut inner = self.inner.lock();
+        let current = inner
+            .tables
+            .get(table)
+            .and_then(|t| t.objects.get(&key))
+            .cloned()
+            .ok_or(WriteError::NotFound)?;
+        let Some(mut updated) = change(&current).map_err(WriteError::Rejected)? else {
+            return Ok(current);
+        };
+        inner.rv += 1;
+        let rv = inner.rv;
+        updated["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        let updated = Arc::new(updated);
+        let t = inner.tables.entry(table.to_owned()).or_default();
+        t.objects.insert(key, updated.clone());
+        t.publish(Change {
+            event: EventType::Modified,
+            rv,
+            object: updated.clone(),
+            previous: Some(current),
+        });
+        Ok(updated)
+    }
+
+    /// Removes an object for good; `check` may refuse (for preconditions).
+    pub fn remove<E>(
+        &self,
+        table: &str,
+        namespace: &str,
+        name: &str,
+        check: impl FnOnce(&Value) -> Result<(), E>,
+    ) -> Result<Arc<Value>, WriteError<E>> {
+        let key = (namespace.to_owned(), name.to_owned());
+        let mut inner = self.inner.lock();
+        let current = inner
+            .tables
+            .get(table)
+            .and_then(|t| t.objects.get(&key))
+            .cloned()
+            .ok_or(WriteError::NotFound)?;
+        check(&current).map_err(WriteError::Rejected)?;
+        inner.rv += 1;
+        let rv = inner.rv;
+        let t = inner.tables.entry(table.to_owned()).or_default();
+        t.objects.remove(&key);
+        let mut gone = (*current).clone();
+        gone["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        let gone = Arc::new(gone);
+        t.publish(Change {
+            event: EventType::Deleted,
+            rv,
+            object: gone.clone(),
+            previous: None,
+        });
+        drop(inner);
+        // Wakes the garbage collector: the deleted object may have had dependents.
+        let _ = self.deleted.send(());
+        Ok(gone)
+    }
+
+    /// Drops a whole table (its CRD was deleted).
+    pub fn drop_table(&self, table: &str) -> Vec<Arc<Value>> {
+        let mut inner = self.inner.lock();
+        inner
+            .tables
+            .remove(table)
+            .map(|t| t.objects.into_values().collect())
+            .unwrap_or_default()
+    }
+
+    /// Starts a watch: `from` is the resourceVersion to resume after, or `None` to start with the
+    /// current objects. `Err(oldest)` means `from` is older than the kept history (410 Gone).
+    pub fn watch(&self, table: &str, from: Option<u64>) -> Result<WatchStart, u64> {
+        let mut inner = self.inner.lock();
+        let rv = inner.rv;
+        let t = inner.tables.entry(table.to_owned()).or_default();
+        let live = t.live();
+        match from {
+            None => Ok(WatchStart {
+                snapshot: t.objects.values().cloned().collect(),
+                backlog: Vec::new(),
+                live,
+                rv,
+            }),
+            Some(from) if from < t.compacted_at => Err(t.compacted_at),
+            Some(from) => Ok(WatchStart {
+                snapshot: Vec::new(),
+                backlog: t.history.iter().filter(|c| c.rv > from).cloned().collect(),
+                live,
+                rv,
+            }),
+        }
+    }
+
+    /// Forgets all history, as etcd compaction does: any watch resuming from an older
+    /// resourceVersion gets 410 Gone.
+    pub fn compact(&self) {
+        let mut inner = self.inner.lock();
+        let rv = inner.rv;
+        for table in inner.tables.values_mut() {
+            table.history.clear();
+            table.compacted_at = rv;
+        }
+    }
+}
+
+fn object_key(object: &Value) -> ObjectKey {
+    let meta = &object["metadata"];
+    (
+        meta["namespace"].as_str().unwrap_or_default().to_owned(),
+        meta["name"].as_str().unwrap_or_default().to_owned(),
+    )
+}

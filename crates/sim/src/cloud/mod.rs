@@ -1,0 +1,2 @@
+//! The simulated cloud: Config Connector, the GKE REST API, zone faults and the cluster inventory.
+//! (Implementation in progress.)
