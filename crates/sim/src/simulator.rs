@@ -1,28 +1,95 @@
 //! Composition of the whole simulated management cluster.
 
+use std::path::Path;
+
 use crate::apiserver::{ApiServer, ApiServerConfig};
+use crate::cloud::connector::{ConfigConnector, ConnectorConfig};
+use crate::cloud::gke::{GkeConfig, GkeServer};
+use crate::cloud::{Cloud, Inventory, ZoneFaults};
+use crate::workloads::{WorkloadConfig, Workloads};
 
 /// How to start the simulator.
 #[derive(Clone, Debug, Default)]
-pub struct SimConfig {}
+pub struct SimConfig {
+    pub connector: ConnectorConfig,
+    pub gke: GkeConfig,
+    pub workloads: WorkloadConfig,
+}
 
 /// A running simulator: the management cluster's API server plus the cloud and workloads behind it.
+/// Dropping it stops everything, test clusters and container processes included.
 pub struct Simulator {
+    // Field order is drop order: controllers stop before the servers they talk to.
+    _connector: ConfigConnector,
+    _workloads: Workloads,
+    gke: GkeServer,
+    cloud: Cloud,
     api: ApiServer,
 }
 
 impl Simulator {
-    pub async fn start(_config: SimConfig) -> anyhow::Result<Simulator> {
+    /// Starts everything on free loopback ports.
+    pub async fn start(config: SimConfig) -> anyhow::Result<Simulator> {
         let api = ApiServer::start(ApiServerConfig {
             name: "sim".into(),
             ..ApiServerConfig::default()
         })
         .await?;
-        Ok(Simulator { api })
+        let cloud = Cloud::default();
+        let workloads = Workloads::start(
+            api.internal_client()?,
+            api.pod_logs().clone(),
+            config.workloads,
+        )?;
+        let connector =
+            ConfigConnector::start(api.internal_client()?, cloud.clone(), config.connector).await?;
+        let gke = GkeServer::start(cloud.clone(), config.gke).await?;
+        Ok(Simulator {
+            _connector: connector,
+            _workloads: workloads,
+            gke,
+            cloud,
+            api,
+        })
     }
 
-    /// The management cluster's API server.
+    /// The management cluster's API server: kubeconfig, clients, API faults, request counters.
     pub fn api(&self) -> &ApiServer {
         &self.api
+    }
+
+    /// The cloud: live test clusters and identity tokens.
+    pub fn cloud(&self) -> &Cloud {
+        &self.cloud
+    }
+
+    /// Every cloud cluster created and deleted.
+    pub fn inventory(&self) -> &Inventory {
+        self.cloud.inventory()
+    }
+
+    /// Per-zone stockouts, quota and slow operations.
+    pub fn zone_faults(&self) -> &ZoneFaults {
+        self.cloud.faults()
+    }
+
+    /// The GKE REST API fake and the metadata server.
+    pub fn gke(&self) -> &GkeServer {
+        &self.gke
+    }
+
+    /// Writes the management cluster's kubeconfig (HTTPS, admin token) to `path`, readable only by
+    /// its owner since it holds a credential.
+    pub fn write_kubeconfig(&self, path: &Path) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(self.api.kubeconfig_yaml().as_bytes())?;
+        Ok(())
     }
 }
