@@ -166,6 +166,7 @@ pub fn create(
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    drop_empty_metadata(&mut object);
     defaults(rt, &mut object, &uid);
     if let Some(schema) = &rt.schema {
         schema::default_and_prune(&mut object, schema);
@@ -276,7 +277,20 @@ pub fn update(
                     }
                     body.clone()
                 }
-                Write::Patch(kind, patch) => patch::apply_patch(*kind, current, patch)?,
+                Write::Patch(kind, patch) => {
+                    let patched = patch::apply_patch(*kind, current, patch)?;
+                    // A resourceVersion the patch sets is a precondition, as for a replace.
+                    let sent_rv = patched["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+                    if !sent_rv.is_empty() && Some(sent_rv) != current["metadata"]["resourceVersion"].as_str() {
+                        return Err(ApiError::conflict(
+                            &rt.group,
+                            &rt.plural,
+                            name,
+                            "the object has been modified; please apply your changes to the latest version and try again",
+                        ));
+                    }
+                    patched
+                }
                 Write::Apply { config, force } => {
                     validate_apply_identity(rt, config, name)?;
                     apply::apply(current, config, manager, *force, scope, &now)?
@@ -292,6 +306,7 @@ pub fn update(
                 )));
             }
             keep_server_owned(rt, current, &mut next, scope);
+            drop_empty_metadata(&mut next);
             if let Some(schema) = &rt.schema {
                 schema::default_and_prune(&mut next, schema);
             }
@@ -405,6 +420,22 @@ fn keep_server_owned(rt: &ResourceType, current: &Value, next: &mut Value, scope
     }
 }
 
+/// Kubernetes omits empty metadata lists and maps when it serialises an object (`omitempty`), so
+/// `finalizers: []` reads back as no `finalizers` at all; clients rely on it (kube-rs' finalizer
+/// helper tests `/metadata/finalizers` against `null`).
+fn drop_empty_metadata(object: &mut Value) {
+    if let Some(meta) = object["metadata"].as_object_mut() {
+        meta.retain(|key, value| {
+            !(matches!(
+                key.as_str(),
+                "finalizers" | "ownerReferences" | "labels" | "annotations" | "managedFields"
+            ) && (value.as_array().is_some_and(Vec::is_empty)
+                || value.as_object().is_some_and(Map::is_empty)
+                || value.is_null()))
+        });
+    }
+}
+
 fn string_list(value: &Value) -> Vec<String> {
     value
         .as_array()
@@ -480,6 +511,7 @@ pub fn delete(
                 next["metadata"]["deletionTimestamp"] = Value::String(now());
                 next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                 next["metadata"]["finalizers"] = json!(finalizers);
+                drop_empty_metadata(&mut next);
                 if is_namespace {
                     next["status"]["phase"] = json!("Terminating");
                 }

@@ -32,13 +32,30 @@ pub fn apply_patch(kind: PatchKind, target: &Value, patch: &Value) -> Result<Val
         PatchKind::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-            json_patch::patch(&mut result, &ops).map_err(|e| {
-                ApiError::invalid(
-                    "",
-                    "",
-                    format!("the server rejected our request due to an error in our request: {e}"),
-                )
-            })?;
+            for op in ops.0 {
+                // As in Kubernetes' JSON patch, `test` of an absent field against `null` passes
+                // (kube-rs' finalizer helper adds the first finalizer so).
+                if let json_patch::PatchOperation::Test(test) = &op
+                    && test.value.is_null()
+                    && result.pointer(test.path.as_str()).is_none()
+                    && test
+                        .path
+                        .as_str()
+                        .rsplit_once('/')
+                        .is_some_and(|(parent, _)| result.pointer(parent).is_some())
+                {
+                    continue;
+                }
+                json_patch::patch(&mut result, &[op]).map_err(|e| {
+                    ApiError::invalid(
+                        "",
+                        "",
+                        format!(
+                            "the server rejected our request due to an error in our request: {e}"
+                        ),
+                    )
+                })?;
+            }
         }
         PatchKind::Merge => json_patch::merge(&mut result, patch),
         PatchKind::Strategic => strategic_merge(&mut result, patch, ""),

@@ -1,0 +1,174 @@
+//! Helpers shared by the kube-rs conformance tests: an API server per test, a client over HTTPS, a
+//! custom resource registered at runtime, and waits with bounded timeouts.
+#![allow(dead_code)]
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, CustomResourceValidation,
+};
+use kube::api::{Api, PostParams};
+use kube::core::Status;
+use kube::runtime::wait::{Condition, await_condition, conditions};
+use kube::{Client, CustomResource, CustomResourceExt, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sim::apiserver::{ApiServer, ApiServerConfig};
+
+/// The longest any wait in these tests may take.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Both kube-rs (rustls) and the server's TLS listener use ring.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A fresh API server and an HTTPS client for it (counted, subject to faults), with a namespace.
+pub async fn start(name: &str, namespace: &str) -> (ApiServer, Client) {
+    install_crypto();
+    let api = ApiServer::start(ApiServerConfig {
+        name: name.into(),
+        ..ApiServerConfig::default()
+    })
+    .await
+    .expect("api server starts");
+    let client = api.client().await.expect("client");
+    create_namespace(&client, namespace).await;
+    (api, client)
+}
+
+pub async fn create_namespace(client: &Client, name: &str) -> Namespace {
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace"),
+        )
+        .await
+        .expect("create namespace")
+}
+
+/// The `Status` of a failed request; panics if the request succeeded or failed otherwise.
+pub fn status_of<T: Debug>(result: Result<T, kube::Error>) -> Status {
+    match result {
+        Err(kube::Error::Api(status)) => *status,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// Asserts code, reason and message of a failed request.
+pub fn assert_status<T: Debug>(
+    result: Result<T, kube::Error>,
+    code: u16,
+    reason: &str,
+    message: &str,
+) {
+    let status = status_of(result);
+    assert_eq!(
+        (status.code, status.reason.as_str(), status.message.as_str()),
+        (code, reason, message),
+        "{status:?}"
+    );
+}
+
+/// Runs `future` with the test-wide time limit.
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Waits until the named object satisfies `condition`, and returns it.
+pub async fn wait_for<K>(api: &Api<K>, name: &str, condition: impl Condition<K>) -> K
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    within(
+        &format!("{name} to reach the expected state"),
+        await_condition(api.clone(), name, condition),
+    )
+    .await
+    .expect("watch")
+    .unwrap_or_else(|| panic!("{name} does not exist"))
+}
+
+/// Waits until the named object is gone.
+pub async fn wait_deleted<K>(api: &Api<K>, name: &str)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let uid = match api.get_opt(name).await.expect("get") {
+        Some(object) => object.uid().expect("uid"),
+        None => return,
+    };
+    within(
+        &format!("{name} to be deleted"),
+        await_condition(api.clone(), name, conditions::is_deleted(&uid)),
+    )
+    .await
+    .expect("watch");
+}
+
+/// A namespaced custom resource with a status subresource, registered at runtime.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[kube(
+    group = "conformance.testcluster.dev",
+    version = "v1",
+    kind = "Gadget",
+    namespaced,
+    status = "GadgetStatus",
+    shortname = "gd",
+    schema = "disabled"
+)]
+pub struct GadgetSpec {
+    pub size: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GadgetStatus {
+    #[serde(default)]
+    pub phase: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// A CRD from the derive, with a structural schema set by hand (as kube-rs' `crd_derive_no_schema`
+/// example does).
+pub fn crd_with_schema<K: CustomResourceExt>() -> CustomResourceDefinition {
+    let mut crd = K::crd();
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        },
+    });
+    for version in &mut crd.spec.versions {
+        version.schema = Some(CustomResourceValidation {
+            open_api_v3_schema: Some(serde_json::from_value(schema.clone()).expect("schema")),
+        });
+    }
+    crd
+}
+
+/// Registers a CRD and waits until it is Established.
+pub async fn register_crd<K: CustomResourceExt>(client: &Client) -> CustomResourceDefinition {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = crd_with_schema::<K>();
+    let name = crd.name_any();
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("create CRD");
+    wait_for(&crds, &name, conditions::is_crd_established()).await
+}
+
+/// Names of objects, in the order given.
+pub fn names<K: ResourceExt>(objects: impl IntoIterator<Item = K>) -> Vec<String> {
+    objects.into_iter().map(|o| o.name_any()).collect()
+}
