@@ -1,0 +1,20 @@
+//! The `TestClusterGKE` custom resource (`clusters.ci.cilium.io/v1alpha2`).
+//!
+//! The spec is the seed operator's, field for field, so its manifests apply
+//! unchanged; the status keeps the seed's shape (`clusterName`, `conditions`,
+//! `dependencyConditions`) and adds the phase, the job's outcome and more.
+//!
+//! - [`spec`]: [`TestClusterGKE`] and its spec types.
+//! - [`status`]: the status types.
+//! - [`metadata`]: the seed's labels and annotations, and defaults.
+//! - [`crd`]: the CustomResourceDefinition as YAML (see the `crdgen` binary).
+//! - [`convert`]: conversions to and from the gRPC API (`testcluster_api::v1`).
+
+pub mod convert;
+pub mod crd;
+pub mod metadata;
+pub mod spec;
+pub mod status;
+
+pub use spec::{JobRunnerSpec, JobSpec, TestClusterGKE, TestClusterGKESpec};
+pub use status::{Condition, ErrorStatus, JobStatus, Phase, PhaseTimestamps, TestClusterGKEStatus};

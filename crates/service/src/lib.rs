@@ -1,0 +1,34 @@
+//! What every testcluster service shares, so each `main.rs` stays a few lines:
+//!
+//! - [`grpc::GrpcServer`]: a tonic server that always carries `grpc.health.v1.Health` and
+//!   reflection v1 and v1alpha, and stops on a [`CancellationToken`](tokio_util::sync::CancellationToken).
+//! - [`telemetry::init`]: tracing to stderr, readable or JSON.
+//! - [`kube_client`]: a Kubernetes client from a kubeconfig path or the usual inference.
+//! - [`shutdown::on_signal`]: a token cancelled on SIGINT or SIGTERM.
+//! - [`install_crypto`]: rustls with the ring provider, installed once per process.
+
+pub mod grpc;
+pub mod shutdown;
+pub mod telemetry;
+
+use std::path::Path;
+
+/// Installs ring as the process-wide rustls provider. Idempotent, so libraries and tests may call it.
+pub fn install_crypto() {
+    // Err means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A Kubernetes client from `kubeconfig`, or, when `None`, from `KUBECONFIG`, `~/.kube/config` or
+/// the in-cluster service account.
+pub async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    install_crypto();
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
