@@ -446,7 +446,8 @@ async fn custom_resources_with_kubectl() {
         "widget.example.com/bolt serverside-applied\n"
     );
     assert_eq!(
-        sim.ok(&["get", "widgets", "-n", "shop", "-o", "name"]).await,
+        sim.ok(&["get", "widgets", "-n", "shop", "-o", "name"])
+            .await,
         "widget.example.com/bolt\nwidget.example.com/gear\n"
     );
 

@@ -33,7 +33,8 @@ pub fn spawn(state: Arc<ServerState>) {
 }
 
 struct Entry {
-    rt: ResourceType,
+    /// Shared by all entries of a table: a CRD's type carries its whole schema.
+    rt: Arc<ResourceType>,
     object: Arc<Value>,
 }
 
@@ -66,9 +67,11 @@ impl Entry {
 }
 
 fn snapshot(state: &ServerState) -> Vec<Entry> {
-    let mut by_key: HashMap<String, ResourceType> = HashMap::new();
+    let mut by_key: HashMap<String, Arc<ResourceType>> = HashMap::new();
     for rt in state.resources.all() {
-        by_key.entry(rt.storage_key()).or_insert(rt);
+        by_key
+            .entry(rt.storage_key())
+            .or_insert_with(|| Arc::new(rt));
     }
     let mut entries = Vec::new();
     for table in state.store.tables() {

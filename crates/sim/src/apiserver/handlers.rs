@@ -287,7 +287,8 @@ async fn read_body(request: Request) -> Result<(HeaderMap, Value), ApiError> {
         return Ok((parts.headers, Value::Null));
     }
     let value = if media.contains("protobuf") {
-        return Err(ApiError::unsupported_media_type(&media));
+        // kubectl >= 1.32 creates simple built-in kinds this way.
+        super::protobuf::decode(&bytes).ok_or_else(|| ApiError::unsupported_media_type(&media))?
     } else if media.contains("yaml") && !bytes.starts_with(b"{") {
         serde_yaml::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?

@@ -13,6 +13,7 @@ mod gc;
 mod handlers;
 mod objects;
 mod patch;
+mod protobuf;
 mod proxy;
 pub mod resources;
 mod schema;

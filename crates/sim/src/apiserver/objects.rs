@@ -293,6 +293,17 @@ pub fn update(
                 }
                 Write::Apply { config, force } => {
                     validate_apply_identity(rt, config, name)?;
+                    // As the real API server: a resourceVersion in the applied configuration is a
+                    // precondition, so a writer acting on a stale read gets 409 instead of winning.
+                    let sent_rv = config["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+                    if !sent_rv.is_empty() && Some(sent_rv) != current["metadata"]["resourceVersion"].as_str() {
+                        return Err(ApiError::conflict(
+                            &rt.group,
+                            &rt.plural,
+                            name,
+                            "the object has been modified; please apply your changes to the latest version and try again",
+                        ));
+                    }
                     apply::apply(current, config, manager, *force, scope, &now)?
                 }
             };

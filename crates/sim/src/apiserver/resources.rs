@@ -1,5 +1,7 @@
 //! Which resources the server serves: the built-in kinds, and the kinds of every established CRD.
 
+use std::sync::Arc;
+
 use parking_lot::RwLock;
 use serde_json::Value;
 
@@ -20,8 +22,9 @@ pub struct ResourceType {
     pub subresources: Vec<&'static str>,
     /// `additionalPrinterColumns` of a CRD version: `(name, type, jsonPath)`.
     pub printer_columns: Vec<PrinterColumn>,
-    /// The CRD version's `openAPIV3Schema`, used for defaulting and pruning.
-    pub schema: Option<Value>,
+    /// The CRD version's `openAPIV3Schema`, used for defaulting and pruning. Shared, since a type is
+    /// cloned on every request and Config Connector schemas are large.
+    pub schema: Option<Arc<Value>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -309,7 +312,7 @@ fn crd_types(crd: &Value) -> Result<Vec<ResourceType>, String> {
                 printer_columns,
                 schema: v["schema"]["openAPIV3Schema"]
                     .as_object()
-                    .map(|s| Value::Object(s.clone())),
+                    .map(|s| Arc::new(Value::Object(s.clone()))),
             })
         })
         .collect())
