@@ -519,6 +519,25 @@ async fn stockout_fails_with_config_connectors_text_until_the_zone_recovers() {
                     .is_some_and(|n| n.contains("does not have enough resources"))
         });
     assert!(warned, "no Warning UpdateFailed event");
+    // `kubectl describe` reads core v1 Events: the same Event must be there too.
+    let core_events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    let described = core_events
+        .list(&ListParams::default())
+        .await
+        .expect("core events")
+        .items
+        .into_iter()
+        .any(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.reason.as_deref() == Some("UpdateFailed")
+                && e.involved_object.name.as_deref() == Some("stocked-out")
+                && e.source.and_then(|s| s.component).as_deref()
+                    == Some("containercluster-controller")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|n| n.contains("does not have enough resources"))
+        });
+    assert!(described, "no core v1 Warning UpdateFailed event");
 
     sim.zone_faults().set_stockout("europe-west2-b", false);
     let ready = wait_for(

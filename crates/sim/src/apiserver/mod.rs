@@ -8,6 +8,7 @@
 mod apply;
 mod discovery;
 mod errors;
+mod events;
 mod faults;
 mod gc;
 mod handlers;

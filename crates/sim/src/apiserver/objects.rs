@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::apply::{self, Scope};
 use super::errors::ApiError;
+use super::events;
 use super::patch::{self, PatchKind};
 use super::resources::ResourceType;
 use super::schema;
@@ -185,10 +186,12 @@ pub fn create(
             entry["operation"] = json!("Update");
         }
     }
-    state
+    let created = state
         .store
         .create(&rt.storage_key(), object)
-        .map_err(store_error(rt, &name))
+        .map_err(store_error(rt, &name))?;
+    events::mirror_to_core(state, rt, &created);
+    Ok(created)
 }
 
 /// Writes from the API server itself (preloads, controllers inside it).
@@ -341,6 +344,7 @@ pub fn update(
             Ok(Some(next))
         })
         .map_err(store_error(rt, name))?;
+    events::mirror_to_core(state, rt, &updated);
     if finalize {
         remove(state, rt, namespace, name)?;
     }
