@@ -42,10 +42,16 @@ impl GrpcServer {
     }
 
     /// Serves on `listener` until `shutdown` is cancelled, then drains in-flight calls.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let (health_reporter, health) = tonic_health::server::health_reporter();
         for name in &self.names {
-            health_reporter.set_service_status(*name, ServingStatus::Serving).await;
+            health_reporter
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
         }
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(testcluster_api::FILE_DESCRIPTOR_SET)
@@ -65,7 +71,10 @@ impl GrpcServer {
         Server::builder()
             .trace_fn(|request| tracing::debug_span!("grpc", path = %request.uri().path()))
             .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener),
+                shutdown.cancelled_owned(),
+            )
             .await?;
         Ok(())
     }
