@@ -2,10 +2,13 @@
 //! objects applied to the management cluster over HTTPS, waited on through watches, and the test
 //! cluster they produce reached with the endpoint and CA from the ContainerCluster's status.
 
+mod common;
+
 use std::time::Duration;
 
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use common::create_namespace;
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject};
@@ -34,17 +37,6 @@ async fn start(cluster_create: Duration) -> (Simulator, Client) {
     .expect("simulator starts");
     let client = sim.api().client().await.expect("HTTPS client");
     (sim, client)
-}
-
-async fn create_namespace(client: &Client, name: &str) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace"),
-        )
-        .await
-        .expect("namespace created");
 }
 
 fn resource(group: &str, kind: &str) -> ApiResource {

@@ -187,16 +187,7 @@ async fn deleting_a_namespace_deletes_its_contents_then_the_namespace() {
         .expect("create");
     }
     gadgets
-        .create(
-            &PostParams::default(),
-            &Gadget::new(
-                "g",
-                GadgetSpec {
-                    size: 1,
-                    color: None,
-                },
-            ),
-        )
+        .create(&PostParams::default(), &gadget("g", 1))
         .await
         .expect("create gadget");
     // A finalizer on one object keeps the namespace terminating until it is released.

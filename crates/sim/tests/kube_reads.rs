@@ -320,19 +320,13 @@ async fn a_crd_registered_at_runtime_is_served_with_a_status_subresource() {
     );
 
     // A status in the create body is ignored: status belongs to the subresource.
-    let mut gadget = Gadget::new(
-        "g",
-        GadgetSpec {
-            size: 1,
-            color: None,
-        },
-    );
-    gadget.status = Some(GadgetStatus {
+    let mut sneaky = gadget("g", 1);
+    sneaky.status = Some(GadgetStatus {
         phase: "Sneaky".into(),
         observed_generation: None,
     });
     let created = gadgets
-        .create(&PostParams::default(), &gadget)
+        .create(&PostParams::default(), &sneaky)
         .await
         .expect("create gadget");
     assert_eq!(created.status, None);

@@ -34,16 +34,7 @@ async fn status_subresource_and_generation() {
     register_crd::<Gadget>(&client).await;
     let gadgets: Api<Gadget> = Api::namespaced(client.clone(), "status");
     let created = gadgets
-        .create(
-            &PostParams::default(),
-            &Gadget::new(
-                "g",
-                GadgetSpec {
-                    size: 1,
-                    color: None,
-                },
-            ),
-        )
+        .create(&PostParams::default(), &gadget("g", 1))
         .await
         .expect("create");
     assert_eq!(created.metadata.generation, Some(1));
@@ -262,16 +253,7 @@ async fn optimistic_concurrency_conflicts() {
     register_crd::<Gadget>(&client).await;
     let gadgets: Api<Gadget> = Api::namespaced(client.clone(), "occ");
     let g = gadgets
-        .create(
-            &PostParams::default(),
-            &Gadget::new(
-                "g",
-                GadgetSpec {
-                    size: 1,
-                    color: None,
-                },
-            ),
-        )
+        .create(&PostParams::default(), &gadget("g", 1))
         .await
         .expect("create gadget");
     let mut newer = g.clone();
@@ -455,11 +437,7 @@ async fn merge_json_and_strategic_patches() {
         .await
         .expect("strategic delete");
     assert_eq!(
-        deleted_sidecar.spec.and_then(|s| s.template.spec).map(|s| s
-            .containers
-            .into_iter()
-            .map(|c| c.name)
-            .collect::<Vec<_>>()),
+        container_names(deleted_sidecar),
         Some(vec!["app".to_owned()])
     );
     let replaced_list = deployments
@@ -473,13 +451,15 @@ async fn merge_json_and_strategic_patches() {
         .await
         .expect("merge patch");
     assert_eq!(
-        replaced_list.spec.and_then(|s| s.template.spec).map(|s| s
-            .containers
-            .into_iter()
-            .map(|c| c.name)
-            .collect::<Vec<_>>()),
+        container_names(replaced_list),
         Some(vec!["other".to_owned()])
     );
+}
+
+/// Names of a Deployment's pod template containers, in order.
+fn container_names(deployment: Deployment) -> Option<Vec<String>> {
+    let containers = deployment.spec?.template.spec?.containers;
+    Some(containers.into_iter().map(|c| c.name).collect())
 }
 
 fn managers(cm: &ConfigMap) -> Vec<(String, String)> {

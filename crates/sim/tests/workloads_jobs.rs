@@ -1,17 +1,22 @@
 //! The Job controller and the kubelet together, against an in-process API server over real HTTP.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{create_namespace, start_workloads};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{ListParams, LogParams, PostParams};
 use kube::runtime::wait::{Condition, await_condition};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use sim::apiserver::{ApiServer, ApiServerConfig};
-use sim::workloads::{Backoff, WorkloadConfig, Workloads};
+use sim::workloads::Workloads;
 
 const WAIT: Duration = Duration::from_secs(30);
+/// Back-off and resync of the workload controllers: short, so retries happen within a test.
+const TICK: Duration = Duration::from_millis(200);
 
 struct Cluster {
     api: ApiServer,
@@ -27,16 +32,9 @@ impl Cluster {
         })
         .await
         .expect("api server");
-        let workloads = start_workloads(&api);
+        let workloads = start_workloads(&api, TICK);
         let client = api.internal_client().expect("client");
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("ns"),
-            )
-            .await
-            .expect("namespace");
+        create_namespace(&client, namespace).await;
         let cluster = Cluster {
             api,
             client,
@@ -82,22 +80,6 @@ impl Cluster {
             .expect("list pods")
             .items
     }
-}
-
-fn start_workloads(api: &ApiServer) -> Workloads {
-    Workloads::start(
-        api.internal_client().expect("internal client"),
-        api.pod_logs().clone(),
-        WorkloadConfig {
-            backoff: Backoff {
-                initial: Duration::from_millis(200),
-                max: Duration::from_secs(2),
-            },
-            sync_interval: Duration::from_millis(200),
-            ..WorkloadConfig::default()
-        },
-    )
-    .expect("workloads")
 }
 
 fn template(command: serde_json::Value) -> serde_json::Value {
@@ -288,7 +270,7 @@ async fn a_restarted_controller_creates_no_duplicate_pod() {
     cluster.wait_job("once", has_active).await;
     first.stop().await;
 
-    let _second = start_workloads(&cluster.api);
+    let _second = start_workloads(&cluster.api, TICK);
     let job = cluster.wait_job("once", has_condition("Complete")).await;
     assert_eq!(job.status.expect("status").succeeded, Some(1));
     assert_eq!(cluster.pods_of("once").await.len(), 1);

@@ -1,15 +1,18 @@
 //! The kubelet: pods run as local processes, with the states, messages and logs Kubernetes shows.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use futures::{AsyncBufReadExt, StreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Namespace, Pod, Secret};
+use common::{create_namespace, start_workloads};
+use futures::{AsyncBufReadExt, Stream, StreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod, Secret};
 use kube::api::{DeleteParams, LogParams, PostParams};
 use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use sim::apiserver::{ApiServer, ApiServerConfig};
-use sim::workloads::{Backoff, WorkloadConfig, Workloads};
+use sim::workloads::Workloads;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -28,28 +31,9 @@ impl Cluster {
         })
         .await
         .expect("api server");
-        let workloads = Workloads::start(
-            api.internal_client().expect("internal client"),
-            api.pod_logs().clone(),
-            WorkloadConfig {
-                backoff: Backoff {
-                    initial: Duration::from_millis(300),
-                    max: Duration::from_secs(2),
-                },
-                sync_interval: Duration::from_millis(300),
-                ..WorkloadConfig::default()
-            },
-        )
-        .expect("workloads");
+        let workloads = start_workloads(&api, Duration::from_millis(300));
         let client = api.internal_client().expect("client");
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("ns"),
-            )
-            .await
-            .expect("namespace");
+        create_namespace(&client, namespace).await;
         Cluster {
             _api: api,
             _workloads: workloads,
@@ -84,6 +68,25 @@ impl Cluster {
         .await
     }
 
+    /// Creates a pod, waits until it runs, and follows the log of its (only) container.
+    async fn follow_running_pod(
+        &self,
+        name: &str,
+        spec: serde_json::Value,
+    ) -> impl Stream<Item = std::io::Result<String>> + Unpin {
+        self.create_pod(name, spec).await;
+        self.wait_pod(name, conditions::is_pod_running()).await;
+        let params = LogParams {
+            follow: true,
+            ..LogParams::default()
+        };
+        self.pods()
+            .log_stream(name, &params)
+            .await
+            .expect("log stream")
+            .lines()
+    }
+
     async fn wait_pod(&self, name: &str, condition: impl Condition<Pod>) -> Pod {
         tokio::time::timeout(WAIT, await_condition(self.pods(), name, condition))
             .await
@@ -91,6 +94,17 @@ impl Cluster {
             .expect("watch")
             .expect("pod exists")
     }
+}
+
+/// The next line of a followed log, or `None` where the log ends; panics after the time limit.
+async fn next_line(
+    lines: &mut (impl Stream<Item = std::io::Result<String>> + Unpin),
+    what: &str,
+) -> Option<String> {
+    tokio::time::timeout(WAIT, lines.next())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not arrive in time"))
+        .map(|line| line.expect("line"))
 }
 
 fn phase_is(phase: &'static str) -> impl Condition<Pod> {
@@ -324,42 +338,24 @@ async fn a_missing_config_map_or_secret_is_a_config_error() {
 #[tokio::test]
 async fn follow_streams_the_log_live() {
     let cluster = Cluster::start("follow").await;
-    cluster
-        .create_pod(
+    let mut lines = cluster
+        .follow_running_pod(
             "talker",
             json!({"restartPolicy": "Never", "containers": [container("app", json!(["sh", "-c", "echo a; sleep 1; echo b"]))]}),
         )
         .await;
-    cluster
-        .wait_pod("talker", conditions::is_pod_running())
-        .await;
-    let params = LogParams {
-        follow: true,
-        ..LogParams::default()
-    };
-    let mut lines = cluster
-        .pods()
-        .log_stream("talker", &params)
-        .await
-        .expect("log stream")
-        .lines();
-    let first = tokio::time::timeout(WAIT, lines.next())
-        .await
-        .expect("a in time");
-    assert_eq!(first.expect("line").expect("ok"), "a");
+    assert_eq!(next_line(&mut lines, "a").await.as_deref(), Some("a"));
     let got_a = Instant::now();
-    let second = tokio::time::timeout(WAIT, lines.next())
-        .await
-        .expect("b in time");
-    assert_eq!(second.expect("line").expect("ok"), "b");
+    assert_eq!(next_line(&mut lines, "b").await.as_deref(), Some("b"));
     assert!(
         got_a.elapsed() >= Duration::from_millis(200),
         "b arrived with a, not live"
     );
-    let end = tokio::time::timeout(WAIT, lines.next())
-        .await
-        .expect("stream ends");
-    assert!(end.is_none(), "the stream ends when the container exits");
+    assert_eq!(
+        next_line(&mut lines, "the end").await,
+        None,
+        "the stream ends when the container exits"
+    );
 }
 
 #[tokio::test]
@@ -429,29 +425,13 @@ test -e /credentials/auth/token || echo "the host has no /credentials""#;
 #[tokio::test]
 async fn deleting_a_pod_stops_its_process() {
     let cluster = Cluster::start("delete").await;
-    cluster
-        .create_pod(
+    let mut lines = cluster
+        .follow_running_pod(
             "sleeper",
             json!({"terminationGracePeriodSeconds": 1, "containers": [container("app", json!(["sh", "-c", "echo up; sleep 30"]))]}),
         )
         .await;
-    cluster
-        .wait_pod("sleeper", conditions::is_pod_running())
-        .await;
-    let params = LogParams {
-        follow: true,
-        ..LogParams::default()
-    };
-    let mut lines = cluster
-        .pods()
-        .log_stream("sleeper", &params)
-        .await
-        .expect("log stream")
-        .lines();
-    let first = tokio::time::timeout(WAIT, lines.next())
-        .await
-        .expect("up in time");
-    assert_eq!(first.expect("line").expect("ok"), "up");
+    assert_eq!(next_line(&mut lines, "up").await.as_deref(), Some("up"));
     let pod = cluster.pods().get("sleeper").await.expect("pod");
     cluster
         .pods()

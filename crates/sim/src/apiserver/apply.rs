@@ -344,35 +344,27 @@ mod tests {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}, "data": data})
     }
 
+    /// The live object before the first apply: no fields, no managers.
+    fn nothing() -> Value {
+        json!({"metadata": {}})
+    }
+
+    /// `manager` applies a ConfigMap with `data` onto `live`, over the whole object.
+    fn apply_data(
+        live: &Value,
+        data: Value,
+        manager: &str,
+        force: bool,
+    ) -> Result<Value, ApiError> {
+        apply(live, &cm(data), manager, force, Scope::Main, NOW)
+    }
+
     #[test]
     fn apply_removes_fields_the_manager_dropped_and_keeps_others() {
-        let live = apply(
-            &json!({"metadata": {}}),
-            &cm(json!({"a": "1", "b": "2"})),
-            "one",
-            false,
-            Scope::Main,
-            NOW,
-        )
-        .expect("first");
-        let live = apply(
-            &live,
-            &cm(json!({"c": "3"})),
-            "two",
-            false,
-            Scope::Main,
-            NOW,
-        )
-        .expect("second");
-        let live = apply(
-            &live,
-            &cm(json!({"a": "1"})),
-            "one",
-            false,
-            Scope::Main,
-            NOW,
-        )
-        .expect("third");
+        let live =
+            apply_data(&nothing(), json!({"a": "1", "b": "2"}), "one", false).expect("first");
+        let live = apply_data(&live, json!({"c": "3"}), "two", false).expect("second");
+        let live = apply_data(&live, json!({"a": "1"}), "one", false).expect("third");
         assert_eq!(live["data"], json!({"a": "1", "c": "3"}));
         let managers: Vec<&str> = live["metadata"]["managedFields"]
             .as_array()
@@ -385,67 +377,26 @@ mod tests {
 
     #[test]
     fn conflicting_apply_needs_force() {
-        let live = apply(
-            &json!({"metadata": {}}),
-            &cm(json!({"a": "1"})),
-            "one",
-            false,
-            Scope::Main,
-            NOW,
-        )
-        .expect("first");
-        let err = apply(
-            &live,
-            &cm(json!({"a": "2"})),
-            "two",
-            false,
-            Scope::Main,
-            NOW,
-        )
-        .expect_err("conflict");
+        let live = apply_data(&nothing(), json!({"a": "1"}), "one", false).expect("first");
+        let err = apply_data(&live, json!({"a": "2"}), "two", false).expect_err("conflict");
         assert_eq!(err.code, 409);
         assert_eq!(
             err.message,
             "Apply failed with 1 conflict: conflict with \"one\" using v1: .data.a"
         );
-        let forced =
-            apply(&live, &cm(json!({"a": "2"})), "two", true, Scope::Main, NOW).expect("forced");
+        let forced = apply_data(&live, json!({"a": "2"}), "two", true).expect("forced");
         assert_eq!(forced["data"]["a"], "2");
         // The same value is shared ownership, not a conflict.
-        apply(
-            &live,
-            &cm(json!({"a": "1"})),
-            "two",
-            false,
-            Scope::Main,
-            NOW,
-        )
-        .expect("same value");
+        apply_data(&live, json!({"a": "1"}), "two", false).expect("same value");
     }
 
     #[test]
     fn update_takes_ownership_of_changed_fields() {
-        let live = apply(
-            &json!({"metadata": {}}),
-            &cm(json!({"a": "1"})),
-            "one",
-            false,
-            Scope::Main,
-            NOW,
-        )
-        .expect("apply");
+        let live = apply_data(&nothing(), json!({"a": "1"}), "one", false).expect("apply");
         let mut updated = live.clone();
         updated["data"]["a"] = json!("9");
         record_update(&live, &mut updated, "editor", Scope::Main, NOW);
-        let err = apply(
-            &updated,
-            &cm(json!({"a": "1"})),
-            "one",
-            false,
-            Scope::Main,
-            NOW,
-        )
-        .expect_err("conflict");
+        let err = apply_data(&updated, json!({"a": "1"}), "one", false).expect_err("conflict");
         assert!(
             err.message.contains("conflict with \"editor\""),
             "{}",

@@ -269,49 +269,25 @@ pub fn update(
             let now = now();
             let mut next = match &write {
                 Write::Replace(body) => {
-                    let sent_rv = body["metadata"]["resourceVersion"].as_str().unwrap_or_default();
-                    if !sent_rv.is_empty() && Some(sent_rv) != current["metadata"]["resourceVersion"].as_str() {
-                        return Err(ApiError::conflict(
-                            &rt.group,
-                            &rt.plural,
-                            name,
-                            "the object has been modified; please apply your changes to the latest version and try again",
-                        ));
-                    }
+                    check_sent_resource_version(rt, name, body, current)?;
                     body.clone()
                 }
                 Write::Patch(kind, patch) => {
                     let patched = patch::apply_patch(*kind, current, patch)?;
                     // A resourceVersion the patch sets is a precondition, as for a replace.
-                    let sent_rv = patched["metadata"]["resourceVersion"].as_str().unwrap_or_default();
-                    if !sent_rv.is_empty() && Some(sent_rv) != current["metadata"]["resourceVersion"].as_str() {
-                        return Err(ApiError::conflict(
-                            &rt.group,
-                            &rt.plural,
-                            name,
-                            "the object has been modified; please apply your changes to the latest version and try again",
-                        ));
-                    }
+                    check_sent_resource_version(rt, name, &patched, current)?;
                     patched
                 }
                 Write::Apply { config, force } => {
                     validate_apply_identity(rt, config, name)?;
-                    // As the real API server: a resourceVersion in the applied configuration is a
-                    // precondition, so a writer acting on a stale read gets 409 instead of winning.
-                    let sent_rv = config["metadata"]["resourceVersion"].as_str().unwrap_or_default();
-                    if !sent_rv.is_empty() && Some(sent_rv) != current["metadata"]["resourceVersion"].as_str() {
-                        return Err(ApiError::conflict(
-                            &rt.group,
-                            &rt.plural,
-                            name,
-                            "the object has been modified; please apply your changes to the latest version and try again",
-                        ));
-                    }
+                    check_sent_resource_version(rt, name, config, current)?;
                     apply::apply(current, config, manager, *force, scope, &now)?
                 }
             };
             if !next.is_object() {
-                return Err(ApiError::bad_request("the body of the request is not a JSON object"));
+                return Err(ApiError::bad_request(
+                    "the body of the request is not a JSON object",
+                ));
             }
             if next["metadata"]["name"].as_str().is_some_and(|n| n != name) {
                 return Err(ApiError::bad_request(format!(
@@ -351,6 +327,29 @@ pub fn update(
     Ok((updated, false))
 }
 
+/// As the real API server: a resourceVersion the client sends (in a replaced body, a patch or an
+/// apply configuration) is a precondition, so a writer acting on a stale read gets 409 instead of
+/// winning. Sending none makes the write unconditional.
+fn check_sent_resource_version(
+    rt: &ResourceType,
+    name: &str,
+    sent: &Value,
+    current: &Value,
+) -> Result<(), ApiError> {
+    let sent_rv = sent["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default();
+    if !sent_rv.is_empty() && Some(sent_rv) != current["metadata"]["resourceVersion"].as_str() {
+        return Err(ApiError::conflict(
+            &rt.group,
+            &rt.plural,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        ));
+    }
+    Ok(())
+}
+
 fn validate_apply_identity(rt: &ResourceType, config: &Value, name: &str) -> Result<(), ApiError> {
     if config["apiVersion"].as_str().is_none() || config["kind"].as_str().is_none() {
         return Err(ApiError::bad_request(
@@ -382,24 +381,10 @@ fn keep_server_owned(rt: &ResourceType, current: &Value, next: &mut Value, scope
             let status = next.get("status").cloned();
             let managed = next["metadata"]["managedFields"].clone();
             *next = current.clone();
-            match status {
-                Some(status) => next["status"] = status,
-                None => {
-                    if let Some(map) = next.as_object_mut() {
-                        map.remove("status");
-                    }
-                }
-            }
+            set_or_remove(next, "status", status);
             next["metadata"]["managedFields"] = managed;
         }
-        Scope::MainWithoutStatus => match current.get("status") {
-            Some(status) => next["status"] = status.clone(),
-            None => {
-                if let Some(map) = next.as_object_mut() {
-                    map.remove("status");
-                }
-            }
-        },
+        Scope::MainWithoutStatus => set_or_remove(next, "status", current.get("status").cloned()),
         Scope::Main => {}
     }
     if !next["metadata"].is_object() {
@@ -414,14 +399,11 @@ fn keep_server_owned(rt: &ResourceType, current: &Value, next: &mut Value, scope
         "deletionGracePeriodSeconds",
         "generation",
     ] {
-        match current["metadata"].get(key) {
-            Some(v) => next["metadata"][key] = v.clone(),
-            None => {
-                if let Some(map) = next["metadata"].as_object_mut() {
-                    map.remove(key);
-                }
-            }
-        }
+        set_or_remove(
+            &mut next["metadata"],
+            key,
+            current["metadata"].get(key).cloned(),
+        );
     }
     // A finalizer may not be added to an object that is being deleted.
     if current["metadata"]["deletionTimestamp"].is_string() {
@@ -432,6 +414,19 @@ fn keep_server_owned(rt: &ResourceType, current: &Value, next: &mut Value, scope
             .map(Value::String)
             .collect();
         next["metadata"]["finalizers"] = Value::Array(after);
+    }
+}
+
+/// Sets `object[key]` to `value`, or removes `key` when there is no value: copies an optional field
+/// from another object, its absence included.
+fn set_or_remove(object: &mut Value, key: &str, value: Option<Value>) {
+    match value {
+        Some(value) => object[key] = value,
+        None => {
+            if let Some(map) = object.as_object_mut() {
+                map.remove(key);
+            }
+        }
     }
 }
 
@@ -546,31 +541,29 @@ fn check_preconditions(
     options: &DeleteOptions,
 ) -> Result<(), ApiError> {
     let meta = &current["metadata"];
-    if let Some(uid) = &options.precondition_uid
-        && meta["uid"].as_str() != Some(uid)
-    {
-        return Err(ApiError::conflict(
-            &rt.group,
-            &rt.plural,
-            name,
-            &format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                meta["uid"].as_str().unwrap_or_default()
-            ),
-        ));
-    }
-    if let Some(rv) = &options.precondition_rv
-        && meta["resourceVersion"].as_str() != Some(rv)
-    {
-        return Err(ApiError::conflict(
-            &rt.group,
-            &rt.plural,
-            name,
-            &format!(
-                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                meta["resourceVersion"].as_str().unwrap_or_default()
-            ),
-        ));
+    // Checked in this order, as the real API server does: the first mismatch is the error.
+    let preconditions = [
+        ("UID", "uid", &options.precondition_uid),
+        (
+            "ResourceVersion",
+            "resourceVersion",
+            &options.precondition_rv,
+        ),
+    ];
+    for (label, field, expected) in preconditions {
+        if let Some(expected) = expected
+            && meta[field].as_str() != Some(expected)
+        {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                &format!(
+                    "Precondition failed: {label} in precondition: {expected}, {label} in object meta: {}",
+                    meta[field].as_str().unwrap_or_default()
+                ),
+            ));
+        }
     }
     Ok(())
 }

@@ -81,6 +81,19 @@ struct Inner {
     tables: HashMap<String, Table>,
 }
 
+impl Inner {
+    /// The object stored under `key` in `table`, if any.
+    fn object(&self, table: &str, key: &ObjectKey) -> Option<Arc<Value>> {
+        self.tables.get(table)?.objects.get(key).cloned()
+    }
+
+    /// Advances the global resourceVersion for one more change, and returns it.
+    fn next_rv(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+}
+
 pub struct Store {
     inner: Mutex<Inner>,
     deleted: mpsc::UnboundedSender<()>,
@@ -128,13 +141,9 @@ impl Store {
     }
 
     pub fn get(&self, table: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
-        let inner = self.inner.lock();
-        inner
-            .tables
-            .get(table)?
-            .objects
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
+        self.inner
+            .lock()
+            .object(table, &(namespace.to_owned(), name.to_owned()))
     }
 
     /// All objects of a table (in one namespace, or all), in (namespace, name) order, and the
@@ -172,8 +181,7 @@ impl Store {
     pub fn create<E>(&self, table: &str, mut object: Value) -> Result<Arc<Value>, WriteError<E>> {
         let key = object_key(&object);
         let mut inner = self.inner.lock();
-        inner.rv += 1;
-        let rv = inner.rv;
+        let rv = inner.next_rv();
         let t = inner.tables.entry(table.to_owned()).or_default();
         if t.objects.contains_key(&key) {
             return Err(WriteError::AlreadyExists);
@@ -201,17 +209,11 @@ impl Store {
     ) -> Result<Arc<Value>, WriteError<E>> {
         let key = (namespace.to_owned(), name.to_owned());
         let mut inner = self.inner.lock();
-        let current = inner
-            .tables
-            .get(table)
-            .and_then(|t| t.objects.get(&key))
-            .cloned()
-            .ok_or(WriteError::NotFound)?;
+        let current = inner.object(table, &key).ok_or(WriteError::NotFound)?;
         let Some(mut updated) = change(&current).map_err(WriteError::Rejected)? else {
             return Ok(current);
         };
-        inner.rv += 1;
-        let rv = inner.rv;
+        let rv = inner.next_rv();
         updated["metadata"]["resourceVersion"] = Value::String(rv.to_string());
         let updated = Arc::new(updated);
         let t = inner.tables.entry(table.to_owned()).or_default();
@@ -235,15 +237,9 @@ impl Store {
     ) -> Result<Arc<Value>, WriteError<E>> {
         let key = (namespace.to_owned(), name.to_owned());
         let mut inner = self.inner.lock();
-        let current = inner
-            .tables
-            .get(table)
-            .and_then(|t| t.objects.get(&key))
-            .cloned()
-            .ok_or(WriteError::NotFound)?;
+        let current = inner.object(table, &key).ok_or(WriteError::NotFound)?;
         check(&current).map_err(WriteError::Rejected)?;
-        inner.rv += 1;
-        let rv = inner.rv;
+        let rv = inner.next_rv();
         let t = inner.tables.entry(table.to_owned()).or_default();
         t.objects.remove(&key);
         let mut gone = (*current).clone();

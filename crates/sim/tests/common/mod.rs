@@ -1,5 +1,6 @@
 //! Helpers shared by the kube-rs conformance tests: an API server per test, a client over HTTPS, a
 //! custom resource registered at runtime, and waits with bounded timeouts.
+// Every test binary compiles this module and uses only some of it.
 #![allow(dead_code)]
 
 use std::fmt::Debug;
@@ -18,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sim::apiserver::{ApiServer, ApiServerConfig};
+use sim::workloads::{Backoff, WorkloadConfig, Workloads};
 
 /// The longest any wait in these tests may take.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -129,6 +131,11 @@ pub struct GadgetSpec {
     pub color: Option<String>,
 }
 
+/// A Gadget of `size`, without a colour or a status.
+pub fn gadget(name: &str, size: i64) -> Gadget {
+    Gadget::new(name, GadgetSpec { size, color: None })
+}
+
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct GadgetStatus {
@@ -166,6 +173,24 @@ pub async fn register_crd<K: CustomResourceExt>(client: &Client) -> CustomResour
         .await
         .expect("create CRD");
     wait_for(&crds, &name, conditions::is_crd_established()).await
+}
+
+/// The kubelet and the Job controller over `api`, with a back-off that starts at `tick` and a pod
+/// resync every `tick`, so that restarts and retries happen within a test's patience.
+pub fn start_workloads(api: &ApiServer, tick: Duration) -> Workloads {
+    Workloads::start(
+        api.internal_client().expect("internal client"),
+        api.pod_logs().clone(),
+        WorkloadConfig {
+            backoff: Backoff {
+                initial: tick,
+                max: Duration::from_secs(2),
+            },
+            sync_interval: tick,
+            ..WorkloadConfig::default()
+        },
+    )
+    .expect("workloads")
 }
 
 /// Names of objects, in the order given.

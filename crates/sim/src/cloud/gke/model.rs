@@ -249,6 +249,30 @@ fn conditions_json(conditions: &[Condition], enc: Encoding) -> Value {
         .collect()
 }
 
+/// `projects/P/{zones|locations}/L/clusters/C`, the cluster's path in links and messages.
+pub fn cluster_path(key: &ClusterKey) -> String {
+    format!(
+        "{}/clusters/{}",
+        location_path(&key.project, &key.location),
+        key.name
+    )
+}
+
+/// `statusMessage` and `conditions` of a cluster or node pool: GKE omits them while empty.
+fn set_status_details(
+    out: &mut Map<String, Value>,
+    status_message: &str,
+    conditions: &[Condition],
+    enc: Encoding,
+) {
+    if !status_message.is_empty() {
+        out.insert("statusMessage".to_owned(), json!(status_message));
+    }
+    if !conditions.is_empty() {
+        out.insert("conditions".to_owned(), conditions_json(conditions, enc));
+    }
+}
+
 /// `Cluster` JSON.
 pub fn cluster_json(cluster: &ClusterRecord, enc: Encoding) -> Value {
     let key = &cluster.key;
@@ -274,14 +298,7 @@ pub fn cluster_json(cluster: &ClusterRecord, enc: Encoding) -> Value {
     };
     set("locations", json!(locations));
     set("id", json!(cluster.id));
-    set(
-        "selfLink",
-        json!(link(&format!(
-            "{}/clusters/{}",
-            location_path(&key.project, &key.location),
-            key.name
-        ))),
-    );
+    set("selfLink", json!(link(&cluster_path(key))));
     set("status", enc.render(cluster.status));
     set("createTime", json!(cluster.create_time));
     set("initialClusterVersion", json!(VERSION));
@@ -304,12 +321,7 @@ pub fn cluster_json(cluster: &ClusterRecord, enc: Encoding) -> Value {
             json!(base64::engine::general_purpose::STANDARD.encode(ca));
     }
     set("masterAuth", master_auth);
-    if !cluster.status_message.is_empty() {
-        set("statusMessage", json!(cluster.status_message));
-    }
-    if !cluster.conditions.is_empty() {
-        set("conditions", conditions_json(&cluster.conditions, enc));
-    }
+    set_status_details(&mut out, &cluster.status_message, &cluster.conditions, enc);
     out.remove("initialNodeCount");
     Value::Object(out)
 }
@@ -340,9 +352,8 @@ pub fn pool_json(key: &ClusterKey, pool: &PoolRecord, enc: Encoding) -> Value {
     set(
         "selfLink",
         json!(link(&format!(
-            "{}/clusters/{}/nodePools/{}",
-            location_path(&key.project, &key.location),
-            key.name,
+            "{}/nodePools/{}",
+            cluster_path(key),
             pool.name
         ))),
     );
@@ -353,12 +364,7 @@ pub fn pool_json(key: &ClusterKey, pool: &PoolRecord, enc: Encoding) -> Value {
             key.project, key.location, key.name, pool.name
         )]),
     );
-    if !pool.status_message.is_empty() {
-        set("statusMessage", json!(pool.status_message));
-    }
-    if !pool.conditions.is_empty() {
-        set("conditions", conditions_json(&pool.conditions, enc));
-    }
+    set_status_details(&mut out, &pool.status_message, &pool.conditions, enc);
     Value::Object(out)
 }
 

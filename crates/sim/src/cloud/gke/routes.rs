@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use super::errors::GoogleError;
 use super::model::{
     ClusterRecord, ClusterStatus, DEFAULT_MACHINE_TYPE, Encoding, OpType, PoolRecord, PoolStatus,
-    cluster_json, location_path, now, operation_json, pool_json,
+    cluster_json, cluster_path, location_path, now, operation_json, pool_json,
 };
 use super::operations::{self, PoolPlan};
 use super::paths::{self, Scope, Target};
@@ -143,11 +143,7 @@ fn key(scope: Scope, name: String) -> Result<ClusterKey, GoogleError> {
 }
 
 fn not_found(key: &ClusterKey) -> GoogleError {
-    GoogleError::not_found(format!(
-        "Not found: {}/clusters/{}.",
-        location_path(&key.project, &key.location),
-        key.name
-    ))
+    GoogleError::not_found(format!("Not found: {}.", cluster_path(key)))
 }
 
 /// The cluster `name` in `scope`; with location `-`, in any location of the project.

@@ -199,11 +199,9 @@ impl PodWorker {
                 .mark_restarting(&self.namespace, &self.name, &container_name);
             let message = (!delay.is_zero()).then(|| {
                 format!(
-                    "back-off {} restarting failed container={container_name} pod={}_{}({})",
+                    "back-off {} restarting failed container={container_name} pod={}",
                     go_duration(delay),
-                    self.name,
-                    self.namespace,
-                    self.pod.uid().unwrap_or_default()
+                    self.pod_description()
                 )
             });
             self.update(kind, index, |c| {
@@ -218,10 +216,8 @@ impl PodWorker {
             .await;
             if !delay.is_zero() {
                 let note = format!(
-                    "Back-off restarting failed container {container_name} in pod {}_{}({})",
-                    self.name,
-                    self.namespace,
-                    self.pod.uid().unwrap_or_default()
+                    "Back-off restarting failed container {container_name} in pod {}",
+                    self.pod_description()
                 );
                 self.container_event(kind, index, EventType::Warning, "BackOff", &note)
                     .await;
@@ -261,7 +257,7 @@ impl PodWorker {
         let process = match launch.start(log) {
             Ok(process) => process,
             Err(message) => {
-                let note = format!("Error: {message}");
+                let error = message.clone();
                 self.update(kind, index, |c| {
                     c.state = RunState::Terminated(Terminated {
                         exit_code: START_ERROR_EXIT_CODE,
@@ -273,8 +269,7 @@ impl PodWorker {
                     });
                 })
                 .await;
-                self.container_event(kind, index, EventType::Warning, "Failed", &note)
-                    .await;
+                self.container_failed(kind, index, &error).await;
                 return Attempt::Exited(START_ERROR_EXIT_CODE);
             }
         };
@@ -391,14 +386,7 @@ impl PodWorker {
             .await;
             self.set_waiting(kind, index, "ErrImagePull", Some(error.clone()))
                 .await;
-            self.container_event(
-                kind,
-                index,
-                EventType::Warning,
-                "Failed",
-                "Error: ErrImagePull",
-            )
-            .await;
+            self.container_failed(kind, index, "ErrImagePull").await;
             let backoff = self.ctx.config.backoff.delay(failures);
             failures = failures.saturating_add(1);
             let until = tokio::time::Instant::now() + backoff;
@@ -418,14 +406,7 @@ impl PodWorker {
                 &format!("Back-off pulling image \"{named}\""),
             )
             .await;
-            self.container_event(
-                kind,
-                index,
-                EventType::Warning,
-                "Failed",
-                "Error: ImagePullBackOff",
-            )
-            .await;
+            self.container_failed(kind, index, "ImagePullBackOff").await;
             let remaining = until.saturating_duration_since(tokio::time::Instant::now());
             if !self.pause(remaining).await {
                 return false;
@@ -462,14 +443,7 @@ impl PodWorker {
                         Some(message.clone()),
                     )
                     .await;
-                    self.container_event(
-                        kind,
-                        index,
-                        EventType::Warning,
-                        "Failed",
-                        &format!("Error: {message}"),
-                    )
-                    .await;
+                    self.container_failed(kind, index, &message).await;
                 }
             }
             if !self.pause(self.ctx.config.sync_interval).await {
@@ -563,12 +537,29 @@ impl PodWorker {
         }
     }
 
+    /// `name_namespace(uid)`, as kubelet messages name a pod.
+    fn pod_description(&self) -> String {
+        format!(
+            "{}_{}({})",
+            self.name,
+            self.namespace,
+            self.pod.uid().unwrap_or_default()
+        )
+    }
+
     /// Sleeps unless the pod stops first; false when it stopped.
     async fn pause(&self, duration: Duration) -> bool {
         tokio::select! {
             () = tokio::time::sleep(duration) => true,
             () = self.stop.cancelled() => false,
         }
+    }
+
+    /// The kubelet's Warning `Failed` event for a container that cannot go on: `Error: <error>`.
+    async fn container_failed(&self, kind: Kind, index: usize, error: &str) {
+        let note = format!("Error: {error}");
+        self.container_event(kind, index, EventType::Warning, "Failed", &note)
+            .await;
     }
 
     async fn container_event(
