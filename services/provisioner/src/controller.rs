@@ -1,0 +1,900 @@
+//! The `TestClusterGKE` controller: from a request to Config Connector objects and back to nothing.
+//!
+//! [`reconcile`] hands each object to kube's `finalizer` helper, which splits the work in two:
+//!
+//! - [`apply`] converges: validate the spec, assign `status.clusterName` (persisted before anything
+//!   is created, so a restart reuses it), render the template, server-side apply its objects with
+//!   this CR as their controller, and fold their conditions into `status`. Once the run is over
+//!   (a terminal phase), it deletes the objects instead and keeps the CR as the run's record.
+//! - [`cleanup`] runs when the CR is deleted: phase Deleting, delete the objects, and keep the
+//!   finalizer until Config Connector has let go of every one of them (its own finalizers go only
+//!   once the cloud resource is gone).
+//!
+//! Nothing here polls: the controller watches the six Config Connector kinds it owns, so every
+//! change of a dependency (including its disappearance) re-runs the reconcile of its owner.
+//! Requeue timers are used only to back off after errors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::core::DynamicObject;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::watcher;
+use kube::{Resource as _, ResourceExt as _};
+use rand::Rng as _;
+use serde::Serialize;
+use serde_json::{Value, json};
+use testcluster_resources::metadata::{
+    DEFAULT_CONFIG_TEMPLATE, DEFAULT_MACHINE_TYPE, DEFAULT_NODES, GROUP, KIND, VERSION,
+    dependency_key,
+};
+use testcluster_resources::{Condition, ErrorStatus, Phase, TestClusterGKE, TestClusterGKEStatus};
+use tokio_util::sync::CancellationToken;
+
+use crate::Settings;
+use crate::readiness::{self, Dependency};
+use crate::template::{self, OWNED_KINDS, ObjectKind, RenderedObject, TemplateParams};
+use crate::validation::{self, CLUSTER_NAME_SUFFIX_LEN};
+
+/// Finalizer that keeps a `TestClusterGKE` until its cloud resources are gone.
+pub const FINALIZER: &str = "clusters.ci.cilium.io/provisioner";
+/// Field manager of every write, and the reporting controller of Events.
+pub const FIELD_MANAGER: &str = "testcluster-provisioner";
+/// Label on every rendered object, naming its `TestClusterGKE` (for `kubectl get -l`).
+pub const TEST_CLUSTER_LABEL: &str = "clusters.ci.cilium.io/test-cluster";
+
+/// `Ready` reason for a spec that cannot be provisioned (applied with kubectl, unchecked).
+pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+/// `Ready` reason while the run is over and its cloud resources are being deleted.
+pub const REASON_DELETING_DEPENDENCIES: &str = "DeletingDependencies";
+/// `Ready` reason once the run's cloud resources are all deleted.
+pub const REASON_DEPENDENCIES_DELETED: &str = "DependenciesDeleted";
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Why a reconcile did not finish. The variant name is the `error` label of logs (and metrics).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("encoding an object: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("{0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+    #[error("the object has no namespace")]
+    NoNamespace,
+    #[error("{kind} {namespace}/{name} exists but belongs to another owner")]
+    NotOwned {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
+    /// Not a failure: deletion goes on, and the watch on the owned objects reports its end.
+    #[error("{remaining} Config Connector objects are still being deleted")]
+    TeardownInProgress { remaining: usize },
+}
+
+impl Error {
+    /// A short, stable name for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Encode(_) => "encode",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.label(),
+                _ => "finalizer",
+            },
+            Error::NoNamespace => "no_namespace",
+            Error::NotOwned { .. } => "not_owned",
+            Error::TeardownInProgress { .. } => "teardown_in_progress",
+        }
+    }
+
+    fn is_teardown_in_progress(&self) -> bool {
+        self.label() == "teardown_in_progress"
+    }
+
+    /// A write based on a stale read (409): routine, retried at once on fresh data.
+    fn is_conflict(&self) -> bool {
+        match self {
+            Error::Kube(kube::Error::Api(status)) => status.code == 409,
+            Error::Finalizer(inner) => match inner.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
+                    e.is_conflict()
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// What every reconcile needs.
+pub struct Context {
+    pub client: kube::Client,
+    pub settings: Arc<Settings>,
+    recorder: Recorder,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, settings: Arc<Settings>) -> Context {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.to_owned(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Context {
+            client,
+            settings,
+            recorder,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Publishes an Event about `tc`. A lost Event is logged, not fatal: it is for humans.
+    async fn publish(&self, tc: &TestClusterGKE, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &tc.object_ref(&())).await {
+            tracing::warn!(name = %tc.name_any(), %error, reason, "cannot publish event");
+        }
+    }
+
+    fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let count = failures.entry(key.to_owned()).or_insert(0);
+        *count = count.saturating_add(1);
+        FIRST_BACKOFF
+            .saturating_mul(2u32.saturating_pow(count.saturating_sub(1).min(16)))
+            .min(MAX_BACKOFF)
+    }
+
+    fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+/// Fails with a hint on how to install the CRD when `TestClusterGKE` is not served.
+pub async fn check_crd(client: &kube::Client) -> anyhow::Result<()> {
+    let api: Api<TestClusterGKE> = Api::all(client.clone());
+    if let Err(error) = api.list(&ListParams::default().limit(1)).await {
+        anyhow::bail!(
+            "cannot list {KIND} ({GROUP}/{VERSION}): {error}; is the CRD installed? \
+             (kubectl apply -f deploy/k8s/crds/, or `crdgen | kubectl apply -f -`)"
+        );
+    }
+    Ok(())
+}
+
+/// Runs the controller until `shutdown` is cancelled, then lets in-flight reconciles finish.
+pub async fn run(client: kube::Client, settings: Arc<Settings>, shutdown: CancellationToken) {
+    let context = Arc::new(Context::new(client.clone(), settings));
+    let mut controller = Controller::new(
+        Api::<TestClusterGKE>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    for kind in OWNED_KINDS {
+        let resource = kind.api_resource();
+        controller = controller.owns_with(
+            Api::<DynamicObject>::all_with(client.clone(), &resource),
+            resource,
+            watcher::Config::default(),
+        );
+    }
+    controller
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(%object, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+fn object_key(tc: &TestClusterGKE) -> String {
+    format!("{}/{}", tc.namespace().unwrap_or_default(), tc.name_any())
+}
+
+async fn reconcile(tc: Arc<TestClusterGKE>, context: Arc<Context>) -> Result<Action, Error> {
+    let namespace = tc.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<TestClusterGKE> = Api::namespaced(context.client.clone(), &namespace);
+    let key = object_key(&tc);
+    let action = finalizer(&api, FINALIZER, tc, |event| async {
+        match event {
+            finalizer::Event::Apply(tc) => apply(&tc, &context).await,
+            finalizer::Event::Cleanup(tc) => cleanup(&tc, &context).await,
+        }
+    })
+    .await
+    .map_err(|error| Error::Finalizer(Box::new(error)))?;
+    context.succeeded(&key);
+    Ok(action)
+}
+
+/// The one place that decides what happens after a failed reconcile.
+fn error_policy(tc: Arc<TestClusterGKE>, error: &Error, context: Arc<Context>) -> Action {
+    if error.is_teardown_in_progress() {
+        // Each owned object's deletion is a watch event that brings the reconcile back.
+        tracing::debug!(name = %tc.name_any(), %error, "waiting for teardown");
+        return Action::await_change();
+    }
+    let wait = context.backoff(&object_key(&tc));
+    if error.is_conflict() {
+        tracing::debug!(name = %tc.name_any(), retry_in = ?wait, "stale read, retrying");
+        return Action::requeue(wait);
+    }
+    tracing::warn!(
+        name = %tc.name_any(),
+        namespace = tc.namespace().unwrap_or_default(),
+        error = error.label(),
+        detail = %error,
+        retry_in = ?wait,
+        "reconcile failed"
+    );
+    Action::requeue(wait)
+}
+
+/// The parts of `status` the provisioner writes. Server-side apply sends exactly these, so the
+/// runner's fields (and the phases it owns) are never touched.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProvisionerStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phase: Option<Phase>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    conditions: Vec<Condition>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    dependency_conditions: BTreeMap<String, Vec<Condition>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observed_generation: Option<i64>,
+    #[serde(skip_serializing_if = "ProvisionerTimestamps::is_empty")]
+    phase_timestamps: ProvisionerTimestamps,
+}
+
+/// The phase timestamps of the phases the provisioner sets.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProvisionerTimestamps {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_time: Option<Time>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provisioning_time: Option<Time>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ready_time: Option<Time>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleting_time: Option<Time>,
+    /// Only for Error; the runner sets it for Succeeded and Failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_time: Option<Time>,
+}
+
+impl ProvisionerTimestamps {
+    fn is_empty(&self) -> bool {
+        *self == ProvisionerTimestamps::default()
+    }
+}
+
+impl ProvisionerStatus {
+    /// The provisioner's share of `status` as it is now.
+    fn from_current(status: &TestClusterGKEStatus) -> ProvisionerStatus {
+        let phase = status.phase.filter(|p| readiness::is_provisioner_phase(*p));
+        let times = status.phase_timestamps.clone().unwrap_or_default();
+        ProvisionerStatus {
+            cluster_name: status.cluster_name.clone(),
+            phase,
+            location: status.location.clone(),
+            conditions: status.conditions.clone(),
+            dependency_conditions: status.dependency_conditions.clone(),
+            error: status.error.clone(),
+            observed_generation: status.observed_generation,
+            phase_timestamps: ProvisionerTimestamps {
+                pending_time: times.pending_time,
+                provisioning_time: times.provisioning_time,
+                ready_time: times.ready_time,
+                deleting_time: times.deleting_time,
+                finish_time: times.finish_time.filter(|_| phase == Some(Phase::Error)),
+            },
+        }
+    }
+}
+
+/// Writes the provisioner's status if it differs from the current one. The resourceVersion the
+/// decision was based on is a precondition: acting on a stale cache (say, moving Running back to
+/// Ready) fails with a conflict and the reconcile runs again on fresh data.
+async fn write_status(
+    tc: &TestClusterGKE,
+    context: &Context,
+    desired: &ProvisionerStatus,
+) -> Result<bool, Error> {
+    let current = ProvisionerStatus::from_current(&tc.status.clone().unwrap_or_default());
+    // Compare encoded forms: times are written with second precision, so a value straight from
+    // another object may differ from its own round trip, which would otherwise write forever.
+    if serde_json::to_value(&current)? == serde_json::to_value(desired)? {
+        return Ok(false);
+    }
+    let namespace = tc.namespace().ok_or(Error::NoNamespace)?;
+    let name = tc.name_any();
+    let api: Api<TestClusterGKE> = Api::namespaced(context.client.clone(), &namespace);
+    let patch = json!({
+        "apiVersion": format!("{GROUP}/{VERSION}"),
+        "kind": KIND,
+        "metadata": {"name": name, "resourceVersion": tc.resource_version()},
+        "status": desired,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(true)
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// `<name>-<5 random [a-z0-9]>`, as the seed names its clusters.
+pub fn generate_cluster_name(name: &str) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..CLUSTER_NAME_SUFFIX_LEN)
+        .map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())]))
+        .collect();
+    format!("{name}-{suffix}")
+}
+
+/// The region of a zone (`europe-west2-b` → `europe-west2`); a region stays as it is.
+pub fn region_of(location: &str) -> String {
+    match location.rsplit_once('-') {
+        // Zones end in a single letter (`-a`, `-b`, ...); regions end in a word with digits.
+        Some((region, zone)) if zone.len() == 1 && region.contains('-') => region.to_owned(),
+        _ => location.to_owned(),
+    }
+}
+
+/// Template parameters for `tc`, with the seed's defaults and the provisioner's configuration
+/// filling unset fields.
+fn template_params(tc: &TestClusterGKE, cluster_name: &str, settings: &Settings) -> TemplateParams {
+    let spec = &tc.spec;
+    let location = spec
+        .location
+        .clone()
+        .unwrap_or_else(|| settings.default_location.clone());
+    TemplateParams {
+        namespace: tc.namespace().unwrap_or_default(),
+        cluster_name: cluster_name.to_owned(),
+        project: spec
+            .project
+            .clone()
+            .unwrap_or_else(|| settings.default_project.clone()),
+        region: spec.region.clone().unwrap_or_else(|| region_of(&location)),
+        location,
+        machine_type: spec
+            .machine_type
+            .clone()
+            .unwrap_or_else(|| DEFAULT_MACHINE_TYPE.to_owned()),
+        // Validation has ruled out values below 1.
+        nodes: u32::try_from(spec.nodes.unwrap_or(DEFAULT_NODES)).unwrap_or(1),
+        kubernetes_version: spec.kubernetes_version.clone(),
+    }
+}
+
+fn is_controlled_by(object: &DynamicObject, tc: &TestClusterGKE) -> bool {
+    object
+        .owner_references()
+        .iter()
+        .any(|owner| owner.controller == Some(true) && Some(&owner.uid) == tc.uid().as_ref())
+}
+
+fn has_other_controller(object: &DynamicObject, tc: &TestClusterGKE) -> bool {
+    object
+        .owner_references()
+        .iter()
+        .any(|owner| owner.controller == Some(true) && Some(&owner.uid) != tc.uid().as_ref())
+}
+
+fn dependency_of(kind: &ObjectKind, object: &DynamicObject) -> Dependency {
+    let status = &object.data["status"];
+    let conditions: Vec<Condition> =
+        serde_json::from_value(status["conditions"].clone()).unwrap_or_default();
+    let observed = status["observedGeneration"].as_i64().is_some()
+        && status["observedGeneration"].as_i64() == object.metadata.generation;
+    Dependency {
+        key: dependency_key(
+            kind.kind,
+            &object.namespace().unwrap_or_default(),
+            &object.name_any(),
+        ),
+        conditions,
+        observed,
+    }
+}
+
+/// Converge: provision while the run is on, tear down once it is over.
+async fn apply(tc: &TestClusterGKE, context: &Context) -> Result<Action, Error> {
+    let status = tc.status.clone().unwrap_or_default();
+    if status.phase.is_some_and(Phase::is_terminal) {
+        return tear_down_after_run(tc, context, &status).await;
+    }
+    let violations = validation::validate(&tc.name_any(), &tc.spec);
+    if !violations.is_empty() {
+        return reject(tc, context, &status, &validation::summary(&violations)).await;
+    }
+    let Some(cluster_name) = status.cluster_name.clone() else {
+        return assign_cluster_name(tc, context).await;
+    };
+    provision(tc, context, &status, &cluster_name).await
+}
+
+/// First step: a name for the cloud cluster, persisted before anything exists in the cloud, so
+/// that every later reconcile (in this process or the next) creates objects under that one name.
+async fn assign_cluster_name(tc: &TestClusterGKE, context: &Context) -> Result<Action, Error> {
+    let namespace = tc.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<TestClusterGKE> = Api::namespaced(context.client.clone(), &namespace);
+    // The cache may lag behind a name written just before (by this process or a previous one);
+    // a fresh read makes sure a second name is never made up.
+    let fresh = api.get_status(&tc.name_any()).await?;
+    let fresh_status = fresh.status.clone().unwrap_or_default();
+    if fresh_status.cluster_name.is_some() {
+        return Ok(Action::await_change());
+    }
+    let cluster_name = generate_cluster_name(&tc.name_any());
+    let now = now();
+    let mut desired = ProvisionerStatus::from_current(&fresh_status);
+    desired.cluster_name = Some(cluster_name.clone());
+    desired.phase = Some(Phase::Pending);
+    desired.phase_timestamps.pending_time = Some(now.clone());
+    desired.conditions = readiness::set_condition(
+        &desired.conditions,
+        readiness::aggregate(&[], 0).condition,
+        &now,
+    );
+    write_status(&fresh, context, &desired).await?;
+    tracing::info!(name = %tc.name_any(), namespace, cluster = cluster_name, "accepted");
+    context
+        .publish(
+            tc,
+            EventType::Normal,
+            "Pending",
+            format!("Cloud cluster will be named {cluster_name}"),
+        )
+        .await;
+    Ok(Action::await_change())
+}
+
+/// A spec no template can build: say why in the Ready condition and an Event, and stop (phase
+/// Error). Never an error of the reconcile, so a bad object cannot make the controller loop.
+async fn reject(
+    tc: &TestClusterGKE,
+    context: &Context,
+    status: &TestClusterGKEStatus,
+    message: &str,
+) -> Result<Action, Error> {
+    let now = now();
+    let mut desired = ProvisionerStatus::from_current(status);
+    desired.phase = Some(Phase::Error);
+    desired.phase_timestamps.finish_time = Some(now.clone());
+    desired.error = Some(ErrorStatus {
+        code: REASON_INVALID_SPEC.to_owned(),
+        message: message.to_owned(),
+        retryable: false,
+    });
+    desired.observed_generation = tc.metadata.generation;
+    desired.conditions = readiness::set_condition(
+        &desired.conditions,
+        readiness::condition("False", REASON_INVALID_SPEC, message),
+        &now,
+    );
+    if write_status(tc, context, &desired).await? {
+        tracing::info!(name = %tc.name_any(), %message, "invalid spec");
+        context
+            .publish(
+                tc,
+                EventType::Warning,
+                REASON_INVALID_SPEC,
+                message.to_owned(),
+            )
+            .await;
+    }
+    Ok(Action::await_change())
+}
+
+/// Applies the template's objects when needed and folds their conditions into the status.
+async fn provision(
+    tc: &TestClusterGKE,
+    context: &Context,
+    status: &TestClusterGKEStatus,
+    cluster_name: &str,
+) -> Result<Action, Error> {
+    let namespace = tc.namespace().ok_or(Error::NoNamespace)?;
+    let template_name = tc
+        .spec
+        .config_template
+        .as_deref()
+        .unwrap_or(DEFAULT_CONFIG_TEMPLATE);
+    let Some(template) = template::find(template_name) else {
+        // Validation already refused unknown templates; this is only reachable if they disagree.
+        return reject(tc, context, status, "spec.configTemplate: unknown template").await;
+    };
+    let params = template_params(tc, cluster_name, &context.settings);
+    let rendered = template.render(&params);
+    // A new generation (or a first apply) sends every object; otherwise only missing ones are
+    // created again, so a dependency's status change costs a read, not a write.
+    let spec_changed = status.observed_generation != tc.metadata.generation;
+    let owner = tc.controller_owner_ref(&()).map(|owner| json!([owner]));
+    let mut dependencies = Vec::with_capacity(rendered.len());
+    let mut applied = 0;
+    for object in &rendered {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            context.client.clone(),
+            &namespace,
+            &object.kind.api_resource(),
+        );
+        let current = api.get_opt(object.name()).await?;
+        if let Some(current) = &current
+            && has_other_controller(current, tc)
+        {
+            return Err(Error::NotOwned {
+                kind: object.kind.kind,
+                namespace,
+                name: object.name().to_owned(),
+            });
+        }
+        let live = match current {
+            // Being deleted by someone else: it is created again once it is gone (its deletion is
+            // a watch event).
+            Some(current) if current.metadata.deletion_timestamp.is_some() => current,
+            Some(current) if !spec_changed => current,
+            _ => {
+                applied += 1;
+                apply_object(&api, object, tc, owner.clone()).await?
+            }
+        };
+        dependencies.push(dependency_of(&object.kind, &live));
+    }
+
+    let now = now();
+    let readiness = readiness::aggregate(&dependencies, rendered.len());
+    let before = ProvisionerStatus::from_current(status);
+    let mut desired = before.clone();
+    desired.phase = readiness::provisioning_phase(status.phase, readiness.all_ready);
+    desired.location = Some(params.location.clone());
+    desired.observed_generation = tc.metadata.generation;
+    desired.error = None;
+    desired.conditions = readiness::set_condition(&before.conditions, readiness.condition, &now);
+    desired.dependency_conditions = dependencies
+        .iter()
+        .map(|d| (d.key.clone(), d.conditions.clone()))
+        .collect();
+    let times = &mut desired.phase_timestamps;
+    times.pending_time.get_or_insert_with(|| now.clone());
+    times.provisioning_time.get_or_insert_with(|| now.clone());
+    if desired.phase == Some(Phase::Ready) {
+        times.ready_time.get_or_insert_with(|| now.clone());
+    }
+    write_status(tc, context, &desired).await?;
+
+    if applied > 0 {
+        tracing::info!(name = %tc.name_any(), cluster = cluster_name, applied, "applied objects");
+    }
+    if before.phase != desired.phase {
+        match desired.phase {
+            Some(Phase::Provisioning) => {
+                context
+                    .publish(
+                        tc,
+                        EventType::Normal,
+                        "Provisioning",
+                        format!(
+                            "Applied {} objects of template {} for cluster {cluster_name} in {}",
+                            rendered.len(),
+                            template.name,
+                            params.location
+                        ),
+                    )
+                    .await;
+            }
+            Some(Phase::Ready) => {
+                tracing::info!(name = %tc.name_any(), cluster = cluster_name, "ready");
+                context
+                    .publish(
+                        tc,
+                        EventType::Normal,
+                        "Ready",
+                        format!("Cluster {cluster_name} is ready in {}", params.location),
+                    )
+                    .await;
+            }
+            _ => {}
+        }
+    }
+    publish_dependency_failures(tc, context, &before.dependency_conditions, &dependencies).await;
+    Ok(Action::await_change())
+}
+
+/// A dependency that newly reports a failure (Config Connector's `UpdateFailed`, say a zone
+/// stockout) is worth a Warning in `kubectl describe`.
+async fn publish_dependency_failures(
+    tc: &TestClusterGKE,
+    context: &Context,
+    before: &BTreeMap<String, Vec<Condition>>,
+    dependencies: &[Dependency],
+) {
+    let failed = |conditions: &[Condition]| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == "Ready" && c.status == "False" && c.reason.ends_with("Failed"))
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    for dependency in dependencies {
+        let Some((reason, message)) = failed(&dependency.conditions) else {
+            continue;
+        };
+        if before.get(&dependency.key).and_then(|c| failed(c))
+            == Some((reason.clone(), message.clone()))
+        {
+            continue;
+        }
+        context
+            .publish(
+                tc,
+                EventType::Warning,
+                "DependencyFailed",
+                format!("{}: {reason}: {message}", dependency.key),
+            )
+            .await;
+    }
+}
+
+async fn apply_object(
+    api: &Api<DynamicObject>,
+    object: &RenderedObject,
+    tc: &TestClusterGKE,
+    owner: Option<Value>,
+) -> Result<DynamicObject, Error> {
+    let mut manifest = object.manifest.clone();
+    if let Some(owner) = owner {
+        manifest["metadata"]["ownerReferences"] = owner;
+    }
+    manifest["metadata"]["labels"][TEST_CLUSTER_LABEL] = json!(tc.name_any());
+    Ok(api
+        .patch(
+            object.name(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&manifest),
+        )
+        .await?)
+}
+
+/// Deletes every object this CR controls; returns those that still exist (Config Connector keeps
+/// them, with its finalizers, until the cloud resource is gone) and how many deletions it started.
+async fn delete_owned(
+    tc: &TestClusterGKE,
+    context: &Context,
+    cluster_name: &str,
+) -> Result<(Vec<Dependency>, usize), Error> {
+    let namespace = tc.namespace().ok_or(Error::NoNamespace)?;
+    let mut remaining = Vec::new();
+    let mut started = 0;
+    for kind in OWNED_KINDS {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(context.client.clone(), &namespace, &kind.api_resource());
+        let Some(object) = api.get_opt(cluster_name).await? else {
+            continue;
+        };
+        // Someone else's object with the same name is left alone.
+        if !is_controlled_by(&object, tc) {
+            continue;
+        }
+        if object.metadata.deletion_timestamp.is_none() {
+            let params = DeleteParams {
+                // The uid makes sure it is this object, not a new one with the same name.
+                preconditions: Some(Preconditions {
+                    uid: object.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::background()
+            };
+            match api.delete(cluster_name, &params).await {
+                Ok(_) => started += 1,
+                Err(kube::Error::Api(status)) if status.code == 404 => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        remaining.push(dependency_of(&kind, &object));
+    }
+    Ok((remaining, started))
+}
+
+/// The run is over (Succeeded, Failed or Error): delete the cloud resources, keep the CR.
+async fn tear_down_after_run(
+    tc: &TestClusterGKE,
+    context: &Context,
+    status: &TestClusterGKEStatus,
+) -> Result<Action, Error> {
+    let Some(cluster_name) = status.cluster_name.as_deref() else {
+        // Nothing was ever created.
+        return Ok(Action::await_change());
+    };
+    let (remaining, started) = delete_owned(tc, context, cluster_name).await?;
+    let now = now();
+    let before = ProvisionerStatus::from_current(status);
+    let mut desired = before.clone();
+    desired.dependency_conditions = remaining
+        .iter()
+        .map(|d| (d.key.clone(), d.conditions.clone()))
+        .collect();
+    let rejected = before
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.reason == REASON_INVALID_SPEC);
+    // A run that never had objects (refused before provisioning) keeps its condition as it is.
+    let had_objects = !before.dependency_conditions.is_empty() || !remaining.is_empty();
+    if !rejected && had_objects {
+        let condition = if remaining.is_empty() {
+            readiness::condition(
+                "False",
+                REASON_DEPENDENCIES_DELETED,
+                "All dependencies are deleted",
+            )
+        } else {
+            readiness::condition(
+                "False",
+                REASON_DELETING_DEPENDENCIES,
+                &format!("Deleting {} dependencies", remaining.len()),
+            )
+        };
+        desired.conditions = readiness::set_condition(&before.conditions, condition, &now);
+    }
+    write_status(tc, context, &desired).await?;
+    if started > 0 {
+        tracing::info!(name = %tc.name_any(), cluster = cluster_name, "run over, deleting cloud resources");
+        context
+            .publish(
+                tc,
+                EventType::Normal,
+                "DeletingCluster",
+                format!("The run is over; deleting cluster {cluster_name} and its dependencies"),
+            )
+            .await;
+    }
+    if remaining.is_empty() && !before.dependency_conditions.is_empty() {
+        tracing::info!(name = %tc.name_any(), cluster = cluster_name, "cloud resources deleted");
+        context
+            .publish(
+                tc,
+                EventType::Normal,
+                "ClusterDeleted",
+                format!("Cluster {cluster_name} and its dependencies are deleted"),
+            )
+            .await;
+    }
+    // Each owned object's disappearance is a watch event that brings this back.
+    Ok(Action::await_change())
+}
+
+/// The CR is being deleted: phase Deleting, delete everything, and keep the finalizer (by failing
+/// with [`Error::TeardownInProgress`]) until Config Connector has released every object.
+async fn cleanup(tc: &TestClusterGKE, context: &Context) -> Result<Action, Error> {
+    let status = tc.status.clone().unwrap_or_default();
+    if status.phase != Some(Phase::Deleting) {
+        let now = now();
+        let mut desired = ProvisionerStatus::from_current(&status);
+        desired.phase = Some(Phase::Deleting);
+        desired.phase_timestamps.deleting_time = Some(now);
+        write_status(tc, context, &desired).await?;
+        context
+            .publish(
+                tc,
+                EventType::Normal,
+                "Deleting",
+                "Deleting the test cluster and its cloud resources".to_owned(),
+            )
+            .await;
+    }
+    let Some(cluster_name) = status.cluster_name.as_deref() else {
+        return Ok(Action::await_change());
+    };
+    let (remaining, _) = delete_owned(tc, context, cluster_name).await?;
+    if !remaining.is_empty() {
+        return Err(Error::TeardownInProgress {
+            remaining: remaining.len(),
+        });
+    }
+    tracing::info!(name = %tc.name_any(), cluster = cluster_name, "deleted");
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_names_follow_the_seed() {
+        let name = generate_cluster_name("testme-1");
+        let (stem, suffix) = name.rsplit_once('-').unwrap_or_default();
+        assert_eq!(stem, "testme-1");
+        assert_eq!(suffix.len(), 5);
+        assert!(
+            suffix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
+        assert_ne!(generate_cluster_name("a"), generate_cluster_name("a"));
+    }
+
+    #[test]
+    fn regions_come_from_zones() {
+        assert_eq!(region_of("europe-west2-b"), "europe-west2");
+        assert_eq!(region_of("us-central1-a"), "us-central1");
+        assert_eq!(region_of("europe-west2"), "europe-west2");
+        assert_eq!(region_of("local"), "local");
+    }
+
+    #[test]
+    fn status_shares_leave_the_runner_alone() {
+        let status = TestClusterGKEStatus {
+            phase: Some(Phase::Running),
+            cluster_name: Some("c-abcde".into()),
+            phase_timestamps: Some(testcluster_resources::PhaseTimestamps {
+                running_time: Some(now()),
+                finish_time: Some(now()),
+                pending_time: Some(now()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mine = ProvisionerStatus::from_current(&status);
+        assert_eq!(mine.phase, None);
+        assert_eq!(mine.phase_timestamps.finish_time, None);
+        assert!(mine.phase_timestamps.pending_time.is_some());
+        let encoded = serde_json::to_value(&mine).unwrap_or_default();
+        assert!(encoded.get("phase").is_none());
+        assert!(encoded["phaseTimestamps"].get("runningTime").is_none());
+        assert_eq!(encoded["clusterName"], "c-abcde");
+    }
+
+    #[test]
+    fn defaults_fill_the_template_params() {
+        let tc = TestClusterGKE::new("testme-1", Default::default());
+        let mut tc = tc;
+        tc.metadata.namespace = Some("ns".into());
+        let settings = Settings::default();
+        let params = template_params(&tc, "testme-1-abcde", &settings);
+        assert_eq!(params.project, settings.default_project);
+        assert_eq!(params.location, settings.default_location);
+        assert_eq!(params.region, "europe-west2");
+        assert_eq!(params.nodes, 2);
+        assert_eq!(params.machine_type, "n1-standard-4");
+        assert_eq!(params.namespace, "ns");
+    }
+}

@@ -1,0 +1,93 @@
+//! The provisioner: turns `TestClusterGKE` requests into GKE clusters through Config Connector, and
+//! gives other services what they need to use them.
+//!
+//! How the pieces fit:
+//!
+//! - [`controller`] watches `TestClusterGKE` objects (and the Config Connector objects they own)
+//!   and drives each through Pending → Provisioning → Ready, tearing the cloud resources down once
+//!   the run is over or the object is deleted. The contract with the other services is
+//!   `docs/lifecycle.md`.
+//! - [`template`] renders a named template (`basic`) into Config Connector objects.
+//! - [`readiness`] folds those objects' conditions into the `Ready` condition and the phase.
+//! - [`validation`] checks specs, for `ValidateSpec` and for objects applied with kubectl.
+//! - [`access`] gives a kubeconfig that reaches one test cluster only.
+//! - [`grpc`] serves `testcluster.internal.v1.ProvisionerService` over those.
+//!
+//! [`run`] starts the controller and the gRPC server together and stops both on shutdown.
+
+pub mod access;
+pub mod controller;
+pub mod grpc;
+pub mod readiness;
+pub mod template;
+pub mod validation;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use testcluster_api::internal::v1::provisioner_service_server::ProvisionerServiceServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The provisioner's configuration. Nothing environment-specific is baked in: project and location
+/// only fill specs that leave them unset.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// GCP project for specs without `project` (the seed's `cilium-ci`).
+    pub default_project: String,
+    /// Zone (or region) for specs without `location` (the seed's `europe-west2-b`).
+    pub default_location: String,
+    /// `host:port` (or URL) of the GCE metadata server that gives the provisioner its cloud
+    /// identity; `None` uses google-cloud-auth's default (`GCE_METADATA_HOST`, else GCE's).
+    pub metadata_host: Option<String>,
+    /// Lifetime of the test-runner tokens `GetClusterAccess` mints.
+    pub token_expiration: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            default_project: "cilium-ci".to_owned(),
+            default_location: "europe-west2-b".to_owned(),
+            metadata_host: None,
+            token_expiration: Duration::from_secs(2 * 60 * 60),
+        }
+    }
+}
+
+/// Runs the controller and the gRPC server (on `listener`) until `shutdown` is cancelled or one
+/// of them fails; then stops the other and returns.
+pub async fn run(
+    client: kube::Client,
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    service::install_crypto();
+    controller::check_crd(&client).await?;
+    let settings = Arc::new(settings);
+    let access = Arc::new(access::AccessIssuer::new(client.clone(), &settings)?);
+    let server = service::grpc::GrpcServer::new().add_service(ProvisionerServiceServer::new(
+        grpc::ProvisionerApi::new(access),
+    ));
+    // A child token: one half failing stops the other without cancelling the caller's token,
+    // which may be shared with other services (`tcctl up`).
+    let stop = shutdown.child_token();
+    let controller = {
+        let stop = stop.clone();
+        async move {
+            controller::run(client, settings, stop.clone()).await;
+            stop.cancel();
+        }
+    };
+    let grpc = {
+        let stop = stop.clone();
+        async move {
+            let result = server.serve(listener, stop.clone()).await;
+            stop.cancel();
+            result
+        }
+    };
+    let ((), served) = tokio::join!(controller, grpc);
+    served
+}

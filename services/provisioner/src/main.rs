@@ -1,0 +1,68 @@
+//! The provisioner binary: flags (with `TESTCLUSTER_PROVISIONER_*` environment fallbacks), then
+//! [`provisioner::run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use service::telemetry::LogFormat;
+
+/// Turns TestClusterGKE objects into GKE test clusters and serves ProvisionerService.
+#[derive(Debug, Parser)]
+#[command(name = "provisioner", version)]
+struct Cli {
+    /// Kubeconfig of the management cluster; default: KUBECONFIG, ~/.kube/config or in-cluster.
+    #[arg(long, env = "TESTCLUSTER_PROVISIONER_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Address of the gRPC server (ProvisionerService, health, reflection).
+    #[arg(
+        long,
+        env = "TESTCLUSTER_PROVISIONER_LISTEN",
+        default_value = "127.0.0.1:50052"
+    )]
+    listen: SocketAddr,
+    /// GCP project for specs that do not set one.
+    #[arg(
+        long,
+        env = "TESTCLUSTER_PROVISIONER_DEFAULT_PROJECT",
+        default_value = "cilium-ci"
+    )]
+    default_project: String,
+    /// GCP zone for specs that do not set a location.
+    #[arg(
+        long,
+        env = "TESTCLUSTER_PROVISIONER_DEFAULT_LOCATION",
+        default_value = "europe-west2-b"
+    )]
+    default_location: String,
+    /// host:port of the GCE metadata server (cloud identity for reaching test clusters).
+    #[arg(long, env = "GCE_METADATA_HOST")]
+    metadata_host: Option<String>,
+    /// Lifetime of test-runner tokens, in seconds.
+    #[arg(
+        long,
+        env = "TESTCLUSTER_PROVISIONER_TOKEN_EXPIRATION_SECONDS",
+        default_value_t = 7200
+    )]
+    token_expiration_seconds: u64,
+    /// Log format: text for terminals, json in a cluster.
+    #[arg(long, env = "TESTCLUSTER_PROVISIONER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    service::telemetry::init(cli.log_format);
+    service::install_crypto();
+    let client = service::kube_client(cli.kubeconfig.as_deref()).await?;
+    let listener = service::grpc::bind(cli.listen).await?;
+    let settings = provisioner::Settings {
+        default_project: cli.default_project,
+        default_location: cli.default_location,
+        metadata_host: cli.metadata_host,
+        token_expiration: Duration::from_secs(cli.token_expiration_seconds),
+    };
+    provisioner::run(client, listener, settings, service::shutdown::on_signal()).await
+}
