@@ -1,0 +1,339 @@
+//! The last message of every stream: how the job ended, or why it could not run, said plainly
+//! and naming the container concerned. Pure functions of the test cluster and its pod.
+
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting, ContainerStatus, Pod};
+use testcluster_api::v1::{self as api, FinalStatus};
+use testcluster_resources::{Phase, TestClusterGKE};
+
+/// Name of the optional init container (docs/lifecycle.md).
+pub const CONTAINER_INIT: &str = "init";
+/// Name of the container that runs the tests.
+pub const CONTAINER_RUNNER: &str = "runner";
+
+/// Waiting reasons on the way to a normal start; any other waiting reason is a failure to start.
+const STARTING: &[&str] = &["", "ContainerCreating", "PodInitializing"];
+
+/// The proto phase of a test cluster.
+pub fn phase_of(resource: &TestClusterGKE) -> api::Phase {
+    resource
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .map_or(api::Phase::Unspecified, api::Phase::from)
+}
+
+/// The recorded outcome, once the test cluster reached a terminal phase.
+pub fn recorded(resource: &TestClusterGKE) -> Option<FinalStatus> {
+    let status = resource.status.as_ref()?;
+    let phase = status.phase.filter(|p| p.is_terminal())?;
+    let mut final_status = FinalStatus {
+        phase: api::Phase::from(phase).into(),
+        ..FinalStatus::default()
+    };
+    if let Some(job) = &status.job {
+        final_status.exit_code = job.exit_code;
+        final_status.reason = job.reason.clone().unwrap_or_default();
+        final_status.message = job.message.clone().unwrap_or_default();
+    }
+    if phase == Phase::Error
+        && let Some(error) = &status.error
+    {
+        final_status.reason = error.code.clone();
+        final_status.message = error.message.clone();
+    }
+    Some(final_status)
+}
+
+/// Why there is no pod to stream (and will be none).
+pub fn without_pod(resource: &TestClusterGKE, deleted: bool) -> FinalStatus {
+    if let Some(recorded) = recorded(resource) {
+        return recorded;
+    }
+    let (reason, message) = if deleted {
+        (
+            "TestClusterDeleted",
+            format!("test cluster {} was deleted", qualified(resource)),
+        )
+    } else if !has_job(resource) {
+        (
+            "NoJob",
+            format!("test cluster {} has no job", qualified(resource)),
+        )
+    } else {
+        (
+            "NotStarted",
+            format!(
+                "the job of test cluster {} has not started yet",
+                qualified(resource)
+            ),
+        )
+    };
+    FinalStatus {
+        phase: phase_of(resource).into(),
+        exit_code: None,
+        reason: reason.to_owned(),
+        message,
+    }
+}
+
+/// Whether the test cluster's spec asks for a job at all.
+pub fn has_job(resource: &TestClusterGKE) -> bool {
+    resource
+        .spec
+        .job_spec
+        .as_ref()
+        .and_then(|j| j.runner.as_ref())
+        .is_some()
+}
+
+fn qualified(resource: &TestClusterGKE) -> String {
+    format!(
+        "{}/{}",
+        resource.metadata.namespace.as_deref().unwrap_or_default(),
+        resource.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The state of a container of `pod`, by name.
+pub fn container_state(pod: &Pod, name: &str) -> Option<ContainerState> {
+    let status = pod.status.as_ref()?;
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find(|c: &&ContainerStatus| c.name == name)
+        .and_then(|c| c.state.clone())
+}
+
+/// A waiting state that is a failure to start (pull error, missing ConfigMap, ...).
+pub fn start_failure(state: &ContainerState) -> Option<&ContainerStateWaiting> {
+    let waiting = state.waiting.as_ref()?;
+    (!STARTING.contains(&waiting.reason.as_deref().unwrap_or_default())).then_some(waiting)
+}
+
+/// Whether the pod will run nothing more.
+pub fn pod_finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// What the pod says, when the test cluster has not recorded an outcome (yet): `phase` is the
+/// test cluster's phase now.
+pub fn from_pod(phase: api::Phase, pod: &Pod) -> FinalStatus {
+    let (exit_code, reason, message) = pod_outcome(pod);
+    FinalStatus {
+        phase: phase.into(),
+        exit_code,
+        reason,
+        message,
+    }
+}
+
+fn pod_outcome(pod: &Pod) -> (Option<i32>, String, String) {
+    let init = container_state(pod, CONTAINER_INIT);
+    let runner = container_state(pod, CONTAINER_RUNNER);
+    if let Some(terminated) = init.as_ref().and_then(|s| s.terminated.as_ref())
+        && terminated.exit_code != 0
+    {
+        let reason = terminated
+            .reason
+            .clone()
+            .unwrap_or_else(|| "Error".to_owned());
+        let summary = format!(
+            "init container \"{CONTAINER_INIT}\" failed with exit code {}",
+            terminated.exit_code
+        );
+        return (
+            None,
+            reason,
+            with_detail(summary, terminated.message.as_deref()),
+        );
+    }
+    if let Some(terminated) = runner.as_ref().and_then(|s| s.terminated.as_ref()) {
+        let code = terminated.exit_code;
+        let reason = terminated
+            .reason
+            .clone()
+            .unwrap_or_else(|| if code == 0 { "Completed" } else { "Error" }.to_owned());
+        let summary = format!("container \"{CONTAINER_RUNNER}\" exited with code {code}");
+        return (
+            Some(code),
+            reason,
+            with_detail(summary, terminated.message.as_deref()),
+        );
+    }
+    for (name, state) in [(CONTAINER_INIT, &init), (CONTAINER_RUNNER, &runner)] {
+        if let Some(waiting) = state.as_ref().and_then(start_failure) {
+            let reason = waiting.reason.clone().unwrap_or_default();
+            let summary = format!("container \"{name}\" cannot start: {reason}");
+            return (
+                None,
+                reason,
+                with_detail(summary, waiting.message.as_deref()),
+            );
+        }
+    }
+    let status = pod.status.as_ref();
+    if let Some(reason) = status.and_then(|s| s.reason.clone()) {
+        // Pod-level failures: Evicted, DeadlineExceeded, ...
+        let message = status.and_then(|s| s.message.clone()).unwrap_or_default();
+        return (None, reason, message);
+    }
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    if runner.as_ref().is_some_and(|s| s.running.is_some()) {
+        return (
+            None,
+            "Running".to_owned(),
+            format!("container \"{CONTAINER_RUNNER}\" of pod {name} is still running"),
+        );
+    }
+    (
+        None,
+        "Pending".to_owned(),
+        format!("pod {name} has not started its containers yet"),
+    )
+}
+
+/// The pod went away before its containers finished, and no outcome was recorded.
+pub fn pod_deleted(phase: api::Phase, pod_name: &str) -> FinalStatus {
+    FinalStatus {
+        phase: phase.into(),
+        exit_code: None,
+        reason: "PodDeleted".to_owned(),
+        message: format!("pod {pod_name} was deleted before the job finished"),
+    }
+}
+
+fn with_detail(summary: String, detail: Option<&str>) -> String {
+    match detail.map(str::trim) {
+        Some(detail) if !detail.is_empty() => format!("{summary}: {detail}"),
+        _ => summary,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn resource(status: serde_json::Value) -> TestClusterGKE {
+        serde_json::from_value(json!({
+            "apiVersion": "clusters.ci.cilium.io/v1alpha2",
+            "kind": "TestClusterGKE",
+            "metadata": {"name": "t1", "namespace": "ns"},
+            "spec": {"jobSpec": {"runner": {"image": "busybox"}}},
+            "status": status,
+        }))
+        .expect("resource")
+    }
+
+    fn pod(init: Option<serde_json::Value>, runner: serde_json::Value) -> Pod {
+        let mut status = json!({"phase": "Running", "containerStatuses": [{
+            "name": "runner", "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
+            "state": runner,
+        }]});
+        if let Some(init) = init {
+            status["initContainerStatuses"] = json!([{
+                "name": "init", "image": "init", "imageID": "", "ready": false, "restartCount": 0,
+                "state": init,
+            }]);
+        }
+        serde_json::from_value(json!({"metadata": {"name": "t1-runner-abcde"}, "status": status}))
+            .expect("pod")
+    }
+
+    #[test]
+    fn a_terminal_resource_speaks_for_itself() {
+        let done = resource(
+            json!({"phase": "Failed", "job": {"exitCode": 3, "reason": "Error", "message": "exited 3"}}),
+        );
+        let status = recorded(&done).expect("recorded");
+        assert_eq!(status.phase, api::Phase::Failed as i32);
+        assert_eq!(status.exit_code, Some(3));
+        assert_eq!(
+            (status.reason.as_str(), status.message.as_str()),
+            ("Error", "exited 3")
+        );
+        assert_eq!(recorded(&resource(json!({"phase": "Running"}))), None);
+    }
+
+    #[test]
+    fn an_infrastructure_error_gives_its_code() {
+        let failed = resource(
+            json!({"phase": "Error", "error": {"code": "ZoneStockout", "message": "no capacity"}}),
+        );
+        let status = without_pod(&failed, false);
+        assert_eq!(
+            (status.reason.as_str(), status.message.as_str()),
+            ("ZoneStockout", "no capacity")
+        );
+    }
+
+    #[test]
+    fn no_pod_says_why() {
+        let mut no_job = resource(json!({"phase": "Ready"}));
+        no_job.spec.job_spec = None;
+        assert_eq!(without_pod(&no_job, false).reason, "NoJob");
+        assert_eq!(
+            without_pod(&resource(json!({"phase": "Ready"})), true).reason,
+            "TestClusterDeleted"
+        );
+    }
+
+    #[test]
+    fn an_init_failure_names_the_init_container() {
+        let p = pod(
+            Some(json!({"terminated": {"exitCode": 1, "reason": "Error"}})),
+            json!({"waiting": {"reason": "PodInitializing"}}),
+        );
+        let status = from_pod(api::Phase::Running, &p);
+        assert_eq!(status.reason, "Error");
+        assert_eq!(
+            status.message,
+            "init container \"init\" failed with exit code 1"
+        );
+        assert_eq!(status.exit_code, None);
+    }
+
+    #[test]
+    fn a_pull_failure_gives_the_waiting_message() {
+        let p = pod(
+            None,
+            json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"registry.invalid/x\""}}),
+        );
+        let status = from_pod(api::Phase::Running, &p);
+        assert_eq!(status.reason, "ImagePullBackOff");
+        assert_eq!(
+            status.message,
+            "container \"runner\" cannot start: ImagePullBackOff: Back-off pulling image \"registry.invalid/x\""
+        );
+    }
+
+    #[test]
+    fn an_exit_gives_its_code() {
+        let p = pod(
+            None,
+            json!({"terminated": {"exitCode": 0, "reason": "Completed"}}),
+        );
+        let status = from_pod(api::Phase::Running, &p);
+        assert_eq!(
+            (status.exit_code, status.reason.as_str()),
+            (Some(0), "Completed")
+        );
+    }
+
+    #[test]
+    fn starting_is_not_a_failure() {
+        let state: ContainerState =
+            serde_json::from_value(json!({"waiting": {"reason": "PodInitializing"}}))
+                .expect("state");
+        assert!(start_failure(&state).is_none());
+        let state: ContainerState =
+            serde_json::from_value(json!({"waiting": {"reason": "CreateContainerConfigError", "message": "configmap \"x\" not found"}}))
+                .expect("state");
+        assert!(start_failure(&state).is_some());
+    }
+}

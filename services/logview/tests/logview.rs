@@ -1,0 +1,460 @@
+//! logview against an in-process simulator over real HTTP, called over real gRPC. The tests play
+//! the runner's part themselves (the Job `<name>-runner` as docs/lifecycle.md describes it, and
+//! the outcome in status), since services never depend on each other.
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use sim::{SimConfig, Simulator};
+use testcluster_api::v1::log_service_client::LogServiceClient;
+use testcluster_api::v1::stream_logs_response::Event;
+use testcluster_api::v1::{Container, FinalStatus, Phase, StreamLogsRequest};
+use testcluster_resources::TestClusterGKE;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// A simulator with the CRD, a namespace, and logview serving on a free port.
+struct World {
+    _sim: Simulator,
+    client: Client,
+    namespace: String,
+    logs: LogServiceClient<Channel>,
+    stop: CancellationToken,
+}
+
+impl World {
+    async fn start(namespace: &str) -> World {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_test_writer()
+            .try_init();
+        let sim = Simulator::start(SimConfig::default())
+            .await
+            .expect("simulator");
+        let client = sim.api().client().await.expect("client");
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let crd = testcluster_resources::crd::crd();
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .expect("create CRD");
+        within(
+            "the CRD",
+            await_condition(crds, &crd.name_any(), conditions::is_crd_established()),
+        )
+        .await
+        .expect("watch");
+        Api::<Namespace>::all(client.clone())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("ns"),
+            )
+            .await
+            .expect("namespace");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let stop = CancellationToken::new();
+        let settings = logview::Settings {
+            // No runner records outcomes here unless a test plays it; don't wait long for one.
+            outcome_wait: Duration::from_secs(2),
+            ..logview::Settings::default()
+        };
+        tokio::spawn(logview::run(
+            client.clone(),
+            listener,
+            settings,
+            stop.clone(),
+        ));
+        let logs = LogServiceClient::connect(url).await.expect("connect");
+        World {
+            _sim: sim,
+            client,
+            namespace: namespace.to_owned(),
+            logs,
+            stop,
+        }
+    }
+
+    fn resources(&self) -> Api<TestClusterGKE> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn jobs(&self) -> Api<Job> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// A TestClusterGKE in phase Running, as after the runner started its job.
+    async fn running_test_cluster(&self, name: &str) {
+        let resource: TestClusterGKE = serde_json::from_value(json!({
+            "apiVersion": "clusters.ci.cilium.io/v1alpha2",
+            "kind": "TestClusterGKE",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {"jobSpec": {"runner": {"image": "busybox", "command": ["true"]}}},
+        }))
+        .expect("resource");
+        self.resources()
+            .create(&PostParams::default(), &resource)
+            .await
+            .expect("create");
+        self.apply_status(
+            name,
+            "testcluster-runner",
+            json!({"phase": "Running", "job": {"name": format!("{name}-runner")}}),
+        )
+        .await;
+    }
+
+    async fn apply_status(&self, name: &str, manager: &str, status: serde_json::Value) {
+        let patch = json!({
+            "apiVersion": "clusters.ci.cilium.io/v1alpha2",
+            "kind": "TestClusterGKE",
+            "metadata": {"name": name},
+            "status": status,
+        });
+        self.resources()
+            .patch_status(
+                name,
+                &PatchParams::apply(manager).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .expect("status");
+    }
+
+    /// The Job `<name>-runner` as the runner creates it: `init` (when given), then `runner`.
+    async fn create_job(
+        &self,
+        name: &str,
+        init: Option<serde_json::Value>,
+        image: &str,
+        command: serde_json::Value,
+    ) {
+        self.create_job_with_deadline(name, init, image, command, 120)
+            .await;
+    }
+
+    async fn create_job_with_deadline(
+        &self,
+        name: &str,
+        init: Option<serde_json::Value>,
+        image: &str,
+        command: serde_json::Value,
+        deadline_seconds: i64,
+    ) {
+        let labels = json!({"clusters.ci.cilium.io/test-cluster": name});
+        let mut pod_spec = json!({
+            "restartPolicy": "Never",
+            "containers": [{"name": "runner", "image": image, "command": command}],
+        });
+        if let Some(init) = init {
+            pod_spec["initContainers"] =
+                json!([{"name": "init", "image": "busybox", "command": init}]);
+        }
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": format!("{name}-runner"), "labels": labels},
+            "spec": {
+                "backoffLimit": 0,
+                "activeDeadlineSeconds": deadline_seconds,
+                "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            },
+        }))
+        .expect("job");
+        self.jobs()
+            .create(&PostParams::default(), &job)
+            .await
+            .expect("create job");
+    }
+
+    fn request(&self, name: &str, follow: bool) -> StreamLogsRequest {
+        StreamLogsRequest {
+            namespace: self.namespace.clone(),
+            name: name.to_owned(),
+            follow,
+        }
+    }
+
+    /// Every line (container, text) and the final status of one call.
+    async fn collect(&self, request: StreamLogsRequest) -> (Vec<(Container, String)>, FinalStatus) {
+        collect(self.logs.clone(), request).await
+    }
+}
+
+/// Every line (container, text) and the final status of one call.
+async fn collect(
+    mut logs: LogServiceClient<Channel>,
+    request: StreamLogsRequest,
+) -> (Vec<(Container, String)>, FinalStatus) {
+    let mut stream = logs.stream_logs(request).await.expect("call").into_inner();
+    let mut lines = Vec::new();
+    let final_status = within("the stream to end", async {
+        let mut final_status = None;
+        while let Some(message) = stream.message().await.expect("message") {
+            match message.event.expect("event") {
+                Event::Line(line) => {
+                    assert!(final_status.is_none(), "a line after the final status");
+                    assert!(line.time.is_some(), "line without time: {line:?}");
+                    lines.push((line.container(), line.text));
+                }
+                Event::FinalStatus(status) => {
+                    assert!(final_status.replace(status).is_none(), "two final statuses");
+                }
+            }
+        }
+        final_status.expect("a final status")
+    })
+    .await;
+    (lines, final_status)
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn lines(expected: &[(Container, &str)]) -> Vec<(Container, String)> {
+    expected.iter().map(|(c, t)| (*c, t.to_string())).collect()
+}
+
+#[tokio::test]
+async fn init_then_runner_lines_stream_live_and_end_with_the_outcome() {
+    let world = World::start("streams").await;
+    world.running_test_cluster("t1").await;
+    // The call starts before the Job exists: logview waits for the pod.
+    let call = {
+        let logs = world.logs.clone();
+        let request = world.request("t1", true);
+        tokio::spawn(async move { logs.clone().stream_logs(request).await })
+    };
+    world
+        .create_job(
+            "t1",
+            Some(json!(["sh", "-c", "echo init-one; echo init-two"])),
+            "busybox",
+            json!(["sh", "-c", "echo run-one; echo run-two"]),
+        )
+        .await;
+    // Play the runner: record the outcome once the Job is complete.
+    let job = within(
+        "the job",
+        await_condition(world.jobs(), "t1-runner", conditions::is_job_completed()),
+    )
+    .await
+    .expect("watch");
+    assert!(job.is_some());
+    world
+        .apply_status(
+            "t1",
+            "testcluster-runner",
+            json!({"phase": "Succeeded", "job": {"name": "t1-runner", "exitCode": 0, "reason": "Completed",
+                   "message": "container \"runner\" exited with code 0"}}),
+        )
+        .await;
+
+    let mut stream = within("the call", call)
+        .await
+        .expect("join")
+        .expect("call")
+        .into_inner();
+    let mut got = Vec::new();
+    let mut final_status = None;
+    while let Some(message) = within("a message", stream.message())
+        .await
+        .expect("message")
+    {
+        match message.event.expect("event") {
+            Event::Line(line) => got.push((line.container(), line.text)),
+            Event::FinalStatus(status) => final_status = Some(status),
+        }
+    }
+    let expected = lines(&[
+        (Container::Init, "init-one"),
+        (Container::Init, "init-two"),
+        (Container::Runner, "run-one"),
+        (Container::Runner, "run-two"),
+    ]);
+    assert_eq!(got, expected);
+    let final_status = final_status.expect("final status");
+    assert_eq!(final_status.phase(), Phase::Succeeded);
+    assert_eq!(final_status.exit_code, Some(0));
+    assert_eq!(final_status.reason, "Completed");
+
+    // Without follow, the same, at once.
+    let (got, final_status) = world.collect(world.request("t1", false)).await;
+    assert_eq!(got, expected);
+    assert_eq!(
+        (final_status.phase(), final_status.exit_code),
+        (Phase::Succeeded, Some(0))
+    );
+}
+
+#[tokio::test]
+async fn an_init_container_failure_streams_its_log_and_names_it() {
+    let world = World::start("init-fails").await;
+    world.running_test_cluster("t2").await;
+    world
+        .create_job(
+            "t2",
+            Some(json!(["sh", "-c", "echo init-broke; exit 1"])),
+            "busybox",
+            json!(["sh", "-c", "echo never"]),
+        )
+        .await;
+    let (got, final_status) = world.collect(world.request("t2", true)).await;
+    assert_eq!(got, lines(&[(Container::Init, "init-broke")]));
+    assert_eq!(final_status.exit_code, None);
+    assert_eq!(final_status.reason, "Error");
+    assert_eq!(
+        final_status.message,
+        "init container \"init\" failed with exit code 1"
+    );
+    assert_eq!(
+        final_status.phase(),
+        Phase::Running,
+        "no runner recorded an outcome here"
+    );
+}
+
+#[tokio::test]
+async fn an_unpullable_image_ends_with_the_pull_error() {
+    let world = World::start("pull-fails").await;
+    world.running_test_cluster("t3").await;
+    world
+        .create_job("t3", None, "registry.invalid/x", json!(["true"]))
+        .await;
+    let (got, final_status) = world.collect(world.request("t3", true)).await;
+    assert!(got.is_empty(), "{got:?}");
+    assert!(
+        ["ErrImagePull", "ImagePullBackOff"].contains(&final_status.reason.as_str()),
+        "{final_status:?}"
+    );
+    assert!(
+        final_status
+            .message
+            .starts_with("container \"runner\" cannot start: "),
+        "{}",
+        final_status.message
+    );
+    assert!(
+        final_status.message.contains("registry.invalid/x"),
+        "{}",
+        final_status.message
+    );
+    assert_eq!(final_status.exit_code, None);
+}
+
+#[tokio::test]
+async fn a_start_error_is_reported_with_its_exit_code() {
+    let world = World::start("start-fails").await;
+    world.running_test_cluster("t4").await;
+    world
+        .create_job("t4", None, "busybox", json!(["/no/such/test-gke.sh"]))
+        .await;
+    let (got, final_status) = world.collect(world.request("t4", true)).await;
+    assert!(got.is_empty(), "{got:?}");
+    assert_eq!(final_status.reason, "StartError");
+    assert_eq!(final_status.exit_code, Some(128));
+    assert!(
+        final_status.message.contains("/no/such/test-gke.sh"),
+        "{}",
+        final_status.message
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_and_missing_clusters_are_refused_plainly() {
+    let world = World::start("refusals").await;
+    let missing = world
+        .logs
+        .clone()
+        .stream_logs(world.request("nope", true))
+        .await;
+    let status = missing.expect_err("not found");
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(status.message(), "test cluster refusals/nope not found");
+
+    let empty = StreamLogsRequest {
+        namespace: String::new(),
+        name: String::new(),
+        follow: false,
+    };
+    let status = world
+        .logs
+        .clone()
+        .stream_logs(empty)
+        .await
+        .expect_err("invalid");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let fields: Vec<String> = testcluster_api::errors::field_violations(&status)
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["namespace", "name"]);
+
+    // A test cluster without a job has nothing to stream, and says so.
+    let resource: TestClusterGKE = serde_json::from_value(json!({
+        "apiVersion": "clusters.ci.cilium.io/v1alpha2",
+        "kind": "TestClusterGKE",
+        "metadata": {"name": "nojob", "namespace": "refusals"},
+        "spec": {},
+    }))
+    .expect("resource");
+    world
+        .resources()
+        .create(&PostParams::default(), &resource)
+        .await
+        .expect("create");
+    let (got, final_status) = world.collect(world.request("nojob", true)).await;
+    assert!(got.is_empty());
+    assert_eq!(final_status.reason, "NoJob");
+}
+
+#[tokio::test]
+async fn a_pod_deleted_at_the_deadline_ends_the_stream_plainly() {
+    let world = World::start("deadline").await;
+    world.running_test_cluster("t5").await;
+    // Follow from before the pod exists, so its log is read before the deadline deletes it.
+    let collected = {
+        let request = world.request("t5", true);
+        let logs = world.logs.clone();
+        tokio::spawn(async move { collect(logs, request).await })
+    };
+    world
+        .create_job_with_deadline(
+            "t5",
+            None,
+            "busybox",
+            json!(["sh", "-c", "echo waiting; sleep 60"]),
+            3,
+        )
+        .await;
+    let (got, final_status) = within("the stream", collected).await.expect("join");
+    assert_eq!(got, lines(&[(Container::Runner, "waiting")]));
+    // The Job controller deletes the pod at the deadline; no runner recorded an outcome here.
+    assert_eq!(final_status.reason, "PodDeleted", "{final_status:?}");
+    assert!(
+        final_status.message.contains("t5-runner-"),
+        "{}",
+        final_status.message
+    );
+}

@@ -1,0 +1,134 @@
+//! The runner: runs each ready test cluster's job and records how it ended.
+//!
+//! It is a kube-runtime controller on `TestClusterGKE` ([`controller`]). When the provisioner
+//! has marked a test cluster Ready and its spec has a job, the runner
+//!
+//! 1. asks the provisioner for credentials that reach that one test cluster
+//!    (`ProvisionerService.GetClusterAccess`, [`access`]),
+//! 2. writes them to the Secret `<name>-kubeconfig` and creates the Job `<name>-runner`
+//!    ([`job`]), both owned by the test cluster, and sets phase Running,
+//! 3. follows the Job and its pod (both watched) and, when the Job is Complete or Failed,
+//!    records the runner container's exit code, a reason and a message ([`outcome`]) and sets
+//!    phase Succeeded or Failed ([`status`]).
+//!
+//! The names it uses ([`names`]) and the status fields it owns are the contract in
+//! `docs/lifecycle.md`. The runner keeps no state of its own: a restarted runner picks up every
+//! run where the API server says it is.
+
+pub mod access;
+pub mod controller;
+pub mod error;
+pub mod job;
+pub mod names;
+pub mod outcome;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::ListParams;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource};
+use testcluster_resources::TestClusterGKE;
+use tokio_util::sync::CancellationToken;
+
+pub use error::Error;
+
+/// How the runner is configured.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// URL of the provisioner's internal gRPC server.
+    pub provisioner: String,
+    /// `activeDeadlineSeconds` of every test Job: how long a job may run before it is failed.
+    pub job_deadline: Duration,
+    /// Only this namespace's test clusters; all namespaces when `None`.
+    pub namespace: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            provisioner: "http://127.0.0.1:50052".to_owned(),
+            job_deadline: Duration::from_secs(60 * 60),
+            namespace: None,
+        }
+    }
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` is cancelled.
+///
+/// Fails at once if `TestClusterGKE` cannot be listed (the CRD is not installed, or RBAC denies
+/// it), rather than retrying in silence.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let namespace = settings.namespace.clone();
+    let resources: Api<TestClusterGKE> = scoped(&client, namespace.as_deref());
+    if let Err(error) = resources.list(&ListParams::default().limit(1)).await {
+        anyhow::bail!(
+            "cannot list TestClusterGKE objects ({error}); is the CRD installed? \
+             kubectl apply -f deploy/k8s/crds/"
+        );
+    }
+    let provisioner = access::Provisioner::new(&settings.provisioner)?;
+    let reporter = Reporter {
+        controller: names::FIELD_MANAGER.to_owned(),
+        instance: std::env::var("HOSTNAME").ok(),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let ctx = Arc::new(controller::Context::new(
+        client.clone(),
+        provisioner,
+        settings,
+        recorder,
+    ));
+
+    // Only objects the runner made carry the label; watching just those keeps memory flat.
+    let ours = watcher::Config::default().labels(names::LABEL_TEST_CLUSTER);
+    let jobs: Api<Job> = scoped(&client, namespace.as_deref());
+    let secrets: Api<Secret> = scoped(&client, namespace.as_deref());
+    let pods: Api<Pod> = scoped(&client, namespace.as_deref());
+    tracing::info!(namespace = ?namespace, "runner started");
+    Controller::new(resources, watcher::Config::default())
+        .owns(jobs, ours.clone())
+        .owns(secrets, ours.clone())
+        // Pods are owned by the Job, not by the test cluster: map them back through the label
+        // their template gave them.
+        .watches(pods, ours, |pod: Pod| {
+            let namespace = pod.metadata.namespace.clone()?;
+            let name = pod
+                .metadata
+                .labels
+                .as_ref()?
+                .get(names::LABEL_TEST_CLUSTER)?
+                .clone();
+            Some(ObjectRef::<TestClusterGKE>::new(&name).within(&namespace))
+        })
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(controller::reconcile, controller::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile error");
+            }
+        })
+        .await;
+    tracing::info!("runner stopped");
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! The names, labels and paths the runner shares with the other services (docs/lifecycle.md).
+//!
+//! Every name is derived from the test cluster's name alone, so a restarted runner finds what it
+//! created before instead of creating it twice.
+
+/// Label on the Job, its pods and the kubeconfig Secret: the test cluster they belong to.
+pub const LABEL_TEST_CLUSTER: &str = "clusters.ci.cilium.io/test-cluster";
+/// Label the Job controller puts on a Job's pods.
+pub const LABEL_JOB_NAME: &str = "job-name";
+
+/// Field manager of every write the runner makes (status and objects).
+pub const FIELD_MANAGER: &str = "testcluster-runner";
+
+/// Name of the optional init container (`spec.jobSpec.runner.initImage`).
+pub const CONTAINER_INIT: &str = "init";
+/// Name of the container that runs the tests.
+pub const CONTAINER_RUNNER: &str = "runner";
+
+/// Key of the kubeconfig in its Secret.
+pub const KUBECONFIG_KEY: &str = "kubeconfig";
+/// Where the kubeconfig Secret is mounted.
+pub const KUBECONFIG_DIR: &str = "/var/run/testcluster";
+/// `KUBECONFIG` of the job's containers.
+pub const KUBECONFIG_PATH: &str = "/var/run/testcluster/kubeconfig";
+/// Where the user ConfigMap (`spec.jobSpec.runner.configMap`) is mounted.
+pub const USER_CONFIG_DIR: &str = "/etc/testcluster/config";
+
+/// The Job of test cluster `name`.
+pub fn job(name: &str) -> String {
+    format!("{name}-runner")
+}
+
+/// The Secret holding the kubeconfig of test cluster `name`.
+pub fn kubeconfig_secret(name: &str) -> String {
+    format!("{name}-kubeconfig")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_contract() {
+        assert_eq!(job("testme-1"), "testme-1-runner");
+        assert_eq!(kubeconfig_secret("testme-1"), "testme-1-kubeconfig");
+        assert!(KUBECONFIG_PATH.starts_with(KUBECONFIG_DIR));
+        assert!(KUBECONFIG_PATH.ends_with(KUBECONFIG_KEY));
+    }
+}

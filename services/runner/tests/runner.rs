@@ -1,0 +1,366 @@
+//! The runner against an in-process simulator over real HTTP, with a real (in-test) gRPC
+//! ProvisionerService: Job shape, phases, exit codes, restarts, provisioner outages.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, LogParams};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use testcluster_resources::{Phase, TestClusterGKE};
+use tokio_util::sync::CancellationToken;
+
+/// The phases `name` goes through, in order and without repeats, until a terminal one.
+fn record_phases(world: &World, name: &str) -> tokio::task::JoinHandle<Vec<Phase>> {
+    let api: Api<TestClusterGKE> = world.api();
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    tokio::spawn(async move {
+        let mut phases: Vec<Phase> = Vec::new();
+        let mut objects = watcher::watcher(api, config).boxed();
+        while let Some(event) = objects.try_next().await.expect("watch") {
+            let object = match event {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => o,
+                _ => continue,
+            };
+            if let Some(phase) = object.status.and_then(|s| s.phase)
+                && phases.last() != Some(&phase)
+            {
+                phases.push(phase);
+                if phase.is_terminal() {
+                    break;
+                }
+            }
+        }
+        phases
+    })
+}
+
+fn is_terminal() -> impl kube::runtime::wait::Condition<TestClusterGKE> {
+    |resource: Option<&TestClusterGKE>| {
+        resource
+            .and_then(|r| r.status.as_ref())
+            .and_then(|s| s.phase)
+            .is_some_and(Phase::is_terminal)
+    }
+}
+
+fn is_phase(phase: Phase) -> impl kube::runtime::wait::Condition<TestClusterGKE> {
+    move |resource: Option<&TestClusterGKE>| {
+        resource
+            .and_then(|r| r.status.as_ref())
+            .and_then(|s| s.phase)
+            == Some(phase)
+    }
+}
+
+#[tokio::test]
+async fn a_job_runs_against_its_test_cluster_and_succeeds() {
+    let world = World::start("runs").await;
+    let cluster = world.cloud_cluster("t1-abcde", 3).await;
+    let provisioner = FakeProvisioner::default();
+    provisioner.add("runs", "t1", &cluster).await;
+    let stop = CancellationToken::new();
+    let url = provisioner.serve(stop.clone()).await;
+    world
+        .ready_test_cluster(
+            "t1",
+            "t1-abcde",
+            &["sh", "-c", "echo hello-from-job; kubectl get nodes -o name"],
+        )
+        .await;
+    let phases = record_phases(&world, "t1");
+    let (runner_stop, runner) = start_runner(&world, &url);
+
+    let resources: Api<TestClusterGKE> = world.api();
+    let done = wait_for(&resources, "t1", is_terminal()).await;
+    assert_eq!(
+        within("phases", phases).await.expect("phases"),
+        [Phase::Ready, Phase::Running, Phase::Succeeded]
+    );
+
+    // The Job, as the contract has it.
+    let job = world.api::<Job>().get("t1-runner").await.expect("job");
+    assert_eq!(
+        job.labels().get("clusters.ci.cilium.io/test-cluster"),
+        Some(&"t1".to_owned())
+    );
+    let owner = &job.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("TestClusterGKE", "t1", Some(true))
+    );
+    let spec = job.spec.clone().expect("job spec");
+    assert_eq!(
+        (spec.backoff_limit, spec.active_deadline_seconds),
+        (Some(0), Some(120))
+    );
+    let pod_spec = spec.template.spec.expect("pod spec");
+    assert_eq!(pod_spec.restart_policy.as_deref(), Some("Never"));
+    let container = &pod_spec.containers[0];
+    assert_eq!(container.name, "runner");
+    let env: Vec<(String, String)> = container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("KUBECONFIG", "/var/run/testcluster/kubeconfig"),
+        ("CLUSTER_NAME", "t1-abcde"),
+        ("CLUSTER_LOCATION", LOCATION),
+        ("FROM_USER", "yes"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(env, expected);
+    let mounts: Vec<&str> = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.as_str())
+        .collect();
+    assert_eq!(mounts, ["/var/run/testcluster"]);
+    let secret = world
+        .api::<Secret>()
+        .get("t1-kubeconfig")
+        .await
+        .expect("secret");
+    let kubeconfig = secret
+        .data
+        .expect("data")
+        .remove("kubeconfig")
+        .expect("kubeconfig key");
+    assert_eq!(
+        String::from_utf8(kubeconfig.0).expect("utf-8"),
+        cluster.api().kubeconfig_yaml()
+    );
+    assert_eq!(
+        secret.metadata.owner_references.expect("owner")[0].name,
+        "t1"
+    );
+
+    // The outcome, next to the provisioner's fields, which the runner left alone.
+    let status = done.status.expect("status");
+    assert_eq!(status.phase, Some(Phase::Succeeded));
+    assert_eq!(status.cluster_name.as_deref(), Some("t1-abcde"));
+    assert_eq!(status.location.as_deref(), Some(LOCATION));
+    assert_eq!(status.conditions.len(), 1);
+    let job_status = status.job.expect("job status");
+    assert_eq!(job_status.name.as_deref(), Some("t1-runner"));
+    assert_eq!(job_status.exit_code, Some(0));
+    assert_eq!(job_status.reason.as_deref(), Some("Completed"));
+    assert!(job_status.completion_time.is_some());
+    assert!(job_status.start_time.is_some());
+    let times = status.phase_timestamps.expect("timestamps");
+    assert!(times.running_time.is_some() && times.finish_time.is_some());
+
+    // The job really reached its test cluster, with the machine's kubectl.
+    let pod = job_status.pod.expect("job.pod");
+    let log = world
+        .api::<Pod>()
+        .logs(&pod, &LogParams::default())
+        .await
+        .expect("log");
+    let mut lines = log.lines();
+    assert_eq!(lines.next(), Some("hello-from-job"));
+    let listed: BTreeSet<String> = lines
+        .map(|l| l.trim_start_matches("node/").to_owned())
+        .collect();
+    let nodes: BTreeSet<String> = cluster.node_names().into_iter().collect();
+    assert_eq!(nodes.len(), 3);
+    assert_eq!(listed, nodes, "log: {log}");
+
+    // What `kubectl describe` shows.
+    let events = world
+        .api::<Event>()
+        .list(&ListParams::default())
+        .await
+        .expect("events");
+    let reasons: BTreeSet<String> = events
+        .items
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("t1"))
+        .filter_map(|e| e.reason.clone())
+        .collect();
+    assert!(
+        reasons.contains("JobCreated") && reasons.contains("JobSucceeded"),
+        "{reasons:?}"
+    );
+
+    runner_stop.cancel();
+    within("the runner to stop", runner)
+        .await
+        .expect("join")
+        .expect("runner");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_failing_job_records_its_exit_code() {
+    let world = World::start("fails").await;
+    let cluster = world.cloud_cluster("t2-abcde", 1).await;
+    let provisioner = FakeProvisioner::default();
+    provisioner.add("fails", "t2", &cluster).await;
+    let stop = CancellationToken::new();
+    let url = provisioner.serve(stop.clone()).await;
+    world
+        .ready_test_cluster("t2", "t2-abcde", &["sh", "-c", "echo hi; exit 3"])
+        .await;
+    let (runner_stop, runner) = start_runner(&world, &url);
+
+    let resources: Api<TestClusterGKE> = world.api();
+    let done = wait_for(&resources, "t2", is_terminal()).await;
+    let status = done.status.expect("status");
+    assert_eq!(status.phase, Some(Phase::Failed));
+    let job = status.job.expect("job");
+    assert_eq!(job.exit_code, Some(3));
+    assert_eq!(job.reason.as_deref(), Some("Error"));
+    assert_eq!(
+        job.message.as_deref(),
+        Some("container \"runner\" exited with code 3")
+    );
+
+    runner_stop.cancel();
+    within("the runner to stop", runner)
+        .await
+        .expect("join")
+        .expect("runner");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_restarted_runner_creates_no_second_job() {
+    let world = World::start("restart").await;
+    let cluster = world.cloud_cluster("t3-abcde", 1).await;
+    let provisioner = FakeProvisioner::default();
+    provisioner.add("restart", "t3", &cluster).await;
+    let stop = CancellationToken::new();
+    let url = provisioner.serve(stop.clone()).await;
+    // Long enough to be mid-run when the runner is stopped.
+    world
+        .ready_test_cluster(
+            "t3",
+            "t3-abcde",
+            &["sh", "-c", "echo started; sleep 2; echo finished"],
+        )
+        .await;
+    let resources: Api<TestClusterGKE> = world.api();
+
+    let (first_stop, first) = start_runner(&world, &url);
+    wait_for(&resources, "t3", is_phase(Phase::Running)).await;
+    first_stop.cancel();
+    within("the first runner to stop", first)
+        .await
+        .expect("join")
+        .expect("runner");
+    let job_uid = world
+        .api::<Job>()
+        .get("t3-runner")
+        .await
+        .expect("job")
+        .uid();
+
+    let (second_stop, second) = start_runner(&world, &url);
+    let done = wait_for(&resources, "t3", is_terminal()).await;
+    let status = done.status.expect("status");
+    assert_eq!(status.phase, Some(Phase::Succeeded));
+    assert_eq!(status.job.and_then(|j| j.exit_code), Some(0));
+
+    let jobs = world
+        .api::<Job>()
+        .list(&ListParams::default())
+        .await
+        .expect("jobs");
+    assert_eq!(jobs.items.len(), 1, "one Job, however many runners");
+    assert_eq!(jobs.items[0].uid(), job_uid);
+    let pods = world
+        .api::<Pod>()
+        .list(&ListParams::default().labels("job-name=t3-runner"))
+        .await
+        .expect("pods");
+    assert_eq!(pods.items.len(), 1);
+    assert_eq!(
+        provisioner.calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "access asked once"
+    );
+
+    second_stop.cancel();
+    within("the second runner to stop", second)
+        .await
+        .expect("join")
+        .expect("runner");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn an_unavailable_provisioner_is_retried() {
+    let world = World::start("retry").await;
+    let cluster = world.cloud_cluster("t4-abcde", 1).await;
+    let provisioner = FakeProvisioner::default();
+    provisioner.add("retry", "t4", &cluster).await;
+    provisioner.fail_first(2);
+    let stop = CancellationToken::new();
+    let url = provisioner.serve(stop.clone()).await;
+    world
+        .ready_test_cluster("t4", "t4-abcde", &["sh", "-c", "echo ok"])
+        .await;
+    let (runner_stop, runner) = start_runner(&world, &url);
+
+    let resources: Api<TestClusterGKE> = world.api();
+    let done = wait_for(&resources, "t4", is_terminal()).await;
+    assert_eq!(done.status.and_then(|s| s.phase), Some(Phase::Succeeded));
+    assert_eq!(
+        provisioner.calls.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "two refusals, then access"
+    );
+
+    runner_stop.cancel();
+    within("the runner to stop", runner)
+        .await
+        .expect("join")
+        .expect("runner");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_job_past_its_deadline_fails_with_deadline_exceeded() {
+    let world = World::start("deadline").await;
+    let cluster = world.cloud_cluster("t5-abcde", 1).await;
+    let provisioner = FakeProvisioner::default();
+    provisioner.add("deadline", "t5", &cluster).await;
+    let stop = CancellationToken::new();
+    let url = provisioner.serve(stop.clone()).await;
+    world
+        .ready_test_cluster("t5", "t5-abcde", &["sh", "-c", "echo waiting; sleep 60"])
+        .await;
+    let (runner_stop, runner) =
+        start_runner_with_deadline(&world, &url, std::time::Duration::from_secs(1));
+
+    let resources: Api<TestClusterGKE> = world.api();
+    let done = wait_for(&resources, "t5", is_terminal()).await;
+    let status = done.status.expect("status");
+    assert_eq!(status.phase, Some(Phase::Failed));
+    let job = status.job.expect("job");
+    assert_eq!(job.reason.as_deref(), Some("DeadlineExceeded"));
+    let message = job.message.unwrap_or_default();
+    assert!(
+        message.starts_with("Job was active longer than specified deadline"),
+        "{message}"
+    );
+
+    runner_stop.cancel();
+    within("the runner to stop", runner)
+        .await
+        .expect("join")
+        .expect("runner");
+    stop.cancel();
+}
