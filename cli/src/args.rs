@@ -1,0 +1,236 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Used when a command is given without an image (and none is in the manifest): it has `sh` and
+/// `kubectl`, which is what a quick job against a test cluster needs.
+pub const DEFAULT_IMAGE: &str = "bitnami/kubectl:latest";
+/// The broker `tcctl up` serves and every other command reaches by default.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
+
+/// Dedicated GKE test clusters for CI: request one, run a job on it, follow its logs.
+#[derive(Debug, Parser)]
+#[command(name = "tcctl", version, about)]
+pub struct Cli {
+    /// The broker's gRPC endpoint.
+    #[arg(long, global = true, env = "TESTCLUSTER_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+
+    /// Namespace of the test clusters [default: the manifest's, else test-clusters].
+    #[arg(long, short = 'n', global = true, env = "TESTCLUSTER_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a test cluster with a job, follow it, and exit with the job's exit code.
+    Run(Box<RunArgs>),
+    /// Show one test cluster.
+    Get(GetArgs),
+    /// List test clusters.
+    List(ListArgs),
+    /// Print a test cluster's phase changes until it finishes.
+    Watch(NameArgs),
+    /// Print a test cluster's job logs.
+    Logs(LogsArgs),
+    /// Delete a test cluster (its cloud resources go with it).
+    Delete(NameArgs),
+    /// Run the whole suite on this machine: the simulator and all four services, until Ctrl-C.
+    Up(UpArgs),
+}
+
+/// `tcctl run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Start the suite in-process (as `tcctl up` does), run this one request against it, stop.
+    #[arg(long)]
+    pub local: bool,
+
+    /// A TestClusterGKE manifest (seed format); flags given as well override its fields.
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+
+    /// Name of the test cluster.
+    #[arg(long, conflicts_with = "name_prefix")]
+    pub name: Option<String>,
+
+    /// Prefix of a generated name [default: run-, when neither name nor a manifest gives one].
+    #[arg(long)]
+    pub name_prefix: Option<String>,
+
+    /// Configuration template [default: basic].
+    #[arg(long)]
+    pub template: Option<String>,
+
+    /// Number of nodes [default: 2].
+    #[arg(long)]
+    pub nodes: Option<i32>,
+
+    /// GCE machine type [default: n1-standard-4].
+    #[arg(long)]
+    pub machine_type: Option<String>,
+
+    /// GCP project [default: the provisioner's].
+    #[arg(long)]
+    pub project: Option<String>,
+
+    /// GCP zone or region [default: the provisioner's].
+    #[arg(long)]
+    pub location: Option<String>,
+
+    /// GCP region [default: derived from the location].
+    #[arg(long)]
+    pub region: Option<String>,
+
+    /// Kubernetes version of the test cluster.
+    #[arg(long)]
+    pub kubernetes_version: Option<String>,
+
+    /// Image of the job's runner container [default with a command: bitnami/kubectl:latest].
+    #[arg(long, env = "TESTCLUSTER_IMAGE")]
+    pub image: Option<String>,
+
+    /// Image of an init container run before the runner.
+    #[arg(long)]
+    pub init_image: Option<String>,
+
+    /// Environment variable of the runner, NAME=VALUE (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE", value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+
+    /// File whose content becomes the init manifest (ConfigMap key init-manifest).
+    #[arg(long)]
+    pub init_manifest: Option<PathBuf>,
+
+    /// Label of the test cluster, KEY=VALUE (repeatable).
+    #[arg(long = "label", short = 'l', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub labels: Vec<(String, String)>,
+
+    /// Free-form description.
+    #[arg(long)]
+    pub description: Option<String>,
+
+    /// With --local: where to write the simulated management cluster's kubeconfig.
+    #[arg(long, requires = "local")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The job's command and arguments, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// A test cluster by name.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// Name of the test cluster.
+    pub name: String,
+}
+
+/// `tcctl get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Name of the test cluster.
+    pub name: String,
+
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Yaml)]
+    pub output: Format,
+}
+
+/// `tcctl list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// All namespaces.
+    #[arg(long, short = 'A')]
+    pub all_namespaces: bool,
+
+    /// Label selector, such as ci.cilium.io/github-commit-hash=abc.
+    #[arg(long, short = 'l')]
+    pub selector: Option<String>,
+
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+/// `tcctl logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Name of the test cluster.
+    pub name: String,
+
+    /// Keep streaming until the job finished.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+/// `tcctl up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Address of the broker's gRPC server.
+    #[arg(long, env = "TESTCLUSTER_UP_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Where to write the simulated management cluster's kubeconfig [default: a temporary file].
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// How `get` and `list` print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One line per test cluster.
+    Table,
+    /// Proto3 JSON.
+    Json,
+    /// Proto3 JSON as YAML.
+    Yaml,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_takes_the_command_after_the_separator() {
+        let cli = Cli::try_parse_from([
+            "tcctl", "run", "--local", "--nodes", "3", "--env", "A=b=c", "--", "sh", "-c",
+            "echo hi",
+        ])
+        .expect("parses");
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert!(run.local);
+        assert_eq!(run.nodes, Some(3));
+        assert_eq!(run.env, vec![("A".to_owned(), "b=c".to_owned())]);
+        assert_eq!(run.command, vec!["sh", "-c", "echo hi"]);
+    }
+
+    #[test]
+    fn name_and_prefix_conflict() {
+        assert!(
+            Cli::try_parse_from(["tcctl", "run", "--name", "a", "--name-prefix", "b"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["tcctl", "run", "--env", "novalue"]).is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,28 @@
+//! One module per subcommand; [`execute`] dispatches and turns the outcome into an exit code.
+
+mod inspect;
+mod run;
+mod up;
+
+use crate::args::{Cli, Command};
+use crate::{EXIT_INFRASTRUCTURE, follow};
+
+/// Runs the command and returns tcctl's exit code. Errors are printed here, once.
+pub async fn execute(cli: Cli) -> i32 {
+    let namespace = cli.namespace.as_deref();
+    let result = match cli.command {
+        Command::Run(args) => run::run(*args, &cli.endpoint, namespace).await,
+        Command::Up(args) => up::up(args).await,
+        command => match follow::connect(&cli.endpoint).await {
+            Ok(channel) => inspect::execute(command, channel, namespace).await,
+            Err(error) => Err(error),
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("tcctl: error: {error:#}");
+            EXIT_INFRASTRUCTURE
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The whole suite on this machine: the simulator (the management cluster, its cloud and workloads)
+//! and the four services, in-process, talking to each other over loopback gRPC and to the simulator
+//! over HTTPS with a normal kubeconfig — the same paths as in a real installation.
+//!
+//! Used by `tcctl up`, `tcctl run --local` and the end-to-end tests. Each service runs as its own
+//! task with its own [`CancellationToken`] and Kubernetes client, so a test can stop and restart one
+//! mid-lifecycle ([`Suite::restart`]) as a crash and a new pod would.
+
+mod setup;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sim::{SimConfig, Simulator};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Namespace the suite creates for test clusters (the services' default).
+pub const NAMESPACE: &str = "test-clusters";
+/// How long a stopped service may take to drain before its task is aborted.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How to start the suite.
+#[derive(Clone, Debug)]
+pub struct SuiteConfig {
+    /// Where the broker serves; port 0 picks a free one (tests).
+    pub broker_listen: SocketAddr,
+    /// Where to write the management cluster's kubeconfig; `None`: a file in a temporary directory
+    /// removed with the suite.
+    pub kubeconfig: Option<PathBuf>,
+    /// The simulator's configuration (delays, faults).
+    pub sim: SimConfig,
+}
+
+impl Default for SuiteConfig {
+    fn default() -> Self {
+        let mut sim = SimConfig::default();
+        jobs_find_kubectl(&mut sim);
+        SuiteConfig {
+            broker_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            kubeconfig: None,
+            sim,
+        }
+    }
+}
+
+/// Jobs run as processes on this machine with its `PATH`. When `$KUBECTL` names a kubectl
+/// elsewhere (CI unpacks Debian's beside the build), its directory goes first, so that a job's
+/// `kubectl` is that one.
+fn jobs_find_kubectl(sim: &mut SimConfig) {
+    let Some(kubectl) = std::env::var_os("KUBECTL").map(PathBuf::from) else {
+        return;
+    };
+    if let Some(dir) = kubectl.parent().filter(|dir| dir.is_absolute())
+        && kubectl.file_name().is_some_and(|name| name == "kubectl")
+    {
+        let path = &mut sim.workloads.path_env;
+        *path = format!("{}:{path}", dir.display());
+    }
+}
+
+/// One of the suite's services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Component {
+    Provisioner,
+    Runner,
+    Logview,
+    Broker,
+}
+
+impl Component {
+    /// In start order: each after what it calls.
+    pub const ALL: [Component; 4] = [
+        Component::Provisioner,
+        Component::Runner,
+        Component::Logview,
+        Component::Broker,
+    ];
+}
+
+/// A running service: its stop token and its task.
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// The running suite. Dropping it stops everything; [`Suite::shutdown`] does so gracefully.
+pub struct Suite {
+    // Field order is drop order: the services stop before the simulator they talk to.
+    running: BTreeMap<Component, Running>,
+    addresses: BTreeMap<Component, SocketAddr>,
+    kubeconfig: PathBuf,
+    sim: Simulator,
+    _dir: tempfile::TempDir,
+}
+
+impl Suite {
+    /// Starts the simulator, installs the CRD and the namespace, then the services, and returns
+    /// once the broker answers health checks.
+    pub async fn start(config: SuiteConfig) -> anyhow::Result<Suite> {
+        service::install_crypto();
+        let dir = tempfile::Builder::new()
+            .prefix("testcluster-suite-")
+            .tempdir()
+            .context("creating a temporary directory")?;
+        let sim = Simulator::start(config.sim)
+            .await
+            .context("starting the simulator")?;
+        let kubeconfig = config
+            .kubeconfig
+            .unwrap_or_else(|| dir.path().join("kubeconfig"));
+        setup::write_kubeconfig(&sim, &kubeconfig)?;
+        let client = service::kube_client(Some(&kubeconfig)).await?;
+        setup::install(&client).await?;
+
+        let mut addresses = BTreeMap::new();
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        for (component, address) in [
+            (Component::Provisioner, loopback),
+            (Component::Logview, loopback),
+            (Component::Broker, config.broker_listen),
+        ] {
+            // Bound once here so every service knows the others' ports before any starts; a
+            // restarted service binds the same address again.
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding {component:?} to {address}"))?;
+            addresses.insert(component, listener.local_addr()?);
+        }
+        let mut suite = Suite {
+            running: BTreeMap::new(),
+            addresses,
+            kubeconfig,
+            sim,
+            _dir: dir,
+        };
+        for component in Component::ALL {
+            suite.start_component(component).await?;
+        }
+        setup::wait_serving(&suite.broker_endpoint(), Duration::from_secs(10)).await?;
+        Ok(suite)
+    }
+
+    /// The broker's gRPC endpoint, such as `http://127.0.0.1:50051`.
+    pub fn broker_endpoint(&self) -> String {
+        self.endpoint(Component::Broker).unwrap_or_default()
+    }
+
+    /// A service's gRPC endpoint (`None` for the runner, which serves none).
+    pub fn endpoint(&self, component: Component) -> Option<String> {
+        self.addresses
+            .get(&component)
+            .map(|address| format!("http://{address}"))
+    }
+
+    /// The management cluster's kubeconfig (mode 0600: it holds the admin token).
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The simulator: inventory, fault switches, the API server.
+    pub fn simulator(&self) -> &Simulator {
+        &self.sim
+    }
+
+    /// A Kubernetes client for the management cluster, through the kubeconfig.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        service::kube_client(Some(&self.kubeconfig)).await
+    }
+
+    /// Stops one service: cancels its token and waits for it to drain (aborting it after a grace
+    /// period), as a pod's termination would.
+    pub async fn stop(&mut self, component: Component) {
+        if let Some(running) = self.running.remove(&component) {
+            running.stop.cancel();
+            let mut task = running.task;
+            if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+                tracing::warn!(?component, "did not stop in time; aborting");
+                task.abort();
+            }
+        }
+    }
+
+    /// Stops and starts one service again, on the same address, with a fresh client.
+    pub async fn restart(&mut self, component: Component) -> anyhow::Result<()> {
+        self.stop(component).await;
+        self.start_component(component).await
+    }
+
+    /// Stops every service (the broker first), then the simulator.
+    pub async fn shutdown(mut self) {
+        for component in Component::ALL.into_iter().rev() {
+            self.stop(component).await;
+        }
+        self.sim.api().shutdown();
+    }
+
+    /// Starts `component` if it is not running.
+    pub async fn start_component(&mut self, component: Component) -> anyhow::Result<()> {
+        if self.running.contains_key(&component) {
+            return Ok(());
+        }
+        let client = service::kube_client(Some(&self.kubeconfig)).await?;
+        let listener = match self.addresses.get(&component) {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding {component:?} to {address}"))?,
+            ),
+            None => None,
+        };
+        let stop = CancellationToken::new();
+        let service = setup::service_future(self, component, client, listener, stop.clone())?;
+        let task = tokio::spawn(async move {
+            match service.await {
+                Ok(()) => tracing::debug!(?component, "stopped"),
+                Err(error) => tracing::error!(?component, error = format!("{error:#}"), "failed"),
+            }
+        });
+        self.running.insert(component, Running { stop, task });
+        Ok(())
+    }
+
+    fn endpoint_or_empty(&self, component: Component) -> String {
+        self.endpoint(component).unwrap_or_default()
+    }
+}

@@ -1,0 +1,139 @@
+//! The suite's moving parts: the kubeconfig, what the management cluster needs before the services
+//! start, each service's configuration, and the readiness check.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use sim::Simulator;
+use testcluster_resources::TestClusterGKE;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use super::{Component, NAMESPACE, Suite};
+
+/// Writes the kubeconfig to a temporary name, then renames it into place, so whoever waits for the
+/// file finds a complete one.
+pub fn write_kubeconfig(sim: &Simulator, path: &Path) -> anyhow::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = Path::new(&temporary);
+    sim.write_kubeconfig(temporary)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(temporary, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Installs the TestClusterGKE CRD and the test clusters' namespace, and waits until the API server
+/// serves the new resource (the services check for it when they start).
+pub async fn install(client: &kube::Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    create_if_missing(&crds, &testcluster_resources::crd::crd()).await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some(NAMESPACE.to_owned());
+    create_if_missing(&namespaces, &namespace).await?;
+
+    let clusters: Api<TestClusterGKE> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // A CRD is served a moment after it is created; there is nothing to watch for that, so this
+    // one setup step retries briefly.
+    loop {
+        match clusters.list(&ListParams::default().limit(1)).await {
+            Ok(_) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() > deadline => {
+                bail!("the TestClusterGKE CRD is not served: {error}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+async fn create_if_missing<K>(api: &Api<K>, object: &K) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(response)) if response.is_already_exists() => Ok(()),
+        Err(error) => Err(error).context(format!(
+            "creating {}",
+            object.meta().name.clone().unwrap_or_default()
+        )),
+    }
+}
+
+/// The future that runs `component` until `stop` is cancelled.
+pub fn service_future(
+    suite: &Suite,
+    component: Component,
+    client: kube::Client,
+    listener: Option<TcpListener>,
+    stop: CancellationToken,
+) -> anyhow::Result<BoxFuture<'static, anyhow::Result<()>>> {
+    let provisioner = suite.endpoint_or_empty(Component::Provisioner);
+    let logview = suite.endpoint_or_empty(Component::Logview);
+    let needs_listener = || listener.context("no address for a gRPC service");
+    Ok(match component {
+        Component::Provisioner => {
+            let settings = provisioner::Settings {
+                metadata_host: Some(suite.simulator().gke().metadata_host()),
+                ..provisioner::Settings::default()
+            };
+            Box::pin(provisioner::run(client, needs_listener()?, settings, stop))
+        }
+        Component::Runner => {
+            let settings = runner::Settings {
+                provisioner,
+                ..runner::Settings::default()
+            };
+            Box::pin(runner::run(client, settings, stop))
+        }
+        Component::Logview => {
+            let settings = logview::Settings::default();
+            Box::pin(logview::run(client, needs_listener()?, settings, stop))
+        }
+        Component::Broker => {
+            let settings = broker::Settings {
+                provisioner_endpoint: provisioner,
+                logview_endpoint: logview,
+                default_namespace: NAMESPACE.to_owned(),
+                ..broker::Settings::default()
+            };
+            Box::pin(broker::run(client, needs_listener()?, settings, stop))
+        }
+    })
+}
+
+/// Waits until the gRPC server at `endpoint` reports SERVING.
+pub async fn wait_serving(endpoint: &str, timeout: Duration) -> anyhow::Result<()> {
+    let check = async {
+        loop {
+            // The listener is bound before the server task runs, so connecting succeeds at once and
+            // the check answers as soon as the server accepts; a refused check is retried.
+            if let Ok(channel) = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+                .connect()
+                .await
+            {
+                let response = HealthClient::new(channel)
+                    .check(tonic_health::pb::HealthCheckRequest::default())
+                    .await;
+                if let Ok(response) = response
+                    && response.into_inner().status() == ServingStatus::Serving
+                {
+                    return anyhow::Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(timeout, check)
+        .await
+        .with_context(|| format!("{endpoint} not serving after {timeout:?}"))?
+}

@@ -1,0 +1,161 @@
+//! The `tcctl` binary as a user runs it: `run --local` (issue #3's README example and a failing job)
+//! and `tcctl up` serving within 10 seconds, reached by a second `tcctl run`.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const TCCTL: &str = env!("CARGO_BIN_EXE_tcctl");
+const HELLO: &str = "echo hello-from-job; kubectl get nodes -o name";
+
+fn tcctl(args: &[&str]) -> Output {
+    Command::new(TCCTL)
+        .args(args)
+        // Tests run in parallel: never the shared default endpoint.
+        .env_remove("TESTCLUSTER_ENDPOINT")
+        .output()
+        .expect("tcctl runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn run_local_prints_the_jobs_output_and_exits_0() {
+    let output = tcctl(&["run", "--local", "--nodes", "3", "--", "sh", "-c", HELLO]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[runner] hello-from-job"), "{stdout}");
+    let nodes = stdout
+        .lines()
+        .filter(|l| l.starts_with("[runner] node/"))
+        .count();
+    assert_eq!(nodes, 3, "{stdout}");
+    for phase in ["Pending", "Provisioning", "Ready", "Running", "Succeeded"] {
+        assert!(
+            stderr.contains(&format!("phase {phase}")),
+            "{phase}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn run_local_exits_with_the_jobs_exit_code() {
+    let output = tcctl(&["run", "--local", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("phase Failed (exit code 3"));
+}
+
+#[test]
+fn run_local_refuses_an_invalid_request_naming_the_field() {
+    let output = tcctl(&["run", "--local", "--nodes", "0", "--", "true"]);
+    assert_eq!(output.status.code(), Some(tcctl::EXIT_INFRASTRUCTURE));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("InvalidArgument") && stderr.contains("spec.nodes"),
+        "{stderr}"
+    );
+}
+
+/// Kills the child on drop, so a failing assertion leaves no suite running.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn up_serves_within_10_seconds_and_a_second_tcctl_reaches_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let started = Instant::now();
+    let mut child = Child(
+        Command::new(TCCTL)
+            .args([
+                "up",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--kubeconfig",
+            ])
+            .arg(&kubeconfig)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcctl up starts"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let endpoint = loop {
+        let left = Duration::from_secs(10).saturating_sub(started.elapsed());
+        let line = received
+            .recv_timeout(left)
+            .expect("tcctl up printed its endpoint within 10 s");
+        if let Some(endpoint) = line.strip_prefix("gRPC endpoint:") {
+            break endpoint.trim().to_owned();
+        }
+    };
+    assert_eq!(endpoint, format!("http://127.0.0.1:{port}"));
+    assert!(kubeconfig.exists());
+
+    let output = Command::new(TCCTL)
+        .args([
+            "run",
+            "--name",
+            "second",
+            "--",
+            "sh",
+            "-c",
+            "echo second-terminal",
+        ])
+        .env("TESTCLUSTER_ENDPOINT", &endpoint)
+        .output()
+        .expect("tcctl run");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("second-terminal"));
+
+    // Logs afterwards, through the broker, in its default namespace.
+    let output = Command::new(TCCTL)
+        .args(["logs", "second"])
+        .env("TESTCLUSTER_ENDPOINT", &endpoint)
+        .output()
+        .expect("tcctl logs");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("[runner] second-terminal"));
+
+    let output = Command::new(TCCTL)
+        .args(["list", "-o", "table"])
+        .env("TESTCLUSTER_ENDPOINT", &endpoint)
+        .output()
+        .expect("tcctl list");
+    assert!(
+        text(&output.stdout).contains("Succeeded"),
+        "{}",
+        text(&output.stdout)
+    );
+
+    // Ctrl-C stops it cleanly.
+    let pid = child.0.id().to_string();
+    let signalled = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(signalled.success());
+    let status = child.0.wait().expect("tcctl up exits");
+    assert_eq!(status.code(), Some(0));
+}

@@ -1,0 +1,162 @@
+//! The broker: testcluster's public gRPC front door.
+//!
+//! A CI job (through `tcctl`, `buf curl` or any gRPC client) talks only to the broker:
+//!
+//! - [`TestClusterService`](testcluster_api::v1::test_cluster_service_server::TestClusterService)
+//!   (`clusters`): `CreateTestCluster` checks and defaults the request (`validate`, plus the
+//!   provisioner's own `ValidateSpec` over internal gRPC, `provisioner`), then writes the
+//!   `TestClusterGKE` object and the user ConfigMap (`create`). `Get`/`List`/`Delete` read and delete
+//!   objects; `WatchTestCluster` streams a snapshot per change from a Kubernetes watch (`watch`).
+//! - [`LogService`](testcluster_api::v1::log_service_server::LogService) (`logs`): passed through
+//!   to logview, so CI needs one endpoint.
+//!
+//! The broker holds no state of its own: everything lives in the Kubernetes API, so it can restart or
+//! run as several replicas. Cross-cutting concerns (tracing, in-flight limits) are tower layers
+//! around the handlers (`layers`); Kubernetes errors become gRPC statuses in one place (`errors`).
+
+mod clusters;
+mod create;
+mod errors;
+mod layers;
+mod logs;
+mod names;
+mod provisioner;
+mod validate;
+mod watch;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use testcluster_api::v1::log_service_server::LogServiceServer;
+use testcluster_api::v1::test_cluster_service_server::TestClusterServiceServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use layers::{GrpcTraceLayer, Layered};
+pub use names::{MAX_NAME_LEN, MAX_NAME_PREFIX_LEN};
+
+/// The broker's configuration. Every flag has a `TESTCLUSTER_*` environment fallback; the defaults
+/// match the ports `tcctl up` uses.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Settings {
+    /// gRPC endpoint of the provisioner's internal `ProvisionerService`.
+    #[arg(
+        long,
+        env = "TESTCLUSTER_PROVISIONER_ENDPOINT",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub provisioner_endpoint: String,
+
+    /// gRPC endpoint of logview's `LogService`, which the broker proxies.
+    #[arg(
+        long,
+        env = "TESTCLUSTER_LOGVIEW_ENDPOINT",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub logview_endpoint: String,
+
+    /// Namespace used when a request leaves `namespace` empty.
+    #[arg(
+        long,
+        env = "TESTCLUSTER_DEFAULT_NAMESPACE",
+        default_value = "test-clusters"
+    )]
+    pub default_namespace: String,
+
+    /// Calls handled at once; more wait for a slot (watches and log streams count while they open).
+    #[arg(
+        long,
+        env = "TESTCLUSTER_BROKER_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 256
+    )]
+    pub max_concurrent_requests: usize,
+
+    /// How long a call to the provisioner may take before the broker answers UNAVAILABLE.
+    #[arg(long, env = "TESTCLUSTER_BROKER_PROVISIONER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub provisioner_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            provisioner_endpoint: "http://127.0.0.1:50052".to_owned(),
+            logview_endpoint: "http://127.0.0.1:50053".to_owned(),
+            default_namespace: "test-clusters".to_owned(),
+            max_concurrent_requests: 256,
+            provisioner_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Largest request the broker decodes. A ConfigMap holds at most 1 MiB, so an init manifest cannot
+/// usefully be bigger; the rest of a request is small.
+const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
+
+/// Serves the broker's gRPC API on `listener` until `shutdown` is cancelled.
+///
+/// The provisioner and logview need not be up yet: their channels connect lazily, and calls that
+/// need them answer UNAVAILABLE until they are.
+pub async fn run(
+    client: kube::Client,
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let provisioner = provisioner::Provisioner::connect_lazy(
+        &settings.provisioner_endpoint,
+        settings.provisioner_timeout,
+    )
+    .context("provisioner endpoint")?;
+    let logs = logs::LogProxy::connect_lazy(
+        &settings.logview_endpoint,
+        settings.default_namespace.clone(),
+    )
+    .context("logview endpoint")?;
+    let broker = clusters::Broker::new(client, provisioner, settings.default_namespace.clone());
+
+    let layers = tower::ServiceBuilder::new().layer(GrpcTraceLayer).layer(
+        tower::limit::GlobalConcurrencyLimitLayer::new(settings.max_concurrent_requests),
+    );
+    let clusters =
+        TestClusterServiceServer::new(broker).max_decoding_message_size(MAX_REQUEST_BYTES);
+    let logs = LogServiceServer::new(logs);
+    ::service::grpc::GrpcServer::new()
+        .add_service(Layered::new(clusters, &layers))
+        .add_service(Layered::new(logs, &layers))
+        .serve(listener, shutdown)
+        .await
+}
+
+/// Parses durations such as `500ms`, `5s` or `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |at| text.split_at(at));
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 500ms, 5s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(value)),
+        "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        _ => Err(format!(
+            "invalid duration {text:?}: unit must be ms, s or m"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("2h").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}

@@ -1,0 +1,64 @@
+//! `LogService` passed through to logview, so that a CI job needs only the broker's endpoint.
+//!
+//! The request and logview's stream go through unchanged, except that an empty namespace becomes
+//! the broker's default (as in every broker call) and an unreachable logview gets a clearer message.
+
+use testcluster_api::v1 as api;
+use testcluster_api::v1::log_service_client::LogServiceClient;
+use testcluster_api::v1::log_service_server::LogService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status, Streaming};
+
+/// Connects lazily: the broker serves before logview is up, and reconnects when it restarts.
+pub struct LogProxy {
+    client: LogServiceClient<Channel>,
+    default_namespace: String,
+}
+
+impl LogProxy {
+    pub fn connect_lazy(
+        endpoint: &str,
+        default_namespace: String,
+    ) -> Result<Self, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(endpoint.to_owned())?.connect_lazy();
+        Ok(LogProxy {
+            client: LogServiceClient::new(channel),
+            default_namespace,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl LogService for LogProxy {
+    type StreamLogsStream = Streaming<api::StreamLogsResponse>;
+
+    async fn stream_logs(
+        &self,
+        request: Request<api::StreamLogsRequest>,
+    ) -> Result<Response<Self::StreamLogsStream>, Status> {
+        // Only the message goes on: the caller's metadata (and, later, credentials) is the broker's
+        // to interpret, not logview's. The deadline travels with tonic's grpc-timeout.
+        let timeout = request.metadata().get("grpc-timeout").cloned();
+        let mut message = request.into_inner();
+        // Empty means the broker's default namespace, as in every broker call; logview has none.
+        if message.namespace.is_empty() {
+            message.namespace.clone_from(&self.default_namespace);
+        }
+        let mut forwarded = Request::new(message);
+        if let Some(timeout) = timeout {
+            forwarded.metadata_mut().insert("grpc-timeout", timeout);
+        }
+        let response = self
+            .client
+            .clone()
+            .stream_logs(forwarded)
+            .await
+            .map_err(|status| match status.code() {
+                Code::Unavailable | Code::Unknown => {
+                    Status::unavailable(format!("logview is unavailable: {}", status.message()))
+                }
+                _ => status,
+            })?;
+        Ok(Response::new(response.into_inner()))
+    }
+}

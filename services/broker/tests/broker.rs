@@ -1,0 +1,616 @@
+//! The broker against an in-process simulator over real HTTPS, reached by a real tonic client.
+//!
+//! The provisioner is played by a small `ProvisionerService` served over loopback gRPC (services do
+//! not depend on each other's crates); it knows one template, `basic`. Status changes that the
+//! provisioner and runner would make are written here with `/status` patches.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use sim::{SimConfig, Simulator};
+use testcluster_api::errors::field_violations;
+use testcluster_api::internal::v1 as internal;
+use testcluster_api::internal::v1::provisioner_service_server::{
+    ProvisionerService, ProvisionerServiceServer,
+};
+use testcluster_api::v1 as api;
+use testcluster_api::v1::log_service_client::LogServiceClient;
+use testcluster_api::v1::test_cluster_service_client::TestClusterServiceClient;
+use testcluster_resources::TestClusterGKE;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status};
+
+const NAMESPACE: &str = "test-clusters";
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Plays the provisioner's `ProvisionerService`: one template, `basic`.
+struct FakeProvisioner;
+
+#[tonic::async_trait]
+impl ProvisionerService for FakeProvisioner {
+    async fn list_templates(
+        &self,
+        _: Request<internal::ListTemplatesRequest>,
+    ) -> Result<Response<internal::ListTemplatesResponse>, Status> {
+        Ok(Response::new(internal::ListTemplatesResponse {
+            templates: vec![internal::Template {
+                name: "basic".to_owned(),
+                description: "one cluster".to_owned(),
+            }],
+        }))
+    }
+
+    async fn validate_spec(
+        &self,
+        request: Request<internal::ValidateSpecRequest>,
+    ) -> Result<Response<internal::ValidateSpecResponse>, Status> {
+        let spec = request.into_inner().spec.unwrap_or_default();
+        let mut violations = Vec::new();
+        if spec.config_template.as_deref() != Some("basic") {
+            // The real provisioner's camelCase path: the broker must rewrite it.
+            violations.push(internal::FieldViolation {
+                field: "spec.configTemplate".to_owned(),
+                description: "unknown template".to_owned(),
+                reason: "UNKNOWN_TEMPLATE".to_owned(),
+            });
+        }
+        Ok(Response::new(internal::ValidateSpecResponse { violations }))
+    }
+
+    async fn get_cluster_access(
+        &self,
+        _: Request<internal::GetClusterAccessRequest>,
+    ) -> Result<Response<internal::GetClusterAccessResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+}
+
+struct Env {
+    _sim: Simulator,
+    _dir: tempfile::TempDir,
+    client: kube::Client,
+    broker: TestClusterServiceClient<Channel>,
+    channel: Channel,
+    stop: CancellationToken,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A free loopback port nothing listens on (bound, then released).
+async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    listener.local_addr().expect("address")
+}
+
+async fn start(with_provisioner: bool) -> Env {
+    service::install_crypto();
+    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let client = service::kube_client(Some(&kubeconfig))
+        .await
+        .expect("client");
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &testcluster_resources::crd::crd())
+        .await
+        .expect("CRD");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some(NAMESPACE.to_owned());
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("namespace");
+    let clusters: Api<TestClusterGKE> = Api::all(client.clone());
+    tokio::time::timeout(TIMEOUT, async {
+        while clusters.list(&ListParams::default()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("CRD served");
+
+    let stop = CancellationToken::new();
+    let provisioner = if with_provisioner {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let server = service::grpc::GrpcServer::new()
+            .add_service(ProvisionerServiceServer::new(FakeProvisioner));
+        tokio::spawn(server.serve(listener, stop.clone()));
+        address
+    } else {
+        closed_port().await
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let settings = broker::Settings {
+        provisioner_endpoint: format!("http://{provisioner}"),
+        logview_endpoint: format!("http://{}", closed_port().await),
+        provisioner_timeout: Duration::from_secs(2),
+        ..broker::Settings::default()
+    };
+    tokio::spawn(broker::run(
+        client.clone(),
+        listener,
+        settings,
+        stop.clone(),
+    ));
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    Env {
+        _sim: sim,
+        _dir: dir,
+        client,
+        broker: TestClusterServiceClient::new(channel.clone()),
+        channel,
+        stop,
+    }
+}
+
+fn job(image: Option<&str>, command: &[&str]) -> api::TestClusterSpec {
+    api::TestClusterSpec {
+        nodes: Some(1),
+        job_spec: Some(api::JobSpec {
+            runner: Some(api::JobRunnerSpec {
+                image: image.map(str::to_owned),
+                command: command.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn create_request(name: &str, spec: api::TestClusterSpec) -> api::CreateTestClusterRequest {
+    api::CreateTestClusterRequest {
+        namespace: NAMESPACE.to_owned(),
+        name: name.to_owned(),
+        spec: Some(spec),
+        ..Default::default()
+    }
+}
+
+impl Env {
+    fn clusters(&self) -> Api<TestClusterGKE> {
+        Api::namespaced(self.client.clone(), NAMESPACE)
+    }
+
+    async fn count(&self) -> (usize, usize) {
+        let clusters = self
+            .clusters()
+            .list(&ListParams::default())
+            .await
+            .expect("list");
+        let config_maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let config_maps = config_maps
+            .list(&ListParams::default())
+            .await
+            .expect("list");
+        let user = config_maps
+            .items
+            .iter()
+            .filter(|cm| {
+                cm.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.ends_with("-user"))
+            })
+            .count();
+        (clusters.items.len(), user)
+    }
+
+    async fn set_phase(&self, name: &str, phase: &str) {
+        self.clusters()
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"phase": phase}})),
+            )
+            .await
+            .expect("status patch");
+    }
+}
+
+#[tokio::test]
+async fn create_defaults_writes_config_map_and_reads_back() {
+    let mut env = start(true).await;
+    let mut request = create_request("alpha", job(Some("busybox"), &["sh", "-c", "true"]));
+    request.init_manifest =
+        Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n".to_owned());
+    request.labels.insert("team".to_owned(), "net".to_owned());
+    request.github = Some(api::GitHubInfo {
+        commit_hash: "abc123".to_owned(),
+        ..Default::default()
+    });
+    let created = env
+        .broker
+        .create_test_cluster(request)
+        .await
+        .expect("created")
+        .into_inner()
+        .test_cluster
+        .expect("test cluster");
+    assert_eq!(created.name, "alpha");
+    let spec = created.spec.clone().expect("spec");
+    assert_eq!(spec.config_template.as_deref(), Some("basic"));
+    assert_eq!(spec.machine_type.as_deref(), Some("n1-standard-4"));
+    assert_eq!(spec.nodes, Some(1));
+    let runner = spec.job_spec.and_then(|job| job.runner).expect("runner");
+    assert_eq!(runner.config_map.as_deref(), Some("alpha-user"));
+
+    let config_maps: Api<ConfigMap> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let config_map = config_maps.get("alpha-user").await.expect("ConfigMap");
+    assert!(
+        config_map
+            .data
+            .unwrap_or_default()
+            .get("init-manifest")
+            .is_some_and(|m| m.contains("kind: Namespace"))
+    );
+    let owners = config_map.metadata.owner_references.unwrap_or_default();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners[0].uid, created.uid);
+
+    let got = env
+        .broker
+        .get_test_cluster(api::GetTestClusterRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: "alpha".to_owned(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .test_cluster
+        .expect("test cluster");
+    assert_eq!(got.uid, created.uid);
+    assert_eq!(
+        got.labels
+            .get("ci.cilium.io/github-commit-hash")
+            .map(String::as_str),
+        Some("abc123")
+    );
+
+    // A duplicate is refused, and with a prefix a name is generated.
+    let duplicate = env
+        .broker
+        .create_test_cluster(create_request("alpha", job(Some("busybox"), &[])))
+        .await
+        .expect_err("duplicate");
+    assert_eq!(duplicate.code(), Code::AlreadyExists, "{duplicate:?}");
+    let mut prefixed = create_request("", api::TestClusterSpec::default());
+    prefixed.name_prefix = "ci-".to_owned();
+    let generated = env
+        .broker
+        .create_test_cluster(prefixed)
+        .await
+        .expect("prefixed")
+        .into_inner()
+        .test_cluster
+        .expect("test cluster");
+    assert!(
+        generated.name.starts_with("ci-") && generated.name.len() == 8,
+        "{}",
+        generated.name
+    );
+
+    let list = |selector: &str| api::ListTestClustersRequest {
+        namespace: NAMESPACE.to_owned(),
+        label_selector: selector.to_owned(),
+        ..Default::default()
+    };
+    let all = env
+        .broker
+        .list_test_clusters(list(""))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(all.test_clusters.len(), 2);
+    let team = env
+        .broker
+        .list_test_clusters(list("team=net"))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(team.test_clusters.len(), 1);
+    assert_eq!(team.test_clusters[0].name, "alpha");
+    let mut paged = list("");
+    paged.page_size = 1;
+    let page = env
+        .broker
+        .list_test_clusters(paged.clone())
+        .await
+        .expect("page")
+        .into_inner();
+    assert_eq!(page.test_clusters.len(), 1);
+    assert!(!page.next_page_token.is_empty());
+    paged.page_token = page.next_page_token;
+    let rest = env
+        .broker
+        .list_test_clusters(paged)
+        .await
+        .expect("page 2")
+        .into_inner();
+    assert_eq!(rest.test_clusters.len(), 1);
+    assert_ne!(rest.test_clusters[0].name, page.test_clusters[0].name);
+    let bad = env
+        .broker
+        .list_test_clusters(list("a b c"))
+        .await
+        .expect_err("bad selector");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    let deleted = env
+        .broker
+        .delete_test_cluster(api::DeleteTestClusterRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: "alpha".to_owned(),
+        })
+        .await
+        .expect("delete");
+    assert_eq!(deleted.into_inner().test_cluster.expect("tc").name, "alpha");
+    for _ in 0..2 {
+        let missing = env
+            .broker
+            .get_test_cluster(api::GetTestClusterRequest {
+                namespace: NAMESPACE.to_owned(),
+                name: "alpha".to_owned(),
+            })
+            .await
+            .expect_err("gone");
+        assert_eq!(missing.code(), Code::NotFound);
+    }
+    let missing = env
+        .broker
+        .delete_test_cluster(api::DeleteTestClusterRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: "alpha".to_owned(),
+        })
+        .await
+        .expect_err("gone");
+    assert_eq!(missing.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn invalid_requests_name_the_field_and_create_nothing() {
+    let mut env = start(true).await;
+    let unknown_template = api::TestClusterSpec {
+        config_template: Some("nope".to_owned()),
+        ..Default::default()
+    };
+    let nodes = api::TestClusterSpec {
+        nodes: Some(0),
+        ..Default::default()
+    };
+    let mut manifest_without_job = create_request("ok", api::TestClusterSpec::default());
+    manifest_without_job.init_manifest = Some("x: y".to_owned());
+    let cases = [
+        (create_request("ok", nodes), "spec.nodes"),
+        (
+            create_request("ok", unknown_template),
+            "spec.config_template",
+        ),
+        (
+            create_request(&"a".repeat(35), api::TestClusterSpec::default()),
+            "name",
+        ),
+        (
+            create_request("Upper", api::TestClusterSpec::default()),
+            "name",
+        ),
+        (
+            create_request("ok", job(None, &["true"])),
+            "spec.job_spec.runner.image",
+        ),
+        (manifest_without_job, "init_manifest"),
+    ];
+    for (request, field) in cases {
+        let status = env
+            .broker
+            .create_test_cluster(request.clone())
+            .await
+            .expect_err("invalid");
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{request:?}: {status:?}"
+        );
+        let fields: Vec<String> = field_violations(&status)
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(fields, vec![field.to_owned()], "{request:?}");
+    }
+    let mut missing_namespace = create_request("ok", api::TestClusterSpec::default());
+    missing_namespace.namespace = "nowhere".to_owned();
+    let status = env
+        .broker
+        .create_test_cluster(missing_namespace)
+        .await
+        .expect_err("no namespace");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(field_violations(&status)[0].field, "namespace");
+    assert_eq!(env.count().await, (0, 0));
+}
+
+#[tokio::test]
+async fn provisioner_down_is_unavailable_but_bad_input_is_still_named() {
+    let mut env = start(false).await;
+    let status = env
+        .broker
+        .create_test_cluster(create_request("ok", api::TestClusterSpec::default()))
+        .await
+        .expect_err("no provisioner");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let status = env
+        .broker
+        .create_test_cluster(create_request(
+            "ok",
+            api::TestClusterSpec {
+                nodes: Some(0),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("invalid");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(env.count().await, (0, 0));
+
+    // logview is down too: its proxy says so.
+    let status = LogServiceClient::new(env.channel.clone())
+        .stream_logs(api::StreamLogsRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: "ok".to_owned(),
+            follow: true,
+        })
+        .await
+        .expect_err("no logview");
+    assert_eq!(status.code(), Code::Unavailable);
+}
+
+async fn next_phase(
+    stream: &mut tonic::Streaming<api::WatchTestClusterResponse>,
+) -> Option<(api::Phase, bool)> {
+    let message = tokio::time::timeout(TIMEOUT, stream.message())
+        .await
+        .expect("watch stalled")
+        .expect("watch error")?;
+    let phase = message
+        .test_cluster
+        .and_then(|tc| tc.status)
+        .map_or(api::Phase::Unspecified, |status| status.phase());
+    Some((phase, message.deleted))
+}
+
+#[tokio::test]
+async fn watch_streams_every_change_and_ends_after_a_terminal_phase() {
+    let mut env = start(true).await;
+    let created = env
+        .broker
+        .create_test_cluster(create_request("watched", api::TestClusterSpec::default()))
+        .await
+        .expect("created")
+        .into_inner()
+        .test_cluster
+        .expect("tc");
+    // Changes made before the watch starts are replayed from the version create returned.
+    env.set_phase("watched", "Pending").await;
+    env.set_phase("watched", "Provisioning").await;
+    let mut stream = env
+        .broker
+        .watch_test_cluster(api::WatchTestClusterRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: "watched".to_owned(),
+            resource_version: created.resource_version,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    assert_eq!(
+        next_phase(&mut stream).await,
+        Some((api::Phase::Pending, false))
+    );
+    assert_eq!(
+        next_phase(&mut stream).await,
+        Some((api::Phase::Provisioning, false))
+    );
+    for phase in ["Ready", "Running", "Failed"] {
+        env.set_phase("watched", phase).await;
+    }
+    assert_eq!(
+        next_phase(&mut stream).await,
+        Some((api::Phase::Ready, false))
+    );
+    assert_eq!(
+        next_phase(&mut stream).await,
+        Some((api::Phase::Running, false))
+    );
+    assert_eq!(
+        next_phase(&mut stream).await,
+        Some((api::Phase::Failed, false))
+    );
+    assert_eq!(
+        next_phase(&mut stream).await,
+        None,
+        "ends after a terminal phase"
+    );
+
+    // Without a version: the current state first; a terminal one ends the stream at once.
+    let mut stream = env
+        .broker
+        .watch_test_cluster(api::WatchTestClusterRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: "watched".to_owned(),
+            resource_version: String::new(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    assert_eq!(
+        next_phase(&mut stream).await,
+        Some((api::Phase::Failed, false))
+    );
+    assert_eq!(next_phase(&mut stream).await, None);
+
+    let missing = env
+        .broker
+        .watch_test_cluster(api::WatchTestClusterRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: "nope".to_owned(),
+            resource_version: String::new(),
+        })
+        .await
+        .expect_err("not found");
+    assert_eq!(missing.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn watch_ends_when_the_object_is_deleted() {
+    let mut env = start(true).await;
+    env.broker
+        .create_test_cluster(create_request("doomed", api::TestClusterSpec::default()))
+        .await
+        .expect("created");
+    let mut stream = env
+        .broker
+        .watch_test_cluster(api::WatchTestClusterRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: "doomed".to_owned(),
+            resource_version: String::new(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    assert_eq!(
+        next_phase(&mut stream).await,
+        Some((api::Phase::Unspecified, false))
+    );
+    env.broker
+        .delete_test_cluster(api::DeleteTestClusterRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: "doomed".to_owned(),
+        })
+        .await
+        .expect("delete");
+    assert_eq!(
+        next_phase(&mut stream).await,
+        Some((api::Phase::Unspecified, true))
+    );
+    assert_eq!(next_phase(&mut stream).await, None);
+}

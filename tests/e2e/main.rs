@@ -1,0 +1,12 @@
+//! End-to-end: the simulator and all four services (through `tcctl`'s suite), driven through the
+//! broker's public gRPC API as a CI job would, asserting what a user sees: phases, logs, exit codes,
+//! errors naming fields, and nothing left behind. Issue #3's "Done when" 1–6; 2 and 7's command-line
+//! halves are in `cli/tests/`.
+
+mod support;
+
+mod clients;
+mod lifecycle;
+mod restarts;
+mod seed;
+mod validation;
