@@ -1,4 +1,4 @@
-//! Stopping and restarting the provisioner or the runner in the middle of a lifecycle neither
+//! Killing and restarting the provisioner or the runner in the middle of a lifecycle neither
 //! duplicates work (no second Job, no second cloud cluster) nor loses the run.
 
 use k8s_openapi::api::batch::v1::Job;
@@ -73,12 +73,12 @@ async fn restarting_provisioner_and_runner_mid_run_duplicates_nothing() {
     let provisioning = until_phase(&mut stream, api::Phase::Provisioning).await;
     assert_eq!(phase_of(&provisioning), api::Phase::Provisioning);
     env.suite
-        .restart(Component::Provisioner)
+        .kill_and_restart(Component::Provisioner)
         .await
         .expect("provisioner restarts");
     let running = until_phase(&mut stream, api::Phase::Running).await;
     env.suite
-        .restart(Component::Runner)
+        .kill_and_restart(Component::Runner)
         .await
         .expect("runner restarts");
     let done = until_phase(&mut stream, api::Phase::Succeeded).await;

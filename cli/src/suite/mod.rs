@@ -185,9 +185,21 @@ impl Suite {
         }
     }
 
-    /// Stops and starts one service again, on the same address, with a fresh client.
-    pub async fn restart(&mut self, component: Component) -> anyhow::Result<()> {
-        self.stop(component).await;
+    /// Kills one service without letting it drain, as SIGKILL or a node loss would: whatever it
+    /// was doing is dropped at its current await point.
+    pub async fn kill(&mut self, component: Component) {
+        if let Some(running) = self.running.remove(&component) {
+            running.task.abort();
+            let _ = running.task.await;
+            // Tasks the service spawned outlive an aborted parent; in a killed process they die
+            // with it, so end them too.
+            running.stop.cancel();
+        }
+    }
+
+    /// Kills one service and starts it again, on the same address, with a fresh client.
+    pub async fn kill_and_restart(&mut self, component: Component) -> anyhow::Result<()> {
+        self.kill(component).await;
         self.start_component(component).await
     }
 
