@@ -10,7 +10,6 @@ use common::*;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::config::KubeConfigOptions;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -18,16 +17,6 @@ use sim::apiserver::ApiServer;
 
 fn configmap(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}})).expect("configmap")
-}
-
-/// A client like `ApiServer::client`, but without kube-rs' automatic retry of 429/503.
-async fn client_without_retries(api: &ApiServer) -> Client {
-    let mut config =
-        kube::Config::from_custom_kubeconfig(api.kubeconfig(), &KubeConfigOptions::default())
-            .await
-            .expect("config");
-    config.default_retry = false;
-    Client::try_from(config).expect("client")
 }
 
 /// Waits, bounded, until the counter for `verb` `resource` reaches `at_least`.

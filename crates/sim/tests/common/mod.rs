@@ -43,6 +43,19 @@ pub async fn start(name: &str, namespace: &str) -> (ApiServer, Client) {
     (api, client)
 }
 
+/// A client like `ApiServer::client`, but without kube-rs' automatic retry of 429/503, so a test
+/// sees those answers instead of waiting out the retries.
+pub async fn client_without_retries(api: &ApiServer) -> Client {
+    let mut config = kube::Config::from_custom_kubeconfig(
+        api.kubeconfig(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .expect("config");
+    config.default_retry = false;
+    Client::try_from(config).expect("client")
+}
+
 pub async fn create_namespace(client: &Client, name: &str) -> Namespace {
     Api::<Namespace>::all(client.clone())
         .create(
