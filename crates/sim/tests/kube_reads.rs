@@ -550,3 +550,48 @@ async fn list_paging_returns_every_item_once_in_order() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn server_sets_identity_and_generate_name_and_deletes_collections() {
+    let (_api, client) = start("identity", "ids").await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client, "ids");
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        let generated: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"generateName": "run-", "labels": {"batch": "one"}},
+        }))
+        .expect("configmap");
+        made.push(
+            configmaps
+                .create(&PostParams::default(), &generated)
+                .await
+                .expect("create with generateName"),
+        );
+    }
+    for cm in &made {
+        let name = cm.name_any();
+        assert!(
+            name.starts_with("run-") && name.len() == "run-".len() + 5,
+            "{name}"
+        );
+        assert!(cm.uid().is_some_and(|uid| uid.len() == 36), "{cm:?}");
+        assert!(cm.resource_version().is_some(), "{cm:?}");
+        assert!(cm.creation_timestamp().is_some(), "{cm:?}");
+    }
+    let mut names = names(made);
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 3, "generated names are unique: {names:?}");
+
+    configmaps
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("batch=one"),
+        )
+        .await
+        .expect("deletecollection");
+    assert_eq!(
+        selected(&configmaps, &ListParams::default().labels("batch=one")).await,
+        Vec::<String>::new()
+    );
+}
