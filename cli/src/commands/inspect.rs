@@ -13,6 +13,11 @@ fn grpc_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}", describe_status(&status))
 }
 
+/// The message of a call's answer, or its status as an error to print.
+fn answer<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T> {
+    result.map(tonic::Response::into_inner).map_err(grpc_error)
+}
+
 pub async fn execute(
     command: Command,
     channel: Channel,
@@ -23,14 +28,11 @@ pub async fn execute(
     let namespace = namespace.unwrap_or_default().to_owned();
     match command {
         Command::Get(args) => {
-            let cluster = clusters
-                .get_test_cluster(api::GetTestClusterRequest {
-                    namespace,
-                    name: args.name,
-                })
-                .await
-                .map_err(grpc_error)?
-                .into_inner()
+            let request = api::GetTestClusterRequest {
+                namespace,
+                name: args.name,
+            };
+            let cluster = answer(clusters.get_test_cluster(request).await)?
                 .test_cluster
                 .unwrap_or_default();
             print!("{}", render(&[cluster], args.output, true)?);
@@ -47,11 +49,7 @@ pub async fn execute(
             };
             let mut all = Vec::new();
             loop {
-                let page = clusters
-                    .list_test_clusters(request.clone())
-                    .await
-                    .map_err(grpc_error)?
-                    .into_inner();
+                let page = answer(clusters.list_test_clusters(request.clone()).await)?;
                 all.extend(page.test_clusters);
                 if page.next_page_token.is_empty() {
                     break;
@@ -61,15 +59,12 @@ pub async fn execute(
             print!("{}", render(&all, args.output, false)?);
         }
         Command::Watch(args) => {
-            let mut stream = clusters
-                .watch_test_cluster(api::WatchTestClusterRequest {
-                    namespace,
-                    name: args.name,
-                    resource_version: String::new(),
-                })
-                .await
-                .map_err(grpc_error)?
-                .into_inner();
+            let request = api::WatchTestClusterRequest {
+                namespace,
+                name: args.name,
+                resource_version: String::new(),
+            };
+            let mut stream = answer(clusters.watch_test_cluster(request).await)?;
             while let Some(message) = stream.message().await.map_err(grpc_error)? {
                 let cluster = message.test_cluster.unwrap_or_default();
                 let status = cluster.status.unwrap_or_default();
@@ -83,15 +78,12 @@ pub async fn execute(
             }
         }
         Command::Logs(args) => {
-            let mut stream = LogServiceClient::new(channel)
-                .stream_logs(api::StreamLogsRequest {
-                    namespace,
-                    name: args.name,
-                    follow: args.follow,
-                })
-                .await
-                .map_err(grpc_error)?
-                .into_inner();
+            let request = api::StreamLogsRequest {
+                namespace,
+                name: args.name,
+                follow: args.follow,
+            };
+            let mut stream = answer(LogServiceClient::new(channel).stream_logs(request).await)?;
             while let Some(message) = stream.message().await.map_err(grpc_error)? {
                 match message.event {
                     Some(api::stream_logs_response::Event::Line(line)) => {
@@ -112,14 +104,11 @@ pub async fn execute(
             }
         }
         Command::Delete(args) => {
-            let cluster = clusters
-                .delete_test_cluster(api::DeleteTestClusterRequest {
-                    namespace,
-                    name: args.name,
-                })
-                .await
-                .map_err(grpc_error)?
-                .into_inner()
+            let request = api::DeleteTestClusterRequest {
+                namespace,
+                name: args.name,
+            };
+            let cluster = answer(clusters.delete_test_cluster(request).await)?
                 .test_cluster
                 .unwrap_or_default();
             println!("deleting {}/{}", cluster.namespace, cluster.name);

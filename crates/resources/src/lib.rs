@@ -9,9 +9,11 @@
 //! - [`metadata`]: the seed's labels and annotations, and defaults.
 //! - [`crd`]: the CustomResourceDefinition as YAML (see the `crdgen` binary).
 //! - [`convert`]: conversions to and from the gRPC API (`testcluster_api::v1`).
+//! - [`job_pod`]: the test job's pod, and how its containers say the job ended.
 
 pub mod convert;
 pub mod crd;
+pub mod job_pod;
 pub mod metadata;
 pub mod spec;
 pub mod status;

@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
+use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -82,5 +83,7 @@ impl GrpcServer {
 
 /// Binds `address`; port 0 picks a free port (read it back from the listener).
 pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
-    Ok(TcpListener::bind(address).await?)
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {address}"))
 }

@@ -1,5 +1,7 @@
 //! What every testcluster service shares, so each `main.rs` stays a few lines:
 //!
+//! - [`cli::CommonArgs`]: the flags every service has (kubeconfig, log format), and
+//!   [`CommonArgs::start`](cli::CommonArgs::start), which sets up the process from them.
 //! - [`grpc::GrpcServer`]: a tonic server that always carries `grpc.health.v1.Health` and
 //!   reflection v1 and v1alpha, and stops on a [`CancellationToken`](tokio_util::sync::CancellationToken).
 //! - [`telemetry::init`]: tracing to stderr, readable or JSON.
@@ -7,6 +9,7 @@
 //! - [`shutdown::on_signal`]: a token cancelled on SIGINT or SIGTERM.
 //! - [`install_crypto`]: rustls with the ring provider, installed once per process.
 
+pub mod cli;
 pub mod grpc;
 pub mod shutdown;
 pub mod telemetry;

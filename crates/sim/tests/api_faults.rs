@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::watcher;
-use kube::ResourceExt;
 use serde_json::json;
 use sim::apiserver::ApiServer;
 

@@ -1,11 +1,9 @@
 //! `testcluster-broker`: the public gRPC API as a process. Everything is in the library.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::Parser;
-use service::telemetry::LogFormat;
+use service::cli::{CommonArgs, CommonEnv, Started};
 
 /// testcluster's public gRPC API: TestClusterService and the LogService proxy.
 #[derive(Debug, Parser)]
@@ -19,29 +17,24 @@ struct Args {
     )]
     listen: SocketAddr,
 
-    /// Kubeconfig of the management cluster; unset: KUBECONFIG, ~/.kube/config or in-cluster.
-    #[arg(long, env = "TESTCLUSTER_KUBECONFIG")]
-    kubeconfig: Option<PathBuf>,
-
-    /// Log format on stderr.
-    #[arg(long, env = "TESTCLUSTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    common: CommonArgs,
 
     #[command(flatten)]
     settings: broker::Settings,
 }
 
+/// Unlike the broker's other variables these have no `BROKER_` infix; they stay as they are so that
+/// existing deployments keep working.
+const ENV: CommonEnv = CommonEnv {
+    kubeconfig: "TESTCLUSTER_KUBECONFIG",
+    log_format: "TESTCLUSTER_LOG_FORMAT",
+};
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    service::telemetry::init(args.log_format);
-    service::install_crypto();
-    let shutdown = service::shutdown::on_signal();
-    let client = service::kube_client(args.kubeconfig.as_deref())
-        .await
-        .context("connecting to the management cluster")?;
-    let listener = service::grpc::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let args: Args = service::cli::parse(ENV);
+    let Started { client, shutdown } = args.common.start().await?;
+    let listener = service::grpc::bind(args.listen).await?;
     broker::run(client, listener, args.settings, shutdown).await
 }

@@ -50,7 +50,7 @@ pub async fn watch(
         .map_err(|e| kube_status(&what, e))?;
     let stream = async_stream::try_stream! {
         let mut sent_version = None;
-        let mut version = match since {
+        let version = match since {
             Some(since) => since,
             None => {
                 sent_version = current.metadata.resource_version.clone();
@@ -61,19 +61,19 @@ pub async fn watch(
                 sent_version.clone().unwrap_or_default()
             }
         };
-        let mut last = current;
+        let mut latest = Latest { object: current, version, sent_version };
         let mut failures = 0;
         let mut first = true;
         let params = WatchParams::default()
             .fields(&format!("metadata.name={name}"))
             .timeout(WATCH_TIMEOUT_SECS);
         loop {
-            let events = match clusters.watch(&params, &version).await {
+            let events = match clusters.watch(&params, &latest.version).await {
                 Ok(events) => events,
                 Err(kube::Error::Api(response)) if first && matches!(response.code, 400 | 422) => {
                     Err::<(), _>(invalid_argument(vec![FieldViolation::new(
                         "resource_version",
-                        format!("cannot watch from {version:?}: {}", response.message),
+                        format!("cannot watch from {:?}: {}", latest.version, response.message),
                     )]))?;
                     return;
                 }
@@ -101,39 +101,33 @@ pub async fn watch(
                 failures = 0;
                 match event {
                     WatchEvent::Added(object) | WatchEvent::Modified(object) => {
-                        version = object.metadata.resource_version.clone().unwrap_or_default();
-                        if sent_version.as_deref() != Some(version.as_str()) {
-                            sent_version = Some(version.clone());
-                            yield snapshot(&object, false);
+                        if let Some(snapshot) = latest.update(object) {
+                            yield snapshot;
                         }
-                        if is_terminal(&object) {
+                        if is_terminal(&latest.object) {
                             return;
                         }
-                        last = object;
                     }
                     WatchEvent::Deleted(object) => {
                         yield snapshot(&object, true);
                         return;
                     }
                     WatchEvent::Bookmark(bookmark) => {
-                        version = bookmark.metadata.resource_version;
+                        latest.version = bookmark.metadata.resource_version;
                     }
                     WatchEvent::Error(status) if status.code == 410 => {
                         // Too old to replay: carry on from the current state.
                         match clusters.get_opt(&name).await {
                             Ok(Some(object)) => {
-                                version = object.metadata.resource_version.clone().unwrap_or_default();
-                                if sent_version.as_deref() != Some(version.as_str()) {
-                                    sent_version = Some(version.clone());
-                                    yield snapshot(&object, false);
+                                if let Some(snapshot) = latest.update(object) {
+                                    yield snapshot;
                                 }
-                                if is_terminal(&object) {
+                                if is_terminal(&latest.object) {
                                     return;
                                 }
-                                last = object;
                             }
                             Ok(None) => {
-                                yield snapshot(&last, true);
+                                yield snapshot(&latest.object, true);
                                 return;
                             }
                             Err(error) => Err::<(), _>(kube_status(&what, error))?,
@@ -156,6 +150,30 @@ pub async fn watch(
         }
     };
     Ok(Box::pin(stream))
+}
+
+/// The object as the stream last saw it, so that each version is sent once, whether it comes from
+/// the watch or from reading the object again after 410 Gone.
+struct Latest {
+    object: TestClusterGKE,
+    /// Where the next watch resumes from.
+    version: String,
+    /// The version of the last snapshot sent, if any.
+    sent_version: Option<String>,
+}
+
+impl Latest {
+    /// Takes `object` as the current state; returns its snapshot unless that version was sent.
+    fn update(&mut self, object: TestClusterGKE) -> Option<api::WatchTestClusterResponse> {
+        self.version = object.metadata.resource_version.clone().unwrap_or_default();
+        let unsent = self.sent_version.as_deref() != Some(self.version.as_str());
+        if unsent {
+            self.sent_version = Some(self.version.clone());
+        }
+        let news = unsent.then(|| snapshot(&object, false));
+        self.object = object;
+        news
+    }
 }
 
 fn snapshot(object: &TestClusterGKE, deleted: bool) -> api::WatchTestClusterResponse {
@@ -190,5 +208,23 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_millis(200));
         assert_eq!(backoff(4), Duration::from_millis(800));
         assert_eq!(backoff(20), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn each_version_is_sent_once() {
+        let at = |version: &str| {
+            let mut object = TestClusterGKE::new("t1", Default::default());
+            object.metadata.resource_version = Some(version.to_owned());
+            object
+        };
+        let mut latest = Latest {
+            object: at("1"),
+            version: "1".to_owned(),
+            sent_version: Some("1".to_owned()),
+        };
+        assert!(latest.update(at("1")).is_none());
+        assert!(latest.update(at("2")).is_some());
+        assert_eq!(latest.version, "2");
+        assert!(latest.update(at("2")).is_none());
     }
 }

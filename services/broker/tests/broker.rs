@@ -216,6 +216,49 @@ impl Env {
         (clusters.items.len(), user)
     }
 
+    /// Creates through the broker; the test cluster it answers with.
+    async fn create(
+        &mut self,
+        request: api::CreateTestClusterRequest,
+    ) -> Result<api::TestCluster, Status> {
+        let response = self.broker.create_test_cluster(request).await?;
+        Ok(response.into_inner().test_cluster.expect("test cluster"))
+    }
+
+    /// Reads `name` in [`NAMESPACE`] through the broker.
+    async fn get(&mut self, name: &str) -> Result<api::TestCluster, Status> {
+        let request = api::GetTestClusterRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: name.to_owned(),
+        };
+        let response = self.broker.get_test_cluster(request).await?;
+        Ok(response.into_inner().test_cluster.expect("test cluster"))
+    }
+
+    /// Deletes `name` in [`NAMESPACE`] through the broker; the test cluster it answers with.
+    async fn delete(&mut self, name: &str) -> Result<api::TestCluster, Status> {
+        let request = api::DeleteTestClusterRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: name.to_owned(),
+        };
+        let response = self.broker.delete_test_cluster(request).await?;
+        Ok(response.into_inner().test_cluster.expect("test cluster"))
+    }
+
+    /// Watches `name` in [`NAMESPACE`] from `resource_version` (empty: the current state).
+    async fn watch(
+        &mut self,
+        name: &str,
+        resource_version: String,
+    ) -> Result<tonic::Streaming<api::WatchTestClusterResponse>, Status> {
+        let request = api::WatchTestClusterRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: name.to_owned(),
+            resource_version,
+        };
+        Ok(self.broker.watch_test_cluster(request).await?.into_inner())
+    }
+
     async fn set_phase(&self, name: &str, phase: &str) {
         self.clusters()
             .patch_status(
@@ -239,14 +282,7 @@ async fn create_defaults_writes_config_map_and_reads_back() {
         commit_hash: "abc123".to_owned(),
         ..Default::default()
     });
-    let created = env
-        .broker
-        .create_test_cluster(request)
-        .await
-        .expect("created")
-        .into_inner()
-        .test_cluster
-        .expect("test cluster");
+    let created = env.create(request).await.expect("created");
     assert_eq!(created.name, "alpha");
     let spec = created.spec.clone().expect("spec");
     assert_eq!(spec.config_template.as_deref(), Some("basic"));
@@ -268,17 +304,7 @@ async fn create_defaults_writes_config_map_and_reads_back() {
     assert_eq!(owners.len(), 1);
     assert_eq!(owners[0].uid, created.uid);
 
-    let got = env
-        .broker
-        .get_test_cluster(api::GetTestClusterRequest {
-            namespace: NAMESPACE.to_owned(),
-            name: "alpha".to_owned(),
-        })
-        .await
-        .expect("get")
-        .into_inner()
-        .test_cluster
-        .expect("test cluster");
+    let got = env.get("alpha").await.expect("get");
     assert_eq!(got.uid, created.uid);
     assert_eq!(
         got.labels
@@ -289,21 +315,13 @@ async fn create_defaults_writes_config_map_and_reads_back() {
 
     // A duplicate is refused, and with a prefix a name is generated.
     let duplicate = env
-        .broker
-        .create_test_cluster(create_request("alpha", job(Some("busybox"), &[])))
+        .create(create_request("alpha", job(Some("busybox"), &[])))
         .await
         .expect_err("duplicate");
     assert_eq!(duplicate.code(), Code::AlreadyExists, "{duplicate:?}");
     let mut prefixed = create_request("", api::TestClusterSpec::default());
     prefixed.name_prefix = "ci-".to_owned();
-    let generated = env
-        .broker
-        .create_test_cluster(prefixed)
-        .await
-        .expect("prefixed")
-        .into_inner()
-        .test_cluster
-        .expect("test cluster");
+    let generated = env.create(prefixed).await.expect("prefixed");
     assert!(
         generated.name.starts_with("ci-") && generated.name.len() == 8,
         "{}",
@@ -356,34 +374,13 @@ async fn create_defaults_writes_config_map_and_reads_back() {
         .expect_err("bad selector");
     assert_eq!(bad.code(), Code::InvalidArgument);
 
-    let deleted = env
-        .broker
-        .delete_test_cluster(api::DeleteTestClusterRequest {
-            namespace: NAMESPACE.to_owned(),
-            name: "alpha".to_owned(),
-        })
-        .await
-        .expect("delete");
-    assert_eq!(deleted.into_inner().test_cluster.expect("tc").name, "alpha");
+    let deleted = env.delete("alpha").await.expect("delete");
+    assert_eq!(deleted.name, "alpha");
     for _ in 0..2 {
-        let missing = env
-            .broker
-            .get_test_cluster(api::GetTestClusterRequest {
-                namespace: NAMESPACE.to_owned(),
-                name: "alpha".to_owned(),
-            })
-            .await
-            .expect_err("gone");
+        let missing = env.get("alpha").await.expect_err("gone");
         assert_eq!(missing.code(), Code::NotFound);
     }
-    let missing = env
-        .broker
-        .delete_test_cluster(api::DeleteTestClusterRequest {
-            namespace: NAMESPACE.to_owned(),
-            name: "alpha".to_owned(),
-        })
-        .await
-        .expect_err("gone");
+    let missing = env.delete("alpha").await.expect_err("gone");
     assert_eq!(missing.code(), Code::NotFound);
 }
 
@@ -421,11 +418,7 @@ async fn invalid_requests_name_the_field_and_create_nothing() {
         (manifest_without_job, "init_manifest"),
     ];
     for (request, field) in cases {
-        let status = env
-            .broker
-            .create_test_cluster(request.clone())
-            .await
-            .expect_err("invalid");
+        let status = env.create(request.clone()).await.expect_err("invalid");
         assert_eq!(
             status.code(),
             Code::InvalidArgument,
@@ -440,8 +433,7 @@ async fn invalid_requests_name_the_field_and_create_nothing() {
     let mut missing_namespace = create_request("ok", api::TestClusterSpec::default());
     missing_namespace.namespace = "nowhere".to_owned();
     let status = env
-        .broker
-        .create_test_cluster(missing_namespace)
+        .create(missing_namespace)
         .await
         .expect_err("no namespace");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -453,14 +445,12 @@ async fn invalid_requests_name_the_field_and_create_nothing() {
 async fn provisioner_down_is_unavailable_but_bad_input_is_still_named() {
     let mut env = start(false).await;
     let status = env
-        .broker
-        .create_test_cluster(create_request("ok", api::TestClusterSpec::default()))
+        .create(create_request("ok", api::TestClusterSpec::default()))
         .await
         .expect_err("no provisioner");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     let status = env
-        .broker
-        .create_test_cluster(create_request(
+        .create(create_request(
             "ok",
             api::TestClusterSpec {
                 nodes: Some(0),
@@ -498,53 +488,50 @@ async fn next_phase(
     Some((phase, message.deleted))
 }
 
+/// Asserts that the next snapshots on `stream` are `expected`: (phase, deleted) each.
+async fn expect_snapshots(
+    stream: &mut tonic::Streaming<api::WatchTestClusterResponse>,
+    expected: &[(api::Phase, bool)],
+) {
+    for (at, &snapshot) in expected.iter().enumerate() {
+        assert_eq!(next_phase(stream).await, Some(snapshot), "snapshot {at}");
+    }
+}
+
 #[tokio::test]
 async fn watch_streams_every_change_and_ends_after_a_terminal_phase() {
     let mut env = start(true).await;
     let created = env
-        .broker
-        .create_test_cluster(create_request("watched", api::TestClusterSpec::default()))
+        .create(create_request("watched", api::TestClusterSpec::default()))
         .await
-        .expect("created")
-        .into_inner()
-        .test_cluster
-        .expect("tc");
+        .expect("created");
     // Changes made before the watch starts are replayed from the version create returned.
     env.set_phase("watched", "Pending").await;
     env.set_phase("watched", "Provisioning").await;
     let mut stream = env
-        .broker
-        .watch_test_cluster(api::WatchTestClusterRequest {
-            namespace: NAMESPACE.to_owned(),
-            name: "watched".to_owned(),
-            resource_version: created.resource_version,
-        })
+        .watch("watched", created.resource_version)
         .await
-        .expect("watch")
-        .into_inner();
-    assert_eq!(
-        next_phase(&mut stream).await,
-        Some((api::Phase::Pending, false))
-    );
-    assert_eq!(
-        next_phase(&mut stream).await,
-        Some((api::Phase::Provisioning, false))
-    );
+        .expect("watch");
+    expect_snapshots(
+        &mut stream,
+        &[
+            (api::Phase::Pending, false),
+            (api::Phase::Provisioning, false),
+        ],
+    )
+    .await;
     for phase in ["Ready", "Running", "Failed"] {
         env.set_phase("watched", phase).await;
     }
-    assert_eq!(
-        next_phase(&mut stream).await,
-        Some((api::Phase::Ready, false))
-    );
-    assert_eq!(
-        next_phase(&mut stream).await,
-        Some((api::Phase::Running, false))
-    );
-    assert_eq!(
-        next_phase(&mut stream).await,
-        Some((api::Phase::Failed, false))
-    );
+    expect_snapshots(
+        &mut stream,
+        &[
+            (api::Phase::Ready, false),
+            (api::Phase::Running, false),
+            (api::Phase::Failed, false),
+        ],
+    )
+    .await;
     assert_eq!(
         next_phase(&mut stream).await,
         None,
@@ -552,29 +539,12 @@ async fn watch_streams_every_change_and_ends_after_a_terminal_phase() {
     );
 
     // Without a version: the current state first; a terminal one ends the stream at once.
-    let mut stream = env
-        .broker
-        .watch_test_cluster(api::WatchTestClusterRequest {
-            namespace: NAMESPACE.to_owned(),
-            name: "watched".to_owned(),
-            resource_version: String::new(),
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    assert_eq!(
-        next_phase(&mut stream).await,
-        Some((api::Phase::Failed, false))
-    );
+    let mut stream = env.watch("watched", String::new()).await.expect("watch");
+    expect_snapshots(&mut stream, &[(api::Phase::Failed, false)]).await;
     assert_eq!(next_phase(&mut stream).await, None);
 
     let missing = env
-        .broker
-        .watch_test_cluster(api::WatchTestClusterRequest {
-            namespace: NAMESPACE.to_owned(),
-            name: "nope".to_owned(),
-            resource_version: String::new(),
-        })
+        .watch("nope", String::new())
         .await
         .expect_err("not found");
     assert_eq!(missing.code(), Code::NotFound);
@@ -583,34 +553,12 @@ async fn watch_streams_every_change_and_ends_after_a_terminal_phase() {
 #[tokio::test]
 async fn watch_ends_when_the_object_is_deleted() {
     let mut env = start(true).await;
-    env.broker
-        .create_test_cluster(create_request("doomed", api::TestClusterSpec::default()))
+    env.create(create_request("doomed", api::TestClusterSpec::default()))
         .await
         .expect("created");
-    let mut stream = env
-        .broker
-        .watch_test_cluster(api::WatchTestClusterRequest {
-            namespace: NAMESPACE.to_owned(),
-            name: "doomed".to_owned(),
-            resource_version: String::new(),
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    assert_eq!(
-        next_phase(&mut stream).await,
-        Some((api::Phase::Unspecified, false))
-    );
-    env.broker
-        .delete_test_cluster(api::DeleteTestClusterRequest {
-            namespace: NAMESPACE.to_owned(),
-            name: "doomed".to_owned(),
-        })
-        .await
-        .expect("delete");
-    assert_eq!(
-        next_phase(&mut stream).await,
-        Some((api::Phase::Unspecified, true))
-    );
+    let mut stream = env.watch("doomed", String::new()).await.expect("watch");
+    expect_snapshots(&mut stream, &[(api::Phase::Unspecified, false)]).await;
+    env.delete("doomed").await.expect("delete");
+    expect_snapshots(&mut stream, &[(api::Phase::Unspecified, true)]).await;
     assert_eq!(next_phase(&mut stream).await, None);
 }

@@ -1,17 +1,12 @@
 //! The last message of every stream: how the job ended, or why it could not run, said plainly
 //! and naming the container concerned. Pure functions of the test cluster and its pod.
 
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting, ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use testcluster_api::v1::{self as api, FinalStatus};
+use testcluster_resources::job_pod::{
+    CONTAINER_INIT, CONTAINER_RUNNER, ContainerEnd, container_state,
+};
 use testcluster_resources::{Phase, TestClusterGKE};
-
-/// Name of the optional init container (docs/lifecycle.md).
-pub const CONTAINER_INIT: &str = "init";
-/// Name of the container that runs the tests.
-pub const CONTAINER_RUNNER: &str = "runner";
-
-/// Waiting reasons on the way to a normal start; any other waiting reason is a failure to start.
-const STARTING: &[&str] = &["", "ContainerCreating", "PodInitializing"];
 
 /// The proto phase of a test cluster.
 pub fn phase_of(resource: &TestClusterGKE) -> api::Phase {
@@ -94,24 +89,6 @@ fn qualified(resource: &TestClusterGKE) -> String {
     )
 }
 
-/// The state of a container of `pod`, by name.
-pub fn container_state(pod: &Pod, name: &str) -> Option<ContainerState> {
-    let status = pod.status.as_ref()?;
-    status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten())
-        .find(|c: &&ContainerStatus| c.name == name)
-        .and_then(|c| c.state.clone())
-}
-
-/// A waiting state that is a failure to start (pull error, missing ConfigMap, ...).
-pub fn start_failure(state: &ContainerState) -> Option<&ContainerStateWaiting> {
-    let waiting = state.waiting.as_ref()?;
-    (!STARTING.contains(&waiting.reason.as_deref().unwrap_or_default())).then_some(waiting)
-}
-
 /// Whether the pod will run nothing more.
 pub fn pod_finished(pod: &Pod) -> bool {
     matches!(
@@ -135,46 +112,21 @@ pub fn from_pod(phase: api::Phase, pod: &Pod) -> FinalStatus {
 fn pod_outcome(pod: &Pod) -> (Option<i32>, String, String) {
     let init = container_state(pod, CONTAINER_INIT);
     let runner = container_state(pod, CONTAINER_RUNNER);
-    if let Some(terminated) = init.as_ref().and_then(|s| s.terminated.as_ref())
-        && terminated.exit_code != 0
-    {
-        let reason = terminated
-            .reason
-            .clone()
-            .unwrap_or_else(|| "Error".to_owned());
-        let summary = format!(
-            "init container \"{CONTAINER_INIT}\" failed with exit code {}",
-            terminated.exit_code
-        );
-        return (
-            None,
-            reason,
-            with_detail(summary, terminated.message.as_deref()),
-        );
-    }
-    if let Some(terminated) = runner.as_ref().and_then(|s| s.terminated.as_ref()) {
-        let code = terminated.exit_code;
-        let reason = terminated
-            .reason
-            .clone()
-            .unwrap_or_else(|| if code == 0 { "Completed" } else { "Error" }.to_owned());
-        let summary = format!("container \"{CONTAINER_RUNNER}\" exited with code {code}");
-        return (
-            Some(code),
-            reason,
-            with_detail(summary, terminated.message.as_deref()),
-        );
-    }
-    for (name, state) in [(CONTAINER_INIT, &init), (CONTAINER_RUNNER, &runner)] {
-        if let Some(waiting) = state.as_ref().and_then(start_failure) {
-            let reason = waiting.reason.clone().unwrap_or_default();
-            let summary = format!("container \"{name}\" cannot start: {reason}");
-            return (
-                None,
-                reason,
-                with_detail(summary, waiting.message.as_deref()),
-            );
-        }
+    if let Some(end) = ContainerEnd::of(init.as_ref(), runner.as_ref()) {
+        let summary = match end {
+            ContainerEnd::InitFailed(terminated) => format!(
+                "init container \"{CONTAINER_INIT}\" failed with exit code {}",
+                terminated.exit_code
+            ),
+            ContainerEnd::RunnerExited(terminated) => format!(
+                "container \"{CONTAINER_RUNNER}\" exited with code {}",
+                terminated.exit_code
+            ),
+            ContainerEnd::CannotStart { container, .. } => {
+                format!("container \"{container}\" cannot start: {}", end.reason())
+            }
+        };
+        return (end.exit_code(), end.reason(), end.message(summary));
     }
     let status = pod.status.as_ref();
     if let Some(reason) = status.and_then(|s| s.reason.clone()) {
@@ -204,13 +156,6 @@ pub fn pod_deleted(phase: api::Phase, pod_name: &str) -> FinalStatus {
         exit_code: None,
         reason: "PodDeleted".to_owned(),
         message: format!("pod {pod_name} was deleted before the job finished"),
-    }
-}
-
-fn with_detail(summary: String, detail: Option<&str>) -> String {
-    match detail.map(str::trim) {
-        Some(detail) if !detail.is_empty() => format!("{summary}: {detail}"),
-        _ => summary,
     }
 }
 
@@ -323,17 +268,5 @@ mod tests {
             (status.exit_code, status.reason.as_str()),
             (Some(0), "Completed")
         );
-    }
-
-    #[test]
-    fn starting_is_not_a_failure() {
-        let state: ContainerState =
-            serde_json::from_value(json!({"waiting": {"reason": "PodInitializing"}}))
-                .expect("state");
-        assert!(start_failure(&state).is_none());
-        let state: ContainerState =
-            serde_json::from_value(json!({"waiting": {"reason": "CreateContainerConfigError", "message": "configmap \"x\" not found"}}))
-                .expect("state");
-        assert!(start_failure(&state).is_some());
     }
 }

@@ -1,17 +1,16 @@
 //! `testcluster-logview`: serves `testcluster.v1.LogService`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
-use service::telemetry::{self, LogFormat};
+use service::cli::{CommonArgs, CommonEnv, Started};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Streams test jobs' logs (testcluster.v1.LogService)")]
 struct Args {
-    /// Kubeconfig of the management cluster; default: KUBECONFIG, ~/.kube/config or in-cluster.
-    #[arg(long, env = "TESTCLUSTER_LOGVIEW_KUBECONFIG")]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Address of the gRPC server.
     #[arg(
         long,
@@ -25,26 +24,21 @@ struct Args {
     /// Most log streams open at once.
     #[arg(long, env = "TESTCLUSTER_LOGVIEW_MAX_STREAMS", default_value_t = 1024)]
     max_streams: usize,
-    /// Log format.
-    #[arg(
-        long,
-        env = "TESTCLUSTER_LOGVIEW_LOG_FORMAT",
-        value_enum,
-        default_value_t
-    )]
-    log_format: LogFormat,
 }
+
+const ENV: CommonEnv = CommonEnv {
+    kubeconfig: "TESTCLUSTER_LOGVIEW_KUBECONFIG",
+    log_format: "TESTCLUSTER_LOGVIEW_LOG_FORMAT",
+};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    telemetry::init(args.log_format);
-    service::install_crypto();
-    let client = service::kube_client(args.kubeconfig.as_deref()).await?;
+    let args: Args = service::cli::parse(ENV);
+    let Started { client, shutdown } = args.common.start().await?;
     let listener = service::grpc::bind(args.listen).await?;
     let settings = logview::Settings {
-        outcome_wait: std::time::Duration::from_secs(args.outcome_wait_seconds),
+        outcome_wait: Duration::from_secs(args.outcome_wait_seconds),
         max_streams: args.max_streams,
     };
-    logview::run(client, listener, settings, service::shutdown::on_signal()).await
+    logview::run(client, listener, settings, shutdown).await
 }

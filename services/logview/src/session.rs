@@ -16,10 +16,11 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use testcluster_api::v1::stream_logs_response::Event;
 use testcluster_api::v1::{self as api, Container, FinalStatus, StreamLogsResponse};
+use testcluster_resources::job_pod::{self, CONTAINER_INIT, CONTAINER_RUNNER};
 use testcluster_resources::{Phase, TestClusterGKE};
 use tokio::sync::mpsc;
 
-use crate::final_status::{self, CONTAINER_INIT, CONTAINER_RUNNER};
+use crate::final_status;
 use crate::line;
 use crate::watch::Watched;
 
@@ -143,7 +144,7 @@ impl Session {
                 .await;
         };
         for (container, tag) in containers_of(&pod) {
-            let started = final_status::container_state(&pod, container)
+            let started = job_pod::container_state(&pod, container)
                 .is_some_and(|s| s.running.is_some() || s.terminated.is_some());
             if started {
                 self.stream_log(&pod.name_any(), container, tag, false)
@@ -240,11 +241,11 @@ impl Session {
             let Some(pod) = watch.latest.clone() else {
                 return Ok(Fate::Gone);
             };
-            if let Some(state) = final_status::container_state(&pod, container) {
+            if let Some(state) = job_pod::container_state(&pod, container) {
                 if state.running.is_some() || state.terminated.is_some() {
                     break;
                 }
-                if final_status::start_failure(&state).is_some() {
+                if job_pod::start_failure(&state).is_some() {
                     return Ok(Fate::Blocked);
                 }
             }
@@ -264,7 +265,7 @@ impl Session {
             let Some(pod) = watch.latest.clone() else {
                 return Ok(Fate::Gone);
             };
-            let state = final_status::container_state(&pod, container);
+            let state = job_pod::container_state(&pod, container);
             if let Some(terminated) = state.and_then(|s| s.terminated) {
                 return Ok(Fate::Exited(terminated));
             }

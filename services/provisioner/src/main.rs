@@ -2,19 +2,17 @@
 //! [`provisioner::run`].
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use service::telemetry::LogFormat;
+use service::cli::{CommonArgs, CommonEnv, Started};
 
 /// Turns TestClusterGKE objects into GKE test clusters and serves ProvisionerService.
 #[derive(Debug, Parser)]
 #[command(name = "provisioner", version)]
 struct Cli {
-    /// Kubeconfig of the management cluster; default: KUBECONFIG, ~/.kube/config or in-cluster.
-    #[arg(long, env = "TESTCLUSTER_PROVISIONER_KUBECONFIG")]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Address of the gRPC server (ProvisionerService, health, reflection).
     #[arg(
         long,
@@ -46,17 +44,17 @@ struct Cli {
         default_value_t = 7200
     )]
     token_expiration_seconds: u64,
-    /// Log format: text for terminals, json in a cluster.
-    #[arg(long, env = "TESTCLUSTER_PROVISIONER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
 }
+
+const ENV: CommonEnv = CommonEnv {
+    kubeconfig: "TESTCLUSTER_PROVISIONER_KUBECONFIG",
+    log_format: "TESTCLUSTER_PROVISIONER_LOG_FORMAT",
+};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    service::telemetry::init(cli.log_format);
-    service::install_crypto();
-    let client = service::kube_client(cli.kubeconfig.as_deref()).await?;
+    let cli: Cli = service::cli::parse(ENV);
+    let Started { client, shutdown } = cli.common.start().await?;
     let listener = service::grpc::bind(cli.listen).await?;
     let settings = provisioner::Settings {
         default_project: cli.default_project,
@@ -64,5 +62,5 @@ async fn main() -> anyhow::Result<()> {
         metadata_host: cli.metadata_host,
         token_expiration: Duration::from_secs(cli.token_expiration_seconds),
     };
-    provisioner::run(client, listener, settings, service::shutdown::on_signal()).await
+    provisioner::run(client, listener, settings, shutdown).await
 }

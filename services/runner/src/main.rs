@@ -1,10 +1,9 @@
 //! `testcluster-runner`: runs the test job of every ready test cluster.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use service::telemetry::{self, LogFormat};
+use service::cli::{CommonArgs, CommonEnv, Started};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -12,9 +11,8 @@ use service::telemetry::{self, LogFormat};
     about = "Runs the test job of every ready TestClusterGKE and records its outcome"
 )]
 struct Args {
-    /// Kubeconfig of the management cluster; default: KUBECONFIG, ~/.kube/config or in-cluster.
-    #[arg(long, env = "TESTCLUSTER_RUNNER_KUBECONFIG")]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
     /// URL of the provisioner's internal gRPC server.
     #[arg(
         long,
@@ -28,15 +26,12 @@ struct Args {
     /// Only run jobs of test clusters in this namespace (default: all namespaces).
     #[arg(long, env = "TESTCLUSTER_RUNNER_NAMESPACE")]
     namespace: Option<String>,
-    /// Log format.
-    #[arg(
-        long,
-        env = "TESTCLUSTER_RUNNER_LOG_FORMAT",
-        value_enum,
-        default_value_t
-    )]
-    log_format: LogFormat,
 }
+
+const ENV: CommonEnv = CommonEnv {
+    kubeconfig: "TESTCLUSTER_RUNNER_KUBECONFIG",
+    log_format: "TESTCLUSTER_RUNNER_LOG_FORMAT",
+};
 
 /// Seconds, or a number with one of the suffixes s, m, h.
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -59,16 +54,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    telemetry::init(args.log_format);
-    service::install_crypto();
-    let client = service::kube_client(args.kubeconfig.as_deref()).await?;
+    let args: Args = service::cli::parse(ENV);
+    let Started { client, shutdown } = args.common.start().await?;
     let settings = runner::Settings {
         provisioner: args.provisioner,
         job_deadline: args.job_deadline,
         namespace: args.namespace,
     };
-    runner::run(client, settings, service::shutdown::on_signal()).await
+    runner::run(client, settings, shutdown).await
 }
 
 #[cfg(test)]

@@ -11,10 +11,8 @@ pub const LABEL_JOB_NAME: &str = "job-name";
 /// Field manager of every write the runner makes (status and objects).
 pub const FIELD_MANAGER: &str = "testcluster-runner";
 
-/// Name of the optional init container (`spec.jobSpec.runner.initImage`).
-pub const CONTAINER_INIT: &str = "init";
-/// Name of the container that runs the tests.
-pub const CONTAINER_RUNNER: &str = "runner";
+/// The job's containers, named where logview reads them too.
+pub use testcluster_resources::job_pod::{CONTAINER_INIT, CONTAINER_RUNNER};
 
 /// Key of the kubeconfig in its Secret.
 pub const KUBECONFIG_KEY: &str = "kubeconfig";

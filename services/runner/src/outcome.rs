@@ -2,8 +2,9 @@
 //! reason and a message that name the container concerned. Pure, so every case is unit-tested.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerState, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use testcluster_resources::job_pod::{ContainerEnd, container_state};
 
 use crate::names;
 
@@ -45,22 +46,8 @@ pub fn of(job: &Job, pod: Option<&Pod>) -> Option<Outcome> {
         .or_else(|| condition.last_transition_time.clone());
     let job_reason = condition.reason.clone().unwrap_or_default();
     let job_message = condition.message.clone().unwrap_or_default();
-    let status = pod.and_then(|p| p.status.as_ref());
-    let find = |statuses: Option<&Vec<ContainerStatus>>, name: &str| {
-        statuses
-            .into_iter()
-            .flatten()
-            .find(|c| c.name == name)
-            .and_then(|c| c.state.clone())
-    };
-    let init = find(
-        status.and_then(|s| s.init_container_statuses.as_ref()),
-        names::CONTAINER_INIT,
-    );
-    let runner = find(
-        status.and_then(|s| s.container_statuses.as_ref()),
-        names::CONTAINER_RUNNER,
-    );
+    let init = pod.and_then(|pod| container_state(pod, names::CONTAINER_INIT));
+    let runner = pod.and_then(|pod| container_state(pod, names::CONTAINER_RUNNER));
     let mut outcome = container_outcome(init.as_ref(), runner.as_ref()).unwrap_or(Outcome {
         succeeded: complete,
         // A Complete Job with backoffLimit 0 means its one pod exited 0; its pod may be gone.
@@ -89,76 +76,29 @@ fn container_outcome(
     init: Option<&ContainerState>,
     runner: Option<&ContainerState>,
 ) -> Option<Outcome> {
-    if let Some(terminated) = init.and_then(|s| s.terminated.as_ref())
-        && terminated.exit_code != 0
-    {
-        return Some(Outcome {
-            succeeded: false,
-            exit_code: None,
-            reason: terminated
-                .reason
-                .clone()
-                .unwrap_or_else(|| "Error".to_owned()),
-            message: with_detail(
-                format!(
-                    "init container \"{}\" exited with code {}",
-                    names::CONTAINER_INIT,
-                    terminated.exit_code
-                ),
-                terminated.message.as_deref(),
-            ),
-            completion_time: None,
-        });
-    }
-    if let Some(terminated) = runner.and_then(|s| s.terminated.as_ref()) {
-        let code = terminated.exit_code;
-        let reason = terminated
-            .reason
-            .clone()
-            .unwrap_or_else(|| if code == 0 { "Completed" } else { "Error" }.to_owned());
-        return Some(Outcome {
-            succeeded: code == 0,
-            exit_code: Some(code),
-            reason,
-            message: with_detail(
-                format!(
-                    "container \"{}\" exited with code {code}",
-                    names::CONTAINER_RUNNER
-                ),
-                terminated.message.as_deref(),
-            ),
-            completion_time: None,
-        });
-    }
-    // Never started: a pull failure, a missing ConfigMap, an init container still waiting.
-    let (container, waiting) = [
-        (names::CONTAINER_INIT, init),
-        (names::CONTAINER_RUNNER, runner),
-    ]
-    .into_iter()
-    .find_map(|(name, state)| {
-        let waiting = state?.waiting.as_ref()?;
-        let reason = waiting.reason.as_deref()?;
-        (reason != "PodInitializing" && reason != "ContainerCreating").then_some((name, waiting))
-    })?;
-    let reason = waiting.reason.clone().unwrap_or_default();
-    Some(Outcome {
-        succeeded: false,
-        exit_code: None,
-        message: with_detail(
-            format!("container \"{container}\" never started: {reason}"),
-            waiting.message.as_deref(),
+    let end = ContainerEnd::of(init, runner)?;
+    let summary = match end {
+        ContainerEnd::InitFailed(terminated) => format!(
+            "init container \"{}\" exited with code {}",
+            names::CONTAINER_INIT,
+            terminated.exit_code
         ),
-        reason,
+        ContainerEnd::RunnerExited(terminated) => format!(
+            "container \"{}\" exited with code {}",
+            names::CONTAINER_RUNNER,
+            terminated.exit_code
+        ),
+        ContainerEnd::CannotStart { container, .. } => {
+            format!("container \"{container}\" never started: {}", end.reason())
+        }
+    };
+    Some(Outcome {
+        succeeded: end.exit_code() == Some(0),
+        exit_code: end.exit_code(),
+        reason: end.reason(),
+        message: end.message(summary),
         completion_time: None,
     })
-}
-
-fn with_detail(summary: String, detail: Option<&str>) -> String {
-    match detail.map(str::trim) {
-        Some(detail) if !detail.is_empty() => format!("{summary}: {detail}"),
-        _ => summary,
-    }
 }
 
 #[cfg(test)]

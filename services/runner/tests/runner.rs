@@ -14,7 +14,6 @@ use kube::api::{ListParams, LogParams};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use testcluster_resources::{Phase, TestClusterGKE};
-use tokio_util::sync::CancellationToken;
 
 /// The phases `name` goes through, in order and without repeats, until a terminal one.
 fn record_phases(world: &World, name: &str) -> tokio::task::JoinHandle<Vec<Phase>> {
@@ -41,13 +40,15 @@ fn record_phases(world: &World, name: &str) -> tokio::task::JoinHandle<Vec<Phase
     })
 }
 
-fn is_terminal() -> impl kube::runtime::wait::Condition<TestClusterGKE> {
-    |resource: Option<&TestClusterGKE>| {
+/// Waits until test cluster `name` reaches a terminal phase, and returns it.
+async fn until_terminal(world: &World, name: &str) -> TestClusterGKE {
+    let is_terminal = |resource: Option<&TestClusterGKE>| {
         resource
             .and_then(|r| r.status.as_ref())
             .and_then(|s| s.phase)
             .is_some_and(Phase::is_terminal)
-    }
+    };
+    wait_for(&world.api(), name, is_terminal).await
 }
 
 fn is_phase(phase: Phase) -> impl kube::runtime::wait::Condition<TestClusterGKE> {
@@ -62,11 +63,7 @@ fn is_phase(phase: Phase) -> impl kube::runtime::wait::Condition<TestClusterGKE>
 #[tokio::test]
 async fn a_job_runs_against_its_test_cluster_and_succeeds() {
     let world = World::start("runs").await;
-    let cluster = world.cloud_cluster("t1-abcde", 3).await;
-    let provisioner = FakeProvisioner::default();
-    provisioner.add("runs", "t1", &cluster).await;
-    let stop = CancellationToken::new();
-    let url = provisioner.serve(stop.clone()).await;
+    let provisioned = world.provision("t1", "t1-abcde", 3).await;
     world
         .ready_test_cluster(
             "t1",
@@ -75,10 +72,9 @@ async fn a_job_runs_against_its_test_cluster_and_succeeds() {
         )
         .await;
     let phases = record_phases(&world, "t1");
-    let (runner_stop, runner) = start_runner(&world, &url);
+    let runner = start_runner(&world, &provisioned.url);
 
-    let resources: Api<TestClusterGKE> = world.api();
-    let done = wait_for(&resources, "t1", is_terminal()).await;
+    let done = until_terminal(&world, "t1").await;
     assert_eq!(
         within("phases", phases).await.expect("phases"),
         [Phase::Ready, Phase::Running, Phase::Succeeded]
@@ -139,7 +135,7 @@ async fn a_job_runs_against_its_test_cluster_and_succeeds() {
         .expect("kubeconfig key");
     assert_eq!(
         String::from_utf8(kubeconfig.0).expect("utf-8"),
-        cluster.api().kubeconfig_yaml()
+        provisioned.cluster.api().kubeconfig_yaml()
     );
     assert_eq!(
         secret.metadata.owner_references.expect("owner")[0].name,
@@ -173,7 +169,7 @@ async fn a_job_runs_against_its_test_cluster_and_succeeds() {
     let listed: BTreeSet<String> = lines
         .map(|l| l.trim_start_matches("node/").to_owned())
         .collect();
-    let nodes: BTreeSet<String> = cluster.node_names().into_iter().collect();
+    let nodes: BTreeSet<String> = provisioned.cluster.node_names().into_iter().collect();
     assert_eq!(nodes.len(), 3);
     assert_eq!(listed, nodes, "log: {log}");
 
@@ -194,29 +190,19 @@ async fn a_job_runs_against_its_test_cluster_and_succeeds() {
         "{reasons:?}"
     );
 
-    runner_stop.cancel();
-    within("the runner to stop", runner)
-        .await
-        .expect("join")
-        .expect("runner");
-    stop.cancel();
+    runner.stop("the runner to stop").await;
 }
 
 #[tokio::test]
 async fn a_failing_job_records_its_exit_code() {
     let world = World::start("fails").await;
-    let cluster = world.cloud_cluster("t2-abcde", 1).await;
-    let provisioner = FakeProvisioner::default();
-    provisioner.add("fails", "t2", &cluster).await;
-    let stop = CancellationToken::new();
-    let url = provisioner.serve(stop.clone()).await;
+    let provisioned = world.provision("t2", "t2-abcde", 1).await;
     world
         .ready_test_cluster("t2", "t2-abcde", &["sh", "-c", "echo hi; exit 3"])
         .await;
-    let (runner_stop, runner) = start_runner(&world, &url);
+    let runner = start_runner(&world, &provisioned.url);
 
-    let resources: Api<TestClusterGKE> = world.api();
-    let done = wait_for(&resources, "t2", is_terminal()).await;
+    let done = until_terminal(&world, "t2").await;
     let status = done.status.expect("status");
     assert_eq!(status.phase, Some(Phase::Failed));
     let job = status.job.expect("job");
@@ -227,22 +213,13 @@ async fn a_failing_job_records_its_exit_code() {
         Some("container \"runner\" exited with code 3")
     );
 
-    runner_stop.cancel();
-    within("the runner to stop", runner)
-        .await
-        .expect("join")
-        .expect("runner");
-    stop.cancel();
+    runner.stop("the runner to stop").await;
 }
 
 #[tokio::test]
 async fn a_restarted_runner_creates_no_second_job() {
     let world = World::start("restart").await;
-    let cluster = world.cloud_cluster("t3-abcde", 1).await;
-    let provisioner = FakeProvisioner::default();
-    provisioner.add("restart", "t3", &cluster).await;
-    let stop = CancellationToken::new();
-    let url = provisioner.serve(stop.clone()).await;
+    let provisioned = world.provision("t3", "t3-abcde", 1).await;
     // Long enough to be mid-run when the runner is stopped.
     world
         .ready_test_cluster(
@@ -251,15 +228,10 @@ async fn a_restarted_runner_creates_no_second_job() {
             &["sh", "-c", "echo started; sleep 2; echo finished"],
         )
         .await;
-    let resources: Api<TestClusterGKE> = world.api();
 
-    let (first_stop, first) = start_runner(&world, &url);
-    wait_for(&resources, "t3", is_phase(Phase::Running)).await;
-    first_stop.cancel();
-    within("the first runner to stop", first)
-        .await
-        .expect("join")
-        .expect("runner");
+    let first = start_runner(&world, &provisioned.url);
+    wait_for(&world.api(), "t3", is_phase(Phase::Running)).await;
+    first.stop("the first runner to stop").await;
     let job_uid = world
         .api::<Job>()
         .get("t3-runner")
@@ -267,8 +239,8 @@ async fn a_restarted_runner_creates_no_second_job() {
         .expect("job")
         .uid();
 
-    let (second_stop, second) = start_runner(&world, &url);
-    let done = wait_for(&resources, "t3", is_terminal()).await;
+    let second = start_runner(&world, &provisioned.url);
+    let done = until_terminal(&world, "t3").await;
     let status = done.status.expect("status");
     assert_eq!(status.phase, Some(Phase::Succeeded));
     assert_eq!(status.job.and_then(|j| j.exit_code), Some(0));
@@ -287,66 +259,52 @@ async fn a_restarted_runner_creates_no_second_job() {
         .expect("pods");
     assert_eq!(pods.items.len(), 1);
     assert_eq!(
-        provisioner.calls.load(std::sync::atomic::Ordering::SeqCst),
+        provisioned
+            .provisioner
+            .calls
+            .load(std::sync::atomic::Ordering::SeqCst),
         1,
         "access asked once"
     );
 
-    second_stop.cancel();
-    within("the second runner to stop", second)
-        .await
-        .expect("join")
-        .expect("runner");
-    stop.cancel();
+    second.stop("the second runner to stop").await;
 }
 
 #[tokio::test]
 async fn an_unavailable_provisioner_is_retried() {
     let world = World::start("retry").await;
-    let cluster = world.cloud_cluster("t4-abcde", 1).await;
-    let provisioner = FakeProvisioner::default();
-    provisioner.add("retry", "t4", &cluster).await;
-    provisioner.fail_first(2);
-    let stop = CancellationToken::new();
-    let url = provisioner.serve(stop.clone()).await;
+    let provisioned = world.provision("t4", "t4-abcde", 1).await;
+    provisioned.provisioner.fail_first(2);
     world
         .ready_test_cluster("t4", "t4-abcde", &["sh", "-c", "echo ok"])
         .await;
-    let (runner_stop, runner) = start_runner(&world, &url);
+    let runner = start_runner(&world, &provisioned.url);
 
-    let resources: Api<TestClusterGKE> = world.api();
-    let done = wait_for(&resources, "t4", is_terminal()).await;
+    let done = until_terminal(&world, "t4").await;
     assert_eq!(done.status.and_then(|s| s.phase), Some(Phase::Succeeded));
     assert_eq!(
-        provisioner.calls.load(std::sync::atomic::Ordering::SeqCst),
+        provisioned
+            .provisioner
+            .calls
+            .load(std::sync::atomic::Ordering::SeqCst),
         3,
         "two refusals, then access"
     );
 
-    runner_stop.cancel();
-    within("the runner to stop", runner)
-        .await
-        .expect("join")
-        .expect("runner");
-    stop.cancel();
+    runner.stop("the runner to stop").await;
 }
 
 #[tokio::test]
 async fn a_job_past_its_deadline_fails_with_deadline_exceeded() {
     let world = World::start("deadline").await;
-    let cluster = world.cloud_cluster("t5-abcde", 1).await;
-    let provisioner = FakeProvisioner::default();
-    provisioner.add("deadline", "t5", &cluster).await;
-    let stop = CancellationToken::new();
-    let url = provisioner.serve(stop.clone()).await;
+    let provisioned = world.provision("t5", "t5-abcde", 1).await;
     world
         .ready_test_cluster("t5", "t5-abcde", &["sh", "-c", "echo waiting; sleep 60"])
         .await;
-    let (runner_stop, runner) =
-        start_runner_with_deadline(&world, &url, std::time::Duration::from_secs(1));
+    let runner =
+        start_runner_with_deadline(&world, &provisioned.url, std::time::Duration::from_secs(1));
 
-    let resources: Api<TestClusterGKE> = world.api();
-    let done = wait_for(&resources, "t5", is_terminal()).await;
+    let done = until_terminal(&world, "t5").await;
     let status = done.status.expect("status");
     assert_eq!(status.phase, Some(Phase::Failed));
     let job = status.job.expect("job");
@@ -357,10 +315,5 @@ async fn a_job_past_its_deadline_fails_with_deadline_exceeded() {
         "{message}"
     );
 
-    runner_stop.cancel();
-    within("the runner to stop", runner)
-        .await
-        .expect("join")
-        .expect("runner");
-    stop.cancel();
+    runner.stop("the runner to stop").await;
 }

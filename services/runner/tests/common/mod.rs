@@ -29,8 +29,9 @@ use testcluster_api::internal::v1::{
 };
 use testcluster_resources::TestClusterGKE;
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::{Request, Response, Status};
 
 /// The longest any wait in these tests may take.
@@ -132,6 +133,22 @@ impl World {
         cluster
     }
 
+    /// A cloud cluster `cluster_name` with `nodes` nodes, and a fake provisioner that hands out its
+    /// kubeconfig for the test cluster `name` of this world's namespace.
+    pub async fn provision(&self, name: &str, cluster_name: &str, nodes: u32) -> Provisioned {
+        let cluster = self.cloud_cluster(cluster_name, nodes).await;
+        let provisioner = FakeProvisioner::default();
+        provisioner.add(&self.namespace, name, &cluster).await;
+        let stop = CancellationToken::new();
+        let url = provisioner.serve(stop.clone()).await;
+        Provisioned {
+            cluster,
+            provisioner,
+            url,
+            _serving: stop.drop_guard(),
+        }
+    }
+
     /// Creates a TestClusterGKE with a job running `command`, and marks it Ready as the
     /// provisioner would (its own field manager, its own fields).
     pub async fn ready_test_cluster(
@@ -183,6 +200,15 @@ impl World {
         .await
         .expect("status Ready")
     }
+}
+
+/// A cloud cluster and the fake provisioner that serves it, until this is dropped.
+pub struct Provisioned {
+    pub cluster: Arc<TestCluster>,
+    pub provisioner: FakeProvisioner,
+    /// Where the provisioner serves, for the runner's settings.
+    pub url: String,
+    _serving: DropGuard,
 }
 
 /// What the in-test provisioner knows: the kubeconfig of each test cluster by `namespace/name`.
@@ -272,26 +298,34 @@ impl ProvisionerService for FakeProvisioner {
     }
 }
 
-/// Starts the runner; returns its stop token and task.
-pub fn start_runner(
-    world: &World,
-    provisioner: &str,
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
+/// A runner started by [`start_runner`]; [`RunningRunner::stop`] stops it.
+pub struct RunningRunner {
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningRunner {
+    /// Cancels the runner and waits for it to return, which it must do without an error.
+    pub async fn stop(self, what: &str) {
+        self.shutdown.cancel();
+        within(what, self.task)
+            .await
+            .expect("join")
+            .expect("runner");
+    }
+}
+
+/// Starts the runner, with a job deadline ample for any test job.
+pub fn start_runner(world: &World, provisioner: &str) -> RunningRunner {
     start_runner_with_deadline(world, provisioner, Duration::from_secs(120))
 }
 
-/// Starts the runner with a job deadline; returns its stop token and task.
+/// Starts the runner with a job deadline.
 pub fn start_runner_with_deadline(
     world: &World,
     provisioner: &str,
     job_deadline: Duration,
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
+) -> RunningRunner {
     let settings = runner::Settings {
         provisioner: provisioner.to_owned(),
         job_deadline,
@@ -303,5 +337,5 @@ pub fn start_runner_with_deadline(
         settings,
         shutdown.clone(),
     ));
-    (shutdown, task)
+    RunningRunner { shutdown, task }
 }

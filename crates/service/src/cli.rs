@@ -1,0 +1,109 @@
+//! The command line every service binary shares: its common flags and the start-up they drive.
+//!
+//! Each binary flattens [`CommonArgs`] into its own `clap::Parser`, parses with [`parse`] and then
+//! calls [`CommonArgs::start`], so its `main.rs` declares only the flags that are its own.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{CommandFactory, Parser};
+use tokio_util::sync::CancellationToken;
+
+use crate::telemetry::{self, LogFormat};
+
+/// Flags every service has. Their environment fallbacks differ per service (see [`CommonEnv`]), so
+/// they are attached by [`parse`] rather than declared here.
+#[derive(Debug, clap::Args)]
+pub struct CommonArgs {
+    /// Kubeconfig of the management cluster; default: KUBECONFIG, ~/.kube/config or in-cluster.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Log format on stderr: text for terminals, json in a cluster.
+    #[arg(long, value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+/// The environment variables a service reads for [`CommonArgs`]' flags when they are not given.
+#[derive(Clone, Copy, Debug)]
+pub struct CommonEnv {
+    /// Fallback for `--kubeconfig`.
+    pub kubeconfig: &'static str,
+    /// Fallback for `--log-format`.
+    pub log_format: &'static str,
+}
+
+/// Parses the process's arguments into `A`, which flattens [`CommonArgs`], with `env` as the
+/// environment fallbacks of the common flags. Exits with clap's message on bad arguments and
+/// `--help`, as `A::parse()` would.
+pub fn parse<A: Parser>(env: CommonEnv) -> A {
+    let mut command = command_with_env::<A>(env);
+    let mut matches = command.clone().get_matches();
+    A::from_arg_matches_mut(&mut matches).unwrap_or_else(|error| error.format(&mut command).exit())
+}
+
+/// `A`'s command, with `env` attached to the common flags.
+fn command_with_env<A: CommandFactory>(env: CommonEnv) -> clap::Command {
+    A::command()
+        .mut_arg("kubeconfig", |arg| arg.env(env.kubeconfig))
+        .mut_arg("log_format", |arg| arg.env(env.log_format))
+}
+
+/// What a started service runs with.
+pub struct Started {
+    /// Client of the management cluster.
+    pub client: kube::Client,
+    /// Cancelled on SIGINT or SIGTERM.
+    pub shutdown: CancellationToken,
+}
+
+impl CommonArgs {
+    /// Sets up the process (logging, rustls' crypto provider, shutdown on a signal) and connects to
+    /// the management cluster.
+    pub async fn start(&self) -> anyhow::Result<Started> {
+        telemetry::init(self.log_format);
+        crate::install_crypto();
+        let shutdown = crate::shutdown::on_signal();
+        let client = crate::kube_client(self.kubeconfig.as_deref())
+            .await
+            .context("connecting to the management cluster")?;
+        Ok(Started { client, shutdown })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Args {
+        #[command(flatten)]
+        common: CommonArgs,
+    }
+
+    const ENV: CommonEnv = CommonEnv {
+        kubeconfig: "TESTCLUSTER_TEST_KUBECONFIG",
+        log_format: "TESTCLUSTER_TEST_LOG_FORMAT",
+    };
+
+    #[test]
+    fn the_common_flags_fall_back_to_the_services_environment() {
+        let command = command_with_env::<Args>(ENV);
+        let envs: Vec<_> = command
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .collect();
+        assert_eq!(envs, [ENV.kubeconfig, ENV.log_format]);
+        command.debug_assert();
+    }
+
+    #[test]
+    fn the_common_flags_parse() {
+        let args = Args::try_parse_from(["test", "--kubeconfig", "/k", "--log-format", "json"])
+            .expect("parse");
+        assert_eq!(args.common.kubeconfig, Some(PathBuf::from("/k")));
+        assert_eq!(args.common.log_format, LogFormat::Json);
+        let args = Args::try_parse_from(["test"]).expect("parse");
+        assert_eq!(args.common.log_format, LogFormat::Text);
+    }
+}
