@@ -16,7 +16,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
@@ -257,13 +257,7 @@ impl Run<'_> {
             };
             return self.finish(current, outcome).await;
         };
-        let finished = outcome::of(&job, None).is_some();
-        // While the Job runs, the pod is looked up only until its name is known.
-        let pod = if finished || current.job.pod.is_none() {
-            self.find_pod(current.job.pod.as_deref()).await?
-        } else {
-            None
-        };
+        let pod = self.find_pod(current.job.pod.as_deref()).await?;
         let mut next = current.clone();
         next.job.name = Some(self.job_name());
         if let Some(pod) = &pod {
@@ -278,7 +272,48 @@ impl Run<'_> {
         if next != current {
             next.apply(&self.api(), &self.name).await?;
         }
-        Ok(Action::await_change())
+        match pod.as_ref().and_then(outcome::start_failure) {
+            Some(failure) => self.give_up_starting(&job, next, failure).await,
+            None => Ok(Action::await_change()),
+        }
+    }
+
+    /// A container that cannot start (pull error, missing ConfigMap) is retried by the kubelet
+    /// forever; past the start timeout the run fails with the kubelet's reason, and the Job is
+    /// deleted so that nothing keeps retrying.
+    async fn give_up_starting(
+        &self,
+        job: &Job,
+        status: RunnerStatus,
+        failure: Outcome,
+    ) -> Result<Action, Error> {
+        let timeout = self.ctx.settings.start_timeout;
+        let started = job
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .or(job.metadata.creation_timestamp.as_ref())
+            .map_or_else(Timestamp::now, |t| t.0);
+        let waited = Timestamp::now().duration_since(started);
+        let waited = Duration::try_from(waited).unwrap_or_default();
+        if waited < timeout {
+            // A timer, not a poll: nothing else would wake this run when the timeout passes.
+            return Ok(Action::requeue(timeout - waited));
+        }
+        let jobs: Api<Job> = self.api();
+        let deleted = jobs
+            .delete(&self.job_name(), &DeleteParams::background())
+            .await;
+        if let Err(error) = deleted
+            && !matches!(&error, kube::Error::Api(response) if response.code == 404)
+        {
+            return Err(error.into());
+        }
+        let outcome = Outcome {
+            message: format!("{} (gave up after {}s)", failure.message, timeout.as_secs()),
+            ..failure
+        };
+        self.finish(status, outcome).await
     }
 
     /// Records the outcome: phase Succeeded or Failed, `job.*`, and an Event.

@@ -48,6 +48,10 @@ pub struct Settings {
     pub job_deadline: Duration,
     /// Only this namespace's test clusters; all namespaces when `None`.
     pub namespace: Option<String>,
+    /// How long a container of the job may fail to start (image pull errors, a missing
+    /// ConfigMap) before the run is failed. The kubelet retries such errors forever, and a run
+    /// waiting out `job_deadline` on a mistyped image helps nobody.
+    pub start_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -56,6 +60,7 @@ impl Default for Settings {
             provisioner: "http://127.0.0.1:50052".to_owned(),
             job_deadline: Duration::from_secs(60 * 60),
             namespace: None,
+            start_timeout: Duration::from_secs(5 * 60),
         }
     }
 }

@@ -23,6 +23,10 @@ struct Args {
     /// How long a test job may run, such as 3600, 90m or 2h.
     #[arg(long, env = "TESTCLUSTER_RUNNER_JOB_DEADLINE", default_value = "1h", value_parser = parse_duration)]
     job_deadline: Duration,
+    /// How long a job's container may fail to start (image pull errors, a missing ConfigMap)
+    /// before the run is failed, such as 300, 5m or 1h.
+    #[arg(long, env = "TESTCLUSTER_RUNNER_START_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    start_timeout: Duration,
     /// Only run jobs of test clusters in this namespace (default: all namespaces).
     #[arg(long, env = "TESTCLUSTER_RUNNER_NAMESPACE")]
     namespace: Option<String>,
@@ -60,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         provisioner: args.provisioner,
         job_deadline: args.job_deadline,
         namespace: args.namespace,
+        start_timeout: args.start_timeout,
     };
     runner::run(client, settings, shutdown).await
 }

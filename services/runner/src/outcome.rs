@@ -70,6 +70,16 @@ pub fn of(job: &Job, pod: Option<&Pod>) -> Option<Outcome> {
     Some(outcome)
 }
 
+/// Why the job's pod cannot start its containers, while the Job itself has not ended.
+pub fn start_failure(pod: &Pod) -> Option<Outcome> {
+    let init = container_state(pod, names::CONTAINER_INIT);
+    let runner = container_state(pod, names::CONTAINER_RUNNER);
+    match ContainerEnd::of(init.as_ref(), runner.as_ref())? {
+        ContainerEnd::CannotStart { .. } => container_outcome(init.as_ref(), runner.as_ref()),
+        _ => None,
+    }
+}
+
 /// What the containers say: an init container failure, the runner's exit, or why the runner
 /// never started.
 fn container_outcome(

@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use common::*;
 use futures::{StreamExt, TryStreamExt};
@@ -301,8 +302,13 @@ async fn a_job_past_its_deadline_fails_with_deadline_exceeded() {
     world
         .ready_test_cluster("t5", "t5-abcde", &["sh", "-c", "echo waiting; sleep 60"])
         .await;
-    let runner =
-        start_runner_with_deadline(&world, &provisioned.url, std::time::Duration::from_secs(1));
+    let runner = start_runner_with(
+        &world,
+        runner::Settings {
+            job_deadline: Duration::from_secs(1),
+            ..settings(&world, &provisioned.url)
+        },
+    );
 
     let done = until_terminal(&world, "t5").await;
     let status = done.status.expect("status");
@@ -314,6 +320,50 @@ async fn a_job_past_its_deadline_fails_with_deadline_exceeded() {
         message.starts_with("Job was active longer than specified deadline"),
         "{message}"
     );
+
+    runner.stop("the runner to stop").await;
+}
+
+#[tokio::test]
+async fn a_container_that_cannot_start_fails_the_run_after_the_start_timeout() {
+    let world = World::start("no-pull").await;
+    let provisioned = world.provision("t6", "t6-abcde", 1).await;
+    world
+        .ready_test_cluster_with_image("t6", "t6-abcde", "registry.invalid/tests:1", &["true"])
+        .await;
+    let runner = start_runner_with(
+        &world,
+        runner::Settings {
+            start_timeout: Duration::from_secs(1),
+            ..settings(&world, &provisioned.url)
+        },
+    );
+
+    let done = until_terminal(&world, "t6").await;
+    let status = done.status.expect("status");
+    assert_eq!(status.phase, Some(Phase::Failed));
+    let job = status.job.expect("job");
+    assert_eq!(job.exit_code, None);
+    let reason = job.reason.unwrap_or_default();
+    assert!(
+        reason == "ErrImagePull" || reason == "ImagePullBackOff",
+        "{reason}"
+    );
+    let message = job.message.unwrap_or_default();
+    assert!(
+        message.starts_with("container \"runner\" never started: ")
+            && message.contains("registry.invalid/tests:1")
+            && message.ends_with("(gave up after 1s)"),
+        "{message}"
+    );
+    // The Job is deleted, so that the kubelet stops pulling.
+    let jobs: Api<Job> = world.api();
+    within(
+        "the Job to be deleted",
+        kube::runtime::wait::await_condition(jobs, "t6-runner", |job: Option<&Job>| job.is_none()),
+    )
+    .await
+    .expect("watch the Job");
 
     runner.stop("the runner to stop").await;
 }

@@ -157,6 +157,18 @@ impl World {
         cluster_name: &str,
         command: &[&str],
     ) -> TestClusterGKE {
+        self.ready_test_cluster_with_image(name, cluster_name, "busybox", command)
+            .await
+    }
+
+    /// [`World::ready_test_cluster`] with the runner image `image`.
+    pub async fn ready_test_cluster_with_image(
+        &self,
+        name: &str,
+        cluster_name: &str,
+        image: &str,
+        command: &[&str],
+    ) -> TestClusterGKE {
         let api: Api<TestClusterGKE> = self.api();
         let resource: TestClusterGKE = serde_json::from_value(json!({
             "apiVersion": "clusters.ci.cilium.io/v1alpha2",
@@ -167,7 +179,7 @@ impl World {
                 "nodes": 3,
                 "location": LOCATION,
                 "jobSpec": {"runner": {
-                    "image": "busybox",
+                    "image": image,
                     "command": command,
                     "env": [{"name": "FROM_USER", "value": "yes"}],
                 }},
@@ -315,22 +327,23 @@ impl RunningRunner {
     }
 }
 
-/// Starts the runner, with a job deadline ample for any test job.
-pub fn start_runner(world: &World, provisioner: &str) -> RunningRunner {
-    start_runner_with_deadline(world, provisioner, Duration::from_secs(120))
+/// Settings for a runner of the world's namespace, with a job deadline ample for any test job.
+pub fn settings(world: &World, provisioner: &str) -> runner::Settings {
+    runner::Settings {
+        provisioner: provisioner.to_owned(),
+        job_deadline: Duration::from_secs(120),
+        namespace: Some(world.namespace.clone()),
+        ..runner::Settings::default()
+    }
 }
 
-/// Starts the runner with a job deadline.
-pub fn start_runner_with_deadline(
-    world: &World,
-    provisioner: &str,
-    job_deadline: Duration,
-) -> RunningRunner {
-    let settings = runner::Settings {
-        provisioner: provisioner.to_owned(),
-        job_deadline,
-        namespace: Some(world.namespace.clone()),
-    };
+/// Starts the runner with [`settings`].
+pub fn start_runner(world: &World, provisioner: &str) -> RunningRunner {
+    start_runner_with(world, settings(world, provisioner))
+}
+
+/// Starts the runner with `settings`.
+pub fn start_runner_with(world: &World, settings: runner::Settings) -> RunningRunner {
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(runner::run(
         world.client.clone(),
