@@ -6,7 +6,10 @@
 //! 2. the job's pod (label `job-name=<name>-runner`, as the runner names its Job) is awaited
 //!    with a watch, for as long as the run can still produce one;
 //! 3. the `init` container's log (when there is one), then the `runner` container's, are
-//!    streamed as they are written, each line tagged with its container ([`line`]);
+//!    streamed as they are written, each line tagged with its container ([`line`]); a container
+//!    that cannot start yet (image pull error, missing ConfigMap) is waited for, as the kubelet
+//!    retries it, until it starts or the run is over; a stream cut short is reopened where it
+//!    stopped ([`resume`]);
 //! 4. one `FinalStatus` ends the stream ([`final_status`]): the outcome the runner recorded in
 //!    `status.job`, or, when the job could not run, what the pod says (image pull failure,
 //!    init container failure, start error, missing ConfigMap, deadline, pod deleted).
@@ -17,6 +20,7 @@
 pub mod final_status;
 pub mod line;
 pub mod log_service;
+pub mod resume;
 pub mod session;
 pub mod watch;
 

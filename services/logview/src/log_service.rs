@@ -41,21 +41,77 @@ impl LogView {
     }
 }
 
-/// Field violations of a request; empty when it is valid.
+/// Longest DNS-1123 label (namespace names).
+const MAX_LABEL_LEN: usize = 63;
+/// Longest DNS-1123 subdomain (custom resource names).
+const MAX_SUBDOMAIN_LEN: usize = 253;
+
+/// Field violations of a request; empty when it is valid. The namespace is a DNS-1123 label and
+/// the name a DNS-1123 subdomain, as the API server requires; checking here turns a mistyped
+/// name into `INVALID_ARGUMENT` naming the field instead of an API error.
 fn violations(request: &StreamLogsRequest) -> Vec<FieldViolation> {
     let mut violations = Vec::new();
-    if request.namespace.is_empty() {
-        violations.push(FieldViolation::new("namespace", "must not be empty"));
+    if let Some(problem) = label_problem(&request.namespace, MAX_LABEL_LEN) {
+        violations.push(FieldViolation::new("namespace", problem));
     }
-    if request.name.is_empty() {
-        violations.push(FieldViolation::new("name", "must not be empty"));
+    if let Some(problem) = subdomain_problem(&request.name) {
+        violations.push(FieldViolation::new("name", problem));
     }
     violations
 }
 
+/// Why `value` is not a DNS-1123 label of at most `max` characters, or `None`.
+fn label_problem(value: &str, max: usize) -> Option<String> {
+    if value.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    if value.len() > max {
+        return Some(format!("must be at most {max} characters"));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Some(format!(
+            "{value:?} contains {bad:?}: a DNS-1123 label has only lowercase letters, digits and '-'"
+        ));
+    }
+    if value.starts_with('-') || value.ends_with('-') {
+        return Some(format!(
+            "{value:?} must start and end with a lowercase letter or digit (DNS-1123)"
+        ));
+    }
+    None
+}
+
+/// Why `value` is not a DNS-1123 subdomain (dot-separated labels, at most 253 characters), or
+/// `None`.
+fn subdomain_problem(value: &str) -> Option<String> {
+    if value.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    if value.len() > MAX_SUBDOMAIN_LEN {
+        return Some(format!("must be at most {MAX_SUBDOMAIN_LEN} characters"));
+    }
+    value.split('.').find_map(|label| {
+        label_problem(label, MAX_SUBDOMAIN_LEN).map(|_| {
+            format!(
+                "{value:?} is not a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', \
+                 starting and ending with a letter or digit"
+            )
+        })
+    })
+}
+
+/// The gRPC status for a failed read of the test cluster.
 fn kube_status(error: kube::Error) -> Status {
     match error {
-        kube::Error::Api(status) if status.code == 403 => Status::permission_denied(status.message),
+        kube::Error::Api(status) => match status.code {
+            400 => Status::invalid_argument(status.message),
+            403 => Status::permission_denied(status.message),
+            404 => Status::not_found(status.message),
+            _ => Status::unavailable(format!("reading the test cluster: {}", status.message)),
+        },
         error => Status::unavailable(format!("reading the test cluster: {error}")),
     }
 }
@@ -117,6 +173,97 @@ impl LogService for LogView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(namespace: &str, name: &str) -> StreamLogsRequest {
+        StreamLogsRequest {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            follow: true,
+        }
+    }
+
+    fn fields(request: &StreamLogsRequest) -> Vec<String> {
+        violations(request).into_iter().map(|v| v.field).collect()
+    }
+
+    #[test]
+    fn namespaces_are_dns_1123_labels() {
+        for bad in [
+            "Default",
+            "ns.one",
+            "-ns",
+            "ns-",
+            "ns_1",
+            "n s",
+            &"n".repeat(64),
+        ] {
+            assert_eq!(fields(&request(bad, "t1")), ["namespace"], "{bad:?}");
+        }
+        for good in ["default", "ns-1", "1ns", &"n".repeat(63)] {
+            assert!(fields(&request(good, "t1")).is_empty(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_dns_1123_subdomains() {
+        for bad in [
+            "T1",
+            "t1/x",
+            "t1..x",
+            ".t1",
+            "t1.",
+            "t1-",
+            "-t1",
+            "t_1",
+            "../etc",
+            &"t".repeat(254),
+        ] {
+            assert_eq!(fields(&request("ns", bad)), ["name"], "{bad:?}");
+        }
+        for good in ["t1", "t1.x-2", "a", &"t".repeat(253)] {
+            assert!(fields(&request("ns", good)).is_empty(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn the_violation_is_an_invalid_argument_with_field_violations() {
+        let status = invalid_argument(violations(&request("Bad_NS", "t1")));
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        let violations = testcluster_api::errors::field_violations(&status);
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].field, "namespace");
+        assert!(
+            violations[0].description.contains("DNS-1123"),
+            "{}",
+            violations[0].description
+        );
+    }
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure(&format!("answered {code}"), "")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn api_errors_map_to_their_grpc_codes() {
+        let codes: Vec<tonic::Code> = [400, 403, 404, 500, 503]
+            .into_iter()
+            .map(|code| kube_status(api_error(code)).code())
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                tonic::Code::InvalidArgument,
+                tonic::Code::PermissionDenied,
+                tonic::Code::NotFound,
+                tonic::Code::Unavailable,
+                tonic::Code::Unavailable,
+            ]
+        );
+    }
 
     #[test]
     fn empty_fields_are_named() {

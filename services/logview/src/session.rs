@@ -2,8 +2,15 @@
 //! `FinalStatus`.
 //!
 //! Every wait is a watch (the test cluster, the pod), never a poll, and ends when what it waits
-//! for happens or can no longer happen: the run is over, the pod is gone, a container cannot
-//! start. The caller drops the whole session when the client goes away.
+//! for happens or can no longer happen: the run is over, the pod is gone. A container that cannot
+//! start (image pull error, missing ConfigMap) is not the end: the kubelet retries, and the runner
+//! gives up only after its start timeout (docs/lifecycle.md, step 4). So a blocked container is
+//! waited on, watching the pod and the test cluster, until it starts, the pod finishes or goes,
+//! or the run is over (then the runner's record is the final status). The caller drops the whole
+//! session when the client goes away.
+//!
+//! A followed log cut short while its container still runs (API server restart, proxy reset) is
+//! reopened from the last line's timestamp, without repeating lines ([`Resume`]).
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -22,10 +29,17 @@ use tokio::sync::mpsc;
 
 use crate::final_status;
 use crate::line;
+use crate::resume::Resume;
 use crate::watch::Watched;
 
 /// Label the Job controller puts on a Job's pods.
 const LABEL_JOB_NAME: &str = "job-name";
+
+/// Reopens of a cut log in a row that may bring nothing new (or fail to open) before the session
+/// gives up on that log and lets the pod's state tell the rest.
+const MAX_IDLE_REOPENS: u32 = 5;
+/// Wait before the first idle reopen; doubled for each next one.
+const REOPEN_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Where a session's messages go: the gRPC response stream.
 pub type Output = mpsc::Sender<Result<StreamLogsResponse, tonic::Status>>;
@@ -55,10 +69,20 @@ pub struct Session {
 enum Fate {
     /// It ran and terminated.
     Exited(ContainerStateTerminated),
-    /// It cannot start (pull failure, missing ConfigMap, earlier container failed, ...).
+    /// The pod finished without starting it.
     Blocked,
     /// The pod was deleted.
     Gone,
+    /// It could not start, and the run ended meanwhile: this is how.
+    RunOver(FinalStatus),
+}
+
+/// How a log stream ended.
+enum LogEnd {
+    /// Cleanly, as when the container terminates.
+    Eof,
+    /// With an error: the connection was cut.
+    Cut,
 }
 
 /// What the search for the job's pod found.
@@ -86,6 +110,50 @@ impl PodWatch {
             .ok_or(SessionError::WatchEnded)?;
         self.latest = objects.into_iter().next();
         Ok(())
+    }
+}
+
+/// The test cluster, watched only while a container is blocked (started on first use).
+#[derive(Default)]
+struct RunWatch {
+    watched: Option<Watched<TestClusterGKE>>,
+    /// `None` until the first list; then the object, `None` once deleted.
+    latest: Option<Option<Arc<TestClusterGKE>>>,
+    /// The last object seen, for a final status after its deletion.
+    last: Option<Arc<TestClusterGKE>>,
+}
+
+impl RunWatch {
+    async fn next(&mut self, session: &Session) -> Result<(), SessionError> {
+        let watched = self.watched.get_or_insert_with(|| {
+            Watched::new(session.resources(), Session::by_name(&session.name))
+        });
+        let objects = watched.changed().await.ok_or(SessionError::WatchEnded)?;
+        let current = objects.into_iter().next();
+        if let Some(resource) = &current {
+            self.last = Some(resource.clone());
+        }
+        self.latest = Some(current);
+        Ok(())
+    }
+
+    /// How the run ended, once it has (terminal phase, deletion), with `pod` as the pod now.
+    fn over(&self, pod: &Pod) -> Option<FinalStatus> {
+        match self.latest.as_ref()? {
+            None => Some(match &self.last {
+                Some(last) => final_status::without_pod(last, true),
+                None => final_status::from_pod(api::Phase::Unspecified, pod),
+            }),
+            Some(resource) => {
+                if let Some(recorded) = final_status::recorded(resource) {
+                    return Some(recorded);
+                }
+                let deleting = resource.status.as_ref().and_then(|s| s.phase)
+                    == Some(Phase::Deleting)
+                    || resource.metadata.deletion_timestamp.is_some();
+                deleting.then(|| final_status::from_pod(final_status::phase_of(resource), pod))
+            }
+        }
     }
 }
 
@@ -209,8 +277,12 @@ impl Session {
             watched: Watched::new(self.pods(), Self::by_name(&pod_name)),
             latest: Some(pod.clone()),
         };
+        let mut run = RunWatch::default();
         for (container, tag) in containers_of(&pod) {
-            match self.follow_container(&mut watch, container, tag).await? {
+            match self
+                .follow_container(&mut watch, &mut run, container, tag)
+                .await?
+            {
                 Fate::Exited(terminated)
                     if container == CONTAINER_INIT && terminated.exit_code == 0 => {}
                 // The pod runs nothing after a failed init container (restartPolicy Never) nor
@@ -224,6 +296,7 @@ impl Session {
                     return self.conclude(watch.latest.as_deref(), done).await;
                 }
                 Fate::Gone => return self.conclude_gone(&pod_name).await,
+                Fate::RunOver(status) => return self.finish(status).await,
             }
         }
         // A pod without a runner container is not one the runner made; say what it shows.
@@ -231,9 +304,15 @@ impl Session {
     }
 
     /// Waits for `container` to start, streams its log, and waits for it to terminate.
+    ///
+    /// While the container cannot start, the kubelet keeps retrying (a pull may succeed, a
+    /// missing ConfigMap may appear) and the runner waits its start timeout before failing the
+    /// run; so the wait goes on, watching the test cluster too, until the container starts, the
+    /// pod finishes or goes, or the run is over.
     async fn follow_container(
         &self,
         watch: &mut PodWatch,
+        run: &mut RunWatch,
         container: &str,
         tag: Container,
     ) -> Result<Fate, SessionError> {
@@ -241,18 +320,27 @@ impl Session {
             let Some(pod) = watch.latest.clone() else {
                 return Ok(Fate::Gone);
             };
+            let mut blocked = false;
             if let Some(state) = job_pod::container_state(&pod, container) {
                 if state.running.is_some() || state.terminated.is_some() {
                     break;
                 }
-                if job_pod::start_failure(&state).is_some() {
-                    return Ok(Fate::Blocked);
-                }
+                blocked = job_pod::start_failure(&state).is_some();
             }
             if final_status::pod_finished(&pod) {
                 return Ok(Fate::Blocked);
             }
-            watch.next().await?;
+            if !blocked {
+                watch.next().await?;
+                continue;
+            }
+            if let Some(status) = run.over(&pod) {
+                return Ok(Fate::RunOver(status));
+            }
+            tokio::select! {
+                changed = watch.next() => changed?,
+                changed = run.next(self) => changed?,
+            }
         }
         let pod_name = watch
             .latest
@@ -273,7 +361,8 @@ impl Session {
         }
     }
 
-    /// Sends every line of one container's log.
+    /// Sends every line of one container's log. With `follow`, a stream that ends while the
+    /// container still runs (or that was cut) is reopened from the last line sent.
     async fn stream_log(
         &self,
         pod: &str,
@@ -281,33 +370,98 @@ impl Session {
         tag: Container,
         follow: bool,
     ) -> Result<(), SessionError> {
-        let params = LogParams {
-            container: Some(container.to_owned()),
-            follow,
-            timestamps: true,
-            ..LogParams::default()
-        };
-        let reader = match self.pods().log_stream(pod, &params).await {
-            Ok(reader) => reader,
-            // Not started after all, or deleted meanwhile: the pod's state tells the rest.
-            Err(kube::Error::Api(status)) if matches!(status.code, 400 | 404) => {
-                tracing::debug!(pod, container, message = %status.message, "no log");
+        let mut resume = Resume::default();
+        let mut since_time = None;
+        // Set once the first stream ended: from then on every open is a reopen.
+        let mut reopening = false;
+        let mut idle_reopens = 0u32;
+        loop {
+            let sent_before = resume.count();
+            let params = LogParams {
+                container: Some(container.to_owned()),
+                follow,
+                timestamps: true,
+                since_time,
+                ..LogParams::default()
+            };
+            let end = match self.pods().log_stream(pod, &params).await {
+                Ok(reader) => self.send_lines(reader, tag, &mut resume).await?,
+                // Not started after all, or deleted meanwhile: the pod's state tells the rest.
+                Err(kube::Error::Api(status)) if matches!(status.code, 400 | 404) => {
+                    tracing::debug!(pod, container, message = %status.message, "no log");
+                    return Ok(());
+                }
+                // Reopening while the API server comes back: try again, a few times.
+                Err(error) if reopening && idle_reopens < MAX_IDLE_REOPENS => {
+                    tracing::debug!(pod, container, %error, "reopening the log failed");
+                    LogEnd::Cut
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if !follow || !self.log_may_go_on(pod, container, &end).await {
                 return Ok(());
             }
-            Err(error) => return Err(error.into()),
-        };
+            if reopening && resume.count() == sent_before {
+                // Nothing new came through the last stream: don't spin on a log that is done.
+                if idle_reopens >= MAX_IDLE_REOPENS {
+                    tracing::debug!(pod, container, "log reopened without progress; giving up");
+                    return Ok(());
+                }
+                tokio::time::sleep(REOPEN_BACKOFF.saturating_mul(1 << idle_reopens)).await;
+                idle_reopens += 1;
+            } else {
+                idle_reopens = 0;
+            }
+            tracing::debug!(pod, container, "log stream ended early; reopening");
+            since_time = resume.reopen();
+            reopening = true;
+        }
+    }
+
+    /// Sends the lines of one log stream that `resume` admits, until it ends.
+    async fn send_lines(
+        &self,
+        reader: impl futures::AsyncBufRead,
+        tag: Container,
+        resume: &mut Resume,
+    ) -> Result<LogEnd, SessionError> {
         let mut reader = pin!(reader);
         let mut raw = Vec::new();
         loop {
             raw.clear();
             match reader.read_until(b'\n', &mut raw).await {
-                Ok(0) => return Ok(()),
-                Ok(_) => self.send(Event::Line(line::parse(&raw, tag))).await?,
-                // A stream cut by the pod's deletion ends the log; the pod watch says the rest.
-                Err(error) => {
-                    tracing::debug!(pod, container, %error, "log stream ended with an error");
-                    return Ok(());
+                Ok(0) => return Ok(LogEnd::Eof),
+                Ok(_) => {
+                    let line = line::parse(&raw, tag);
+                    if resume.admit(&line) {
+                        resume.sent(&line);
+                        self.send(Event::Line(line)).await?;
+                    }
                 }
+                Err(error) => {
+                    tracing::debug!(%error, "log stream ended with an error");
+                    return Ok(LogEnd::Cut);
+                }
+            }
+        }
+    }
+
+    /// After a followed log ended: whether more of it may come. A clean end while the container
+    /// runs, or a cut stream while the pod exists (it may have terminated meanwhile, with lines
+    /// not read yet), is reopened; a pod that is gone has no log left.
+    async fn log_may_go_on(&self, pod: &str, container: &str, end: &LogEnd) -> bool {
+        match self.pods().get_opt(pod).await {
+            Ok(Some(pod)) => {
+                let state = job_pod::container_state(&pod, container);
+                let running = state.as_ref().is_some_and(|s| s.running.is_some());
+                let terminated = state.as_ref().is_some_and(|s| s.terminated.is_some());
+                running || (terminated && matches!(end, LogEnd::Cut))
+            }
+            Ok(None) => false,
+            // The API server may be coming back: a reopen says more than giving up would.
+            Err(error) => {
+                tracing::debug!(pod, container, %error, "reading the pod after its log ended");
+                true
             }
         }
     }

@@ -2,13 +2,16 @@
 //! the runner's part themselves (the Job `<name>-runner` as docs/lifecycle.md describes it, and
 //! the outcome in status), since services never depend on each other.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use sim::{SimConfig, Simulator};
@@ -28,9 +31,61 @@ async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> 
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+/// A TCP proxy in front of the simulator's API server whose connections the test can cut, as
+/// an API server restart or a load balancer reset would.
+struct CuttableProxy {
+    url: String,
+    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    async fn start(target: std::net::SocketAddr) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let open = connections.clone();
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                open.lock().expect("lock").push(task.abort_handle());
+            }
+        });
+        CuttableProxy {
+            url,
+            connections,
+            accepting,
+        }
+    }
+
+    /// Closes every connection open now; new ones are served as before.
+    fn cut(&self) -> usize {
+        let open: Vec<_> = self.connections.lock().expect("lock").drain(..).collect();
+        for connection in &open {
+            connection.abort();
+        }
+        open.len()
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
+        self.cut();
+    }
+}
+
 /// A simulator with the CRD, a namespace, and logview serving on a free port.
 struct World {
-    _sim: Simulator,
+    sim: Simulator,
+    /// Between logview and the API server, when the test asked for one.
+    proxy: Option<CuttableProxy>,
     client: Client,
     namespace: String,
     logs: LogServiceClient<Channel>,
@@ -39,6 +94,11 @@ struct World {
 
 impl World {
     async fn start(namespace: &str) -> World {
+        World::start_with(namespace, false).await
+    }
+
+    /// With `proxied`, logview reaches the API server through a [`CuttableProxy`].
+    async fn start_with(namespace: &str, proxied: bool) -> World {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -74,20 +134,34 @@ impl World {
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let stop = CancellationToken::new();
+        let (logview_client, proxy) = if proxied {
+            let target = sim
+                .api()
+                .http_url()
+                .trim_start_matches("http://")
+                .parse()
+                .expect("address");
+            let proxy = CuttableProxy::start(target).await;
+            let config = kube::Config::new(proxy.url.parse().expect("url"));
+            (Client::try_from(config).expect("client"), Some(proxy))
+        } else {
+            (client.clone(), None)
+        };
         let settings = logview::Settings {
             // No runner records outcomes here unless a test plays it; don't wait long for one.
             outcome_wait: Duration::from_secs(2),
             ..logview::Settings::default()
         };
         tokio::spawn(logview::run(
-            client.clone(),
+            logview_client,
             listener,
             settings,
             stop.clone(),
         ));
         let logs = LogServiceClient::connect(url).await.expect("connect");
         World {
-            _sim: sim,
+            sim,
+            proxy,
             client,
             namespace: namespace.to_owned(),
             logs,
@@ -161,7 +235,6 @@ impl World {
         command: serde_json::Value,
         deadline_seconds: i64,
     ) {
-        let labels = json!({"clusters.ci.cilium.io/test-cluster": name});
         let mut pod_spec = json!({
             "restartPolicy": "Never",
             "containers": [{"name": "runner", "image": image, "command": command}],
@@ -170,6 +243,17 @@ impl World {
             pod_spec["initContainers"] =
                 json!([{"name": "init", "image": "busybox", "command": init}]);
         }
+        self.create_job_with_pod_spec(name, pod_spec, deadline_seconds)
+            .await;
+    }
+
+    async fn create_job_with_pod_spec(
+        &self,
+        name: &str,
+        pod_spec: serde_json::Value,
+        deadline_seconds: i64,
+    ) {
+        let labels = json!({"clusters.ci.cilium.io/test-cluster": name});
         let job: Job = serde_json::from_value(json!({
             "metadata": {"name": format!("{name}-runner"), "labels": labels},
             "spec": {
@@ -335,32 +419,192 @@ async fn an_init_container_failure_streams_its_log_and_names_it() {
     );
 }
 
+/// Waits until the job's pod shows its `runner` container waiting with one of `reasons`.
+async fn until_runner_waits(world: &World, name: &str, reasons: &[&str]) -> String {
+    let pods: Api<Pod> = Api::namespaced(world.client.clone(), &world.namespace);
+    let config = watcher::Config::default().labels(&format!("job-name={name}-runner"));
+    let mut events = watcher::watcher(pods, config).applied_objects().boxed();
+    within("the runner container to be blocked", async {
+        while let Some(pod) = events.try_next().await.expect("watch") {
+            let waiting = pod
+                .status
+                .and_then(|s| s.container_statuses)
+                .into_iter()
+                .flatten()
+                .filter(|c| c.name == "runner")
+                .find_map(|c| c.state.and_then(|s| s.waiting).and_then(|w| w.reason));
+            if let Some(reason) = waiting.filter(|r| reasons.contains(&r.as_str())) {
+                return reason;
+            }
+        }
+        panic!("the pod watch ended");
+    })
+    .await
+}
+
 #[tokio::test]
-async fn an_unpullable_image_ends_with_the_pull_error() {
+async fn an_unpullable_image_waits_for_the_run_to_end_then_reports_the_runners_record() {
     let world = World::start("pull-fails").await;
     world.running_test_cluster("t3").await;
+    let collected = {
+        let request = world.request("t3", true);
+        let logs = world.logs.clone();
+        tokio::spawn(async move { collect(logs, request).await })
+    };
     world
         .create_job("t3", None, "registry.invalid/x", json!(["true"]))
         .await;
-    let (got, final_status) = world.collect(world.request("t3", true)).await;
+    until_runner_waits(&world, "t3", &["ErrImagePull", "ImagePullBackOff"]).await;
+    // The kubelet keeps retrying and the runner waits its start timeout: the stream goes on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !collected.is_finished(),
+        "the stream ended while the run was still Running"
+    );
+
+    // Play the runner giving up after its start timeout.
+    let message = "container \"runner\" never started: ErrImagePull: pull access denied for \
+                   registry.invalid/x (gave up after 300s)";
+    world
+        .apply_status(
+            "t3",
+            "testcluster-runner",
+            json!({"phase": "Failed", "job": {"name": "t3-runner", "reason": "ErrImagePull",
+                   "message": message}}),
+        )
+        .await;
+    let (got, final_status) = within("the stream", collected).await.expect("join");
     assert!(got.is_empty(), "{got:?}");
-    assert!(
-        ["ErrImagePull", "ImagePullBackOff"].contains(&final_status.reason.as_str()),
-        "{final_status:?}"
-    );
-    assert!(
-        final_status
-            .message
-            .starts_with("container \"runner\" cannot start: "),
-        "{}",
-        final_status.message
-    );
-    assert!(
-        final_status.message.contains("registry.invalid/x"),
-        "{}",
-        final_status.message
-    );
+    assert_eq!(final_status.phase(), Phase::Failed);
+    assert_eq!(final_status.reason, "ErrImagePull");
+    assert_eq!(final_status.message, message);
     assert_eq!(final_status.exit_code, None);
+}
+
+#[tokio::test]
+async fn a_container_that_starts_late_is_streamed() {
+    let world = World::start("starts-late").await;
+    world.running_test_cluster("t6").await;
+    let collected = {
+        let request = world.request("t6", true);
+        let logs = world.logs.clone();
+        tokio::spawn(async move { collect(logs, request).await })
+    };
+    // The runner needs a ConfigMap that does not exist yet: CreateContainerConfigError, retried.
+    let pod_spec = json!({
+        "restartPolicy": "Never",
+        "containers": [{
+            "name": "runner", "image": "busybox",
+            "command": ["sh", "-c", "echo \"got $GREETING\""],
+            "env": [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "t6-config", "key": "greeting"}}}],
+        }],
+    });
+    world.create_job_with_pod_spec("t6", pod_spec, 120).await;
+    until_runner_waits(&world, "t6", &["CreateContainerConfigError"]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !collected.is_finished(),
+        "the stream ended on a retried error"
+    );
+    Api::<ConfigMap>::namespaced(world.client.clone(), &world.namespace)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "t6-config"},
+                "data": {"greeting": "hello"},
+            }))
+            .expect("config map"),
+        )
+        .await
+        .expect("create config map");
+    within(
+        "the job",
+        await_condition(world.jobs(), "t6-runner", conditions::is_job_completed()),
+    )
+    .await
+    .expect("watch");
+    world
+        .apply_status(
+            "t6",
+            "testcluster-runner",
+            json!({"phase": "Succeeded", "job": {"name": "t6-runner", "exitCode": 0, "reason": "Completed"}}),
+        )
+        .await;
+    let (got, final_status) = within("the stream", collected).await.expect("join");
+    assert_eq!(got, lines(&[(Container::Runner, "got hello")]));
+    assert_eq!(
+        (final_status.phase(), final_status.exit_code),
+        (Phase::Succeeded, Some(0))
+    );
+}
+
+#[tokio::test]
+async fn a_log_stream_cut_while_the_container_runs_is_resumed_without_loss_or_repeats() {
+    let world = World::start_with("cut", true).await;
+    world.running_test_cluster("t7").await;
+    let mut stream = world
+        .logs
+        .clone()
+        .stream_logs(world.request("t7", true))
+        .await
+        .expect("call")
+        .into_inner();
+    // The marker file lets the test decide when the job goes on writing.
+    let marker = std::env::temp_dir().join(format!("logview-cut-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let script = format!(
+        "echo one; echo two; while [ ! -e {m} ]; do sleep 0.05; done; echo three; echo four",
+        m = marker.display()
+    );
+    world
+        .create_job("t7", None, "busybox", json!(["sh", "-c", script]))
+        .await;
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let message = within("a line", stream.message())
+            .await
+            .expect("message")
+            .expect("not the end yet");
+        if let Some(Event::Line(line)) = message.event {
+            got.push(line.text);
+        }
+    }
+    let opened = world.sim.api().counters().get("get", "pods/log");
+    let proxy = world.proxy.as_ref().expect("proxy");
+    assert!(proxy.cut() > 0, "connections to cut");
+    // Lines written while the stream is down must come through the reopened one.
+    std::fs::write(&marker, b"go").expect("marker");
+    within(
+        "the job",
+        await_condition(world.jobs(), "t7-runner", conditions::is_job_completed()),
+    )
+    .await
+    .expect("watch");
+    world
+        .apply_status(
+            "t7",
+            "testcluster-runner",
+            json!({"phase": "Succeeded", "job": {"name": "t7-runner", "exitCode": 0, "reason": "Completed"}}),
+        )
+        .await;
+    let mut final_status = None;
+    while let Some(message) = within("a message", stream.message())
+        .await
+        .expect("message")
+    {
+        match message.event.expect("event") {
+            Event::Line(line) => got.push(line.text),
+            Event::FinalStatus(status) => final_status = Some(status),
+        }
+    }
+    let _ = std::fs::remove_file(&marker);
+    assert_eq!(got, ["one", "two", "three", "four"]);
+    assert!(
+        world.sim.api().counters().get("get", "pods/log") > opened,
+        "the log was reopened"
+    );
+    let final_status = final_status.expect("final status");
+    assert_eq!(final_status.phase(), Phase::Succeeded);
 }
 
 #[tokio::test]
@@ -410,6 +654,28 @@ async fn bad_requests_and_missing_clusters_are_refused_plainly() {
         .map(|v| v.field)
         .collect();
     assert_eq!(fields, ["namespace", "name"]);
+
+    // Names the API server would refuse are refused here, naming the field.
+    let malformed = StreamLogsRequest {
+        namespace: "refusals".to_owned(),
+        name: "T1/../x".to_owned(),
+        follow: true,
+    };
+    let status = world
+        .logs
+        .clone()
+        .stream_logs(malformed)
+        .await
+        .expect_err("invalid");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let violations = testcluster_api::errors::field_violations(&status);
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].field, "name");
+    assert!(
+        violations[0].description.contains("DNS-1123"),
+        "{}",
+        violations[0].description
+    );
 
     // A test cluster without a job has nothing to stream, and says so.
     let resource: TestClusterGKE = serde_json::from_value(json!({

@@ -7,6 +7,11 @@
 //!
 //! Every step is idempotent and keyed by deterministic names, so running it twice, or after a
 //! crash between two steps, never creates a second Job.
+//!
+//! Decisions are made on the controller's cached copy, which can be stale (a slow watch, a
+//! second runner replica). Every status write is therefore conditional on the version it was
+//! decided from; a conflict means "the object moved on": the reconcile re-reads it and decides
+//! again, instead of failing and backing off.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,11 +35,13 @@ use crate::error::Error;
 use crate::job::{self, JobInputs};
 use crate::names;
 use crate::outcome::{self, Outcome};
-use crate::status::RunnerStatus;
+use crate::status::{Base, RunnerStatus};
 
 /// First retry delay after a failed reconcile; doubles per consecutive failure.
 const RETRY_INITIAL: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Retry after a second conflict in a row (the object keeps changing under the reconcile).
+const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 
 /// What every reconcile needs.
 pub struct Context {
@@ -65,9 +72,39 @@ impl Context {
 
 /// Moves one test cluster's job forward.
 pub async fn reconcile(resource: Arc<TestClusterGKE>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let action = reconcile_once(&resource, &ctx).await?;
+    let action = match reconcile_once(&resource, &ctx).await {
+        Err(Error::Conflict(message)) => reconcile_fresh(&resource, &ctx, &message).await?,
+        result => result?,
+    };
     ctx.failures.lock().remove(&ObjectRef::from_obj(&*resource));
     Ok(action)
+}
+
+/// After a conflict: the object changed since the cached copy was read. Decide once more on
+/// what the API server has now; if that changes under us too, look again shortly.
+async fn reconcile_fresh(
+    stale: &TestClusterGKE,
+    ctx: &Context,
+    message: &str,
+) -> Result<Action, Error> {
+    let namespace = stale.namespace().ok_or(Error::MissingNamespace)?;
+    let name = stale.name_any();
+    tracing::debug!(%namespace, %name, %message, "status changed since read; re-reading");
+    let api: Api<TestClusterGKE> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(fresh) = api.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
+    if fresh.uid() != stale.uid() {
+        // Deleted and created again: the new object has its own reconcile coming.
+        return Ok(Action::await_change());
+    }
+    match reconcile_once(&fresh, ctx).await {
+        Err(Error::Conflict(message)) => {
+            tracing::debug!(%namespace, %name, %message, "conflict again; retrying shortly");
+            Ok(Action::requeue(CONFLICT_RETRY))
+        }
+        result => result,
+    }
 }
 
 /// The one place that decides a retry: exponential back-off per object.
@@ -119,6 +156,7 @@ async fn reconcile_once(resource: &TestClusterGKE, ctx: &Context) -> Result<Acti
         resource,
         runner,
         ctx,
+        base: Mutex::new(Base::of(resource)),
     };
     match resource.status.as_ref().and_then(|s| s.phase) {
         Some(Phase::Ready) => run.start().await,
@@ -134,6 +172,9 @@ struct Run<'a> {
     resource: &'a TestClusterGKE,
     runner: &'a JobRunnerSpec,
     ctx: &'a Context,
+    /// The version of the object this reconcile's decisions are based on; every status write is
+    /// conditional on it, and moves it on.
+    base: Mutex<Base>,
 }
 
 impl Run<'_> {
@@ -146,6 +187,14 @@ impl Run<'_> {
 
     fn job_name(&self) -> String {
         names::job(&self.name)
+    }
+
+    /// Writes the runner's status fields, on condition that the object is still at `base`.
+    async fn write(&self, status: &RunnerStatus) -> Result<(), Error> {
+        let mut base = self.base.lock().clone();
+        status.apply(&self.api(), &self.name, &mut base).await?;
+        *self.base.lock() = base;
+        Ok(())
     }
 
     /// Ready → Running: the Job exists (created now, or found from before a restart).
@@ -172,7 +221,7 @@ impl Run<'_> {
         status.job.name = Some(self.job_name());
         status.job.start_time = job.status.as_ref().and_then(|s| s.start_time.clone());
         status.running_time.get_or_insert_with(now);
-        status.apply(&self.api(), &self.name).await?;
+        self.write(&status).await?;
         tracing::info!(namespace = %self.namespace, name = %self.name, job = %self.job_name(), "job running");
         // The Job and its pod are watched: their changes bring the next reconcile.
         Ok(Action::await_change())
@@ -270,7 +319,7 @@ impl Run<'_> {
             return self.finish(next, outcome).await;
         }
         if next != current {
-            next.apply(&self.api(), &self.name).await?;
+            self.write(&next).await?;
         }
         match pod.as_ref().and_then(outcome::start_failure) {
             Some(failure) => self.give_up_starting(&job, next, failure).await,
@@ -328,7 +377,7 @@ impl Run<'_> {
         status.job.message = Some(outcome.message.clone());
         status.job.completion_time = Some(outcome.completion_time.unwrap_or_else(now));
         status.finish_time.get_or_insert_with(now);
-        status.apply(&self.api(), &self.name).await?;
+        self.write(&status).await?;
         tracing::info!(
             namespace = %self.namespace,
             name = %self.name,

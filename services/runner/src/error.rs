@@ -30,6 +30,17 @@ pub enum Error {
     /// TestClusterGKE of the same name, still being garbage-collected).
     #[error("Job {0} exists but is not owned by this TestClusterGKE")]
     ForeignJob(String),
+    /// A status write was refused because the object changed since the version it was decided
+    /// from (409): re-read and decide again.
+    #[error("the TestClusterGKE changed since it was read: {0}")]
+    Conflict(String),
+    /// A status write would move the phase on from one the runner does not own (a final phase,
+    /// Error, Deleting): refused before it was sent.
+    #[error("refusing to move phase {from:?} to {to:?}")]
+    PhaseRegression {
+        from: Option<testcluster_resources::Phase>,
+        to: Option<testcluster_resources::Phase>,
+    },
     #[error("encoding an object: {0}")]
     Encode(#[from] serde_json::Error),
 }
@@ -58,6 +69,8 @@ impl Error {
             Error::MissingNamespace => "missing_namespace",
             Error::MissingUid => "missing_uid",
             Error::ForeignJob(_) => "foreign_job",
+            Error::Conflict(_) => "conflict",
+            Error::PhaseRegression { .. } => "phase_regression",
             Error::Encode(_) => "encode",
         }
     }

@@ -367,3 +367,122 @@ async fn a_container_that_cannot_start_fails_the_run_after_the_start_timeout() {
 
     runner.stop("the runner to stop").await;
 }
+
+/// A reconcile as a stale runner (a lagging cache, a second replica) would run it: on the
+/// object as it was read earlier.
+async fn reconcile_stale(
+    world: &World,
+    provisioner: &str,
+    stale: TestClusterGKE,
+) -> kube::runtime::controller::Action {
+    let reporter = kube::runtime::events::Reporter {
+        controller: "testcluster-runner".to_owned(),
+        instance: None,
+    };
+    let ctx = std::sync::Arc::new(runner::controller::Context::new(
+        world.client.clone(),
+        runner::access::Provisioner::new(provisioner).expect("provisioner client"),
+        settings(world, provisioner),
+        kube::runtime::events::Recorder::new(world.client.clone(), reporter),
+    ));
+    within(
+        "the stale reconcile",
+        runner::controller::reconcile(std::sync::Arc::new(stale), ctx),
+    )
+    .await
+    .expect("a conflict is re-read and reconciled, not an error")
+}
+
+#[tokio::test]
+async fn a_status_write_based_on_a_stale_object_conflicts_and_regresses_nothing() {
+    let world = World::start("stale").await;
+    let provisioned = world.provision("t7", "t7-abcde", 1).await;
+    let stale_ready = world
+        .ready_test_cluster("t7", "t7-abcde", &["sh", "-c", "echo ok"])
+        .await;
+    let runner = start_runner(&world, &provisioned.url);
+    let done = until_terminal(&world, "t7").await;
+    runner.stop("the runner to stop").await;
+    assert_eq!(
+        done.status.as_ref().and_then(|s| s.phase),
+        Some(Phase::Succeeded)
+    );
+
+    // The write itself: Running, decided on the Ready object, is refused with a conflict.
+    let api: Api<TestClusterGKE> = world.api();
+    let mut base = runner::status::Base::of(&stale_ready);
+    let running = runner::status::RunnerStatus {
+        phase: Some(Phase::Running),
+        ..runner::status::RunnerStatus::default()
+    };
+    let refused = running.apply(&api, "t7", &mut base).await;
+    assert!(
+        matches!(refused, Err(runner::Error::Conflict(_))),
+        "{refused:?}"
+    );
+
+    // A whole reconcile on the stale object: it conflicts, re-reads, and leaves the run be.
+    reconcile_stale(&world, &provisioned.url, stale_ready).await;
+    let after = api.get("t7").await.expect("get");
+    assert_eq!(
+        after.metadata.resource_version, done.metadata.resource_version,
+        "nothing was written"
+    );
+    assert_eq!(after.status.and_then(|s| s.phase), Some(Phase::Succeeded));
+    let jobs = world
+        .api::<Job>()
+        .list(&ListParams::default())
+        .await
+        .expect("jobs");
+    assert_eq!(jobs.items.len(), 1);
+}
+
+#[tokio::test]
+async fn a_stale_runner_does_not_overwrite_the_provisioners_error() {
+    let world = World::start("stale-error").await;
+    world
+        .ready_test_cluster("t8", "t8-abcde", &["sh", "-c", "echo ok"])
+        .await;
+    let api: Api<TestClusterGKE> = world.api();
+    let status = |manager: &str, status: serde_json::Value| {
+        let api = api.clone();
+        let manager = manager.to_owned();
+        async move {
+            let patch = serde_json::json!({
+                "apiVersion": "clusters.ci.cilium.io/v1alpha2",
+                "kind": "TestClusterGKE",
+                "metadata": {"name": "t8"},
+                "status": status,
+            });
+            api.patch_status(
+                "t8",
+                &kube::api::PatchParams::apply(&manager).force(),
+                &kube::api::Patch::Apply(&patch),
+            )
+            .await
+            .expect("status")
+        }
+    };
+    // The runner's cache still says Running (its Job is gone, so it would record Failed) ...
+    let stale_running = status(
+        "testcluster-runner",
+        serde_json::json!({"phase": "Running", "job": {"name": "t8-runner"}}),
+    )
+    .await;
+    // ... while the provisioner has moved the run to Error.
+    status(
+        "testcluster-provisioner",
+        serde_json::json!({"phase": "Error", "error": {"code": "QuotaExceeded", "message": "no quota"}}),
+    )
+    .await;
+
+    reconcile_stale(&world, "http://127.0.0.1:9", stale_running).await;
+    let after = api.get("t8").await.expect("get");
+    let status = after.status.expect("status");
+    assert_eq!(status.phase, Some(Phase::Error));
+    assert_eq!(
+        status.job.and_then(|j| j.reason),
+        None,
+        "no outcome recorded"
+    );
+}
