@@ -19,7 +19,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "TESTCLUSTER_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
 
-    /// Namespace of the test clusters [default: the manifest's, else test-clusters].
+    /// Namespace of the test clusters [default: for run, the manifest's; else the broker's default
+    /// (test-clusters unless configured otherwise)].
     #[arg(long, short = 'n', global = true, env = "TESTCLUSTER_NAMESPACE")]
     pub namespace: Option<String>,
 
@@ -29,7 +30,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a test cluster with a job, follow it, and exit with the job's exit code.
+    /// Create a test cluster with a job, follow it, and exit with the job's exit code. Without a job:
+    /// create one, wait until it is Ready and leave it (delete it with `tcctl delete`).
     Run(Box<RunArgs>),
     /// Show one test cluster.
     Get(GetArgs),

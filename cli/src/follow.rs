@@ -1,6 +1,12 @@
 //! Following one run: its phase changes from `WatchTestCluster` and, once the job runs, its log lines
 //! from `StreamLogs`, printed as they come; then the outcome, which decides tcctl's exit code.
 //!
+//! A run with a job ends with its terminal phase. A cluster without a job never reaches one (it
+//! stays Ready until deleted), so following it ends once it is Ready.
+//!
+//! A watch interrupted by the broker (a restart, a new replica) is resumed from the last version
+//! seen, a bounded number of times, so that no phase change is lost to it.
+//!
 //! Status lines go to stderr and the job's output to stdout, so `tcctl run ... > out.txt` keeps
 //! exactly what the job printed.
 
@@ -12,12 +18,22 @@ use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::test_cluster_service_client::TestClusterServiceClient;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
+use tonic::{Code, Status, Streaming};
 
 use crate::EXIT_INFRASTRUCTURE;
 use crate::output::{describe_status, phase_name};
 
 /// How long the job's logs may trail its terminal phase before tcctl stops waiting for them.
 const LOG_DRAIN: Duration = Duration::from_secs(30);
+/// Consecutive attempts to resume an interrupted watch before tcctl gives up. With the pauses below
+/// that is about 45 seconds: enough for a broker to restart.
+const WATCH_RETRIES: u32 = 8;
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(500);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(10);
+/// HTTP/2 pings on the broker connection while calls are open: a long quiet watch (a cluster
+/// takes minutes to create) must neither be cut by an idle proxy nor hang on a dead peer.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How a run ended.
 #[derive(Clone, Debug)]
@@ -44,10 +60,12 @@ impl Outcome {
     }
 
     /// tcctl's exit code: the job's, 1 for a job that failed without one (deadline, image pull),
-    /// [`EXIT_INFRASTRUCTURE`] when the infrastructure gave up.
+    /// 0 for a cluster without a job that is Ready, [`EXIT_INFRASTRUCTURE`] when the
+    /// infrastructure gave up.
     pub fn exit_code(&self) -> i32 {
         match self.phase() {
             api::Phase::Succeeded => 0,
+            api::Phase::Ready if !has_job(&self.test_cluster) => 0,
             api::Phase::Failed => match self.job_exit_code() {
                 Some(code) if code != 0 => code,
                 _ => 1,
@@ -64,19 +82,22 @@ fn phase_of(cluster: &api::TestCluster) -> api::Phase {
         .map_or(api::Phase::Unspecified, |status| status.phase())
 }
 
-/// Follows the run of `created` (as `CreateTestCluster` returned it) until a terminal phase.
+/// Whether the test cluster has a job to run; without one it stays Ready until deleted.
+pub fn has_job(cluster: &api::TestCluster) -> bool {
+    cluster
+        .spec
+        .as_ref()
+        .is_some_and(|spec| spec.job_spec.is_some())
+}
+
+/// Follows the run of `created` (as `CreateTestCluster` returned it) until a terminal phase, or,
+/// for a cluster without a job, until it is Ready.
 pub async fn follow(channel: Channel, created: &api::TestCluster) -> anyhow::Result<Outcome> {
-    let mut clusters = TestClusterServiceClient::new(channel.clone());
-    // Watching from the version create returned replays every change since: no phase is missed.
-    let mut snapshots = clusters
-        .watch_test_cluster(api::WatchTestClusterRequest {
-            namespace: created.namespace.clone(),
-            name: created.name.clone(),
-            resource_version: created.resource_version.clone(),
-        })
-        .await
-        .map_err(|status| anyhow::anyhow!("watch: {}", describe_status(&status)))?
-        .into_inner();
+    // Watching from the version create returned replays every change since (unless the API
+    // server's history no longer reaches back that far: then the watch starts from the current
+    // state, which is why phases are compared below, not counted).
+    let mut snapshots = Snapshots::new(channel.clone(), created);
+    let job = has_job(created);
 
     let mut last = created.clone();
     let mut shown = api::Phase::Unspecified;
@@ -85,6 +106,7 @@ pub async fn follow(channel: Channel, created: &api::TestCluster) -> anyhow::Res
         show_phase(&last, &mut shown);
         let phase = phase_of(&last);
         if logs.is_none()
+            && job
             && matches!(
                 phase,
                 api::Phase::Running | api::Phase::Succeeded | api::Phase::Failed
@@ -96,14 +118,10 @@ pub async fn follow(channel: Channel, created: &api::TestCluster) -> anyhow::Res
                 last.name.clone(),
             )));
         }
-        if is_terminal(phase) {
+        if is_terminal(phase) || (!job && phase == api::Phase::Ready) {
             break;
         }
-        let message = snapshots
-            .message()
-            .await
-            .map_err(|status| anyhow::anyhow!("watch: {}", describe_status(&status)))?;
-        let Some(message) = message else {
+        let Some(message) = snapshots.next().await? else {
             bail!("the broker ended the watch before the run finished");
         };
         if message.deleted {
@@ -150,6 +168,107 @@ fn is_terminal(phase: api::Phase) -> bool {
         phase,
         api::Phase::Succeeded | api::Phase::Failed | api::Phase::Error
     )
+}
+
+/// The snapshots of one test cluster, from a watch that is resumed when it breaks.
+struct Snapshots {
+    client: TestClusterServiceClient<Channel>,
+    namespace: String,
+    name: String,
+    /// The version of the last snapshot: a resumed watch carries on after it.
+    version: String,
+    stream: Option<Streaming<api::WatchTestClusterResponse>>,
+    /// Failed attempts since the last message.
+    failures: u32,
+}
+
+impl Snapshots {
+    fn new(channel: Channel, created: &api::TestCluster) -> Self {
+        Snapshots {
+            client: TestClusterServiceClient::new(channel),
+            namespace: created.namespace.clone(),
+            name: created.name.clone(),
+            version: created.resource_version.clone(),
+            stream: None,
+            failures: 0,
+        }
+    }
+
+    /// The next message; `None` when the broker ended the watch.
+    async fn next(&mut self) -> anyhow::Result<Option<api::WatchTestClusterResponse>> {
+        loop {
+            let stream = match &mut self.stream {
+                Some(stream) => stream,
+                None => {
+                    let request = api::WatchTestClusterRequest {
+                        namespace: self.namespace.clone(),
+                        name: self.name.clone(),
+                        resource_version: self.version.clone(),
+                    };
+                    match self.client.watch_test_cluster(request).await {
+                        Ok(response) => self.stream.insert(response.into_inner()),
+                        Err(status) => {
+                            self.pause_before_retry(status).await?;
+                            continue;
+                        }
+                    }
+                }
+            };
+            match stream.message().await {
+                Ok(message) => {
+                    self.failures = 0;
+                    if let Some(cluster) = message.as_ref().and_then(|m| m.test_cluster.as_ref())
+                        && !cluster.resource_version.is_empty()
+                    {
+                        self.version.clone_from(&cluster.resource_version);
+                    }
+                    return Ok(message);
+                }
+                Err(status) => {
+                    self.stream = None;
+                    self.pause_before_retry(status).await?;
+                }
+            }
+        }
+    }
+
+    /// Waits before the next attempt, or gives up with `status` when it is not worth retrying.
+    async fn pause_before_retry(&mut self, status: Status) -> anyhow::Result<()> {
+        self.failures += 1;
+        if !is_retryable(&status) || self.failures > WATCH_RETRIES {
+            bail!("watch: {}", describe_status(&status));
+        }
+        let pause = retry_pause(self.failures);
+        eprintln!(
+            "tcctl: watch interrupted ({:?}: {}); resuming in {pause:?} ({}/{WATCH_RETRIES})",
+            status.code(),
+            status.message(),
+            self.failures
+        );
+        tokio::time::sleep(pause).await;
+        Ok(())
+    }
+}
+
+/// Whether a failed watch may succeed when tried again: the broker shutting down or unreachable,
+/// or the connection broken under the stream.
+fn is_retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Internal
+            | Code::Aborted
+            | Code::Cancelled
+            | Code::ResourceExhausted
+    )
+}
+
+/// Doubling pauses between attempts, capped.
+fn retry_pause(failures: u32) -> Duration {
+    FIRST_RETRY_PAUSE
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
+        .min(MAX_RETRY_PAUSE)
 }
 
 /// Prints the phase when it changed, with what is new at that point.
@@ -241,6 +360,8 @@ pub async fn connect(endpoint: &str) -> anyhow::Result<Channel> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
         .with_context(|| format!("invalid endpoint {endpoint:?}"))?
         .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .connect()
         .await
         .with_context(|| {
@@ -279,5 +400,27 @@ mod tests {
             outcome(api::Phase::Error, None).exit_code(),
             EXIT_INFRASTRUCTURE
         );
+        // Following a cluster without a job ends at Ready, which is success; with a job it is not
+        // an end at all.
+        assert_eq!(outcome(api::Phase::Ready, None).exit_code(), 0);
+        let mut with_job = outcome(api::Phase::Ready, None);
+        with_job.test_cluster.spec = Some(api::TestClusterSpec {
+            job_spec: Some(api::JobSpec::default()),
+            ..Default::default()
+        });
+        assert_eq!(with_job.exit_code(), EXIT_INFRASTRUCTURE);
+    }
+
+    #[test]
+    fn watch_retries_are_bounded_and_only_for_transient_failures() {
+        assert!(is_retryable(&Status::unavailable("server shutting down")));
+        assert!(is_retryable(&Status::unknown("transport error")));
+        assert!(!is_retryable(&Status::not_found("gone")));
+        assert!(!is_retryable(&Status::invalid_argument("bad")));
+        assert_eq!(retry_pause(1), FIRST_RETRY_PAUSE);
+        assert_eq!(retry_pause(2), FIRST_RETRY_PAUSE * 2);
+        assert_eq!(retry_pause(WATCH_RETRIES), MAX_RETRY_PAUSE);
+        let total: Duration = (1..=WATCH_RETRIES).map(retry_pause).sum();
+        assert!(total < Duration::from_secs(60), "{total:?}");
     }
 }

@@ -20,3 +20,5 @@ pub mod suite;
 pub const EXIT_INFRASTRUCTURE: i32 = 125;
 /// tcctl's exit code when interrupted (128 + SIGINT).
 pub const EXIT_INTERRUPTED: i32 = 130;
+/// tcctl's exit code when terminated, as CI does on cancel (128 + SIGTERM).
+pub const EXIT_TERMINATED: i32 = 143;

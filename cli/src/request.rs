@@ -9,8 +9,6 @@ use testcluster_resources::TestClusterGKE;
 
 use crate::args::{DEFAULT_IMAGE, RunArgs};
 
-/// The namespace when neither `--namespace` nor a manifest names one.
-pub const DEFAULT_NAMESPACE: &str = "test-clusters";
 /// The name prefix when neither a name nor a manifest gives one.
 pub const DEFAULT_NAME_PREFIX: &str = "run-";
 
@@ -23,11 +21,10 @@ pub fn build(
         Some(path) => from_manifest(&read_manifest(path)?),
         None => api::CreateTestClusterRequest::default(),
     };
+    // `--namespace`, else the manifest's, else empty: the broker's default namespace, as for every
+    // other command.
     if let Some(namespace) = namespace {
         request.namespace = namespace.to_owned();
-    }
-    if request.namespace.is_empty() {
-        request.namespace = DEFAULT_NAMESPACE.to_owned();
     }
     apply_flags(args, &mut request)?;
     if request.name.is_empty() && request.name_prefix.is_empty() {
@@ -155,7 +152,7 @@ mod tests {
             None,
         )
         .expect("builds");
-        assert_eq!(request.namespace, "test-clusters");
+        assert_eq!(request.namespace, "", "the broker's default");
         assert_eq!(request.name_prefix, "run-");
         let spec = request.spec.expect("spec");
         assert_eq!(spec.nodes, Some(3));
@@ -184,6 +181,7 @@ mod tests {
         let mut request = from_manifest(&manifest);
         apply_flags(&run_args(&["--nodes", "1"]), &mut request).expect("flags");
         assert_eq!(request.name, "testme-1");
+        assert_eq!(request.namespace, "test-clusters", "the manifest's");
         let spec = request.spec.expect("spec");
         assert_eq!(spec.nodes, Some(1));
         assert_eq!(

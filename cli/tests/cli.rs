@@ -159,3 +159,81 @@ fn up_serves_within_10_seconds_and_a_second_tcctl_reaches_it() {
     let status = child.0.wait().expect("tcctl up exits");
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn run_local_without_a_job_returns_once_ready() {
+    let output = tcctl(&["run", "--local", "--name", "idle", "--nodes", "1"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("created test-clusters/idle"), "{stderr}");
+    assert!(stderr.contains("phase Ready"), "{stderr}");
+    assert!(
+        stderr.contains("it has no job, so it stays until deleted"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigterm_deletes_the_run_and_exits_143() {
+    let mut child = Child(
+        Command::new(TCCTL)
+            .args(["run", "--local", "--name", "cancelled", "--", "sleep", "60"])
+            .env_remove("TESTCLUSTER_ENDPOINT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcctl run starts"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen
+        .iter()
+        .any(|line: &String| line.contains("phase Running"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("the job never ran: {seen:#?}"),
+        }
+    }
+    // What CI sends when a job is cancelled.
+    let signalled = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(signalled.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "tcctl still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The rest of its stderr (the reader ends at its end).
+    while let Ok(line) = received.recv_timeout(Duration::from_secs(5)) {
+        seen.push(line);
+    }
+    assert_eq!(status.code(), Some(tcctl::EXIT_TERMINATED), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|line| line.contains("interrupted; deleting test-clusters/cancelled")),
+        "{seen:#?}"
+    );
+    assert!(
+        !seen.iter().any(|line| line.contains("delete failed")),
+        "{seen:#?}"
+    );
+}

@@ -6,7 +6,9 @@
 mod support;
 
 mod clients;
+mod infra_failure;
 mod lifecycle;
 mod restarts;
 mod seed;
+mod tcctl_run;
 mod validation;

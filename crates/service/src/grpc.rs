@@ -1,17 +1,32 @@
 //! A tonic server with the services every testcluster server carries: health and reflection.
+//!
+//! Shutdown is graceful: when the token is cancelled, health turns NOT_SERVING (its watchers are
+//! told, then their streams end), the server stops accepting calls and waits for the open ones.
+//! A server's own long-lived streams must end by themselves then, or that wait never ends: wrap
+//! them in [`until_shutdown`].
 
 use std::convert::Infallible;
+use std::future::Future as _;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio_stream::Stream;
 use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tonic::Status;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+/// The message of the UNAVAILABLE status that ends streams still open at shutdown. UNAVAILABLE
+/// tells a client to retry: against another replica, or this one once it is back.
+pub const SHUTTING_DOWN: &str = "server shutting down";
 
 /// Builds up a server's own services, then serves them with health and reflection.
 #[derive(Default)]
@@ -54,6 +69,11 @@ impl GrpcServer {
                 .set_service_status(*name, ServingStatus::Serving)
                 .await;
         }
+        tokio::spawn(not_serving_on_shutdown(
+            health_reporter,
+            self.names.clone(),
+            shutdown.clone(),
+        ));
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(testcluster_api::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -81,9 +101,160 @@ impl GrpcServer {
     }
 }
 
+/// Once `shutdown` is cancelled: every service (and the server as a whole, `""`) NOT_SERVING, so
+/// that load balancers and probes stop sending calls while open ones drain. The statuses are then
+/// removed, which ends `Health/Watch` streams after they delivered NOT_SERVING: like every open
+/// stream they would otherwise hold the graceful shutdown up.
+async fn not_serving_on_shutdown(
+    mut reporter: HealthReporter,
+    names: Vec<&'static str>,
+    shutdown: CancellationToken,
+) {
+    shutdown.cancelled().await;
+    let all = std::iter::once("").chain(names);
+    for name in all.clone() {
+        reporter
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+    }
+    tracing::info!("shutting down: health is NOT_SERVING");
+    for name in all {
+        reporter.clear_service_status(name).await;
+    }
+}
+
+/// `stream`, ended with UNAVAILABLE ([`SHUTTING_DOWN`]) as soon as `shutdown` is cancelled.
+///
+/// For server streams that may stay open indefinitely (watches, followed logs): tonic's graceful
+/// shutdown waits for every open call, so such a stream must end by itself when the server stops.
+/// The client is told to retry rather than that the stream is complete.
+pub fn until_shutdown<S, T>(
+    stream: S,
+    shutdown: CancellationToken,
+) -> impl Stream<Item = Result<T, Status>> + Send + 'static
+where
+    S: Stream<Item = Result<T, Status>> + Send + 'static,
+    T: 'static,
+{
+    UntilShutdown {
+        inner: Some(Box::pin(stream)),
+        cancelled: Box::pin(shutdown.cancelled_owned()),
+    }
+}
+
+type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+struct UntilShutdown<T> {
+    /// `None` once the stream ended, one way or the other.
+    inner: Option<BoxedStream<T>>,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl<T> Stream for UntilShutdown<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        // Shutdown first: a stream that always has something ready must still end.
+        if this.cancelled.as_mut().poll(cx).is_ready() {
+            this.inner = None;
+            return Poll::Ready(Some(Err(Status::unavailable(SHUTTING_DOWN))));
+        }
+        let next = inner.as_mut().poll_next(cx);
+        if let Poll::Ready(None) = next {
+            this.inner = None;
+        }
+        next
+    }
+}
+
 /// Binds `address`; port 0 picks a free port (read it back from the listener).
 pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address)
         .await
         .with_context(|| format!("binding {address}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio_stream::StreamExt as _;
+    use tonic::Code;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus as Wire;
+    use tonic_health::pb::health_client::HealthClient;
+
+    use super::*;
+
+    const BOUND: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn streams_end_with_unavailable_on_shutdown() {
+        let shutdown = CancellationToken::new();
+        let finite = tokio_stream::iter([Ok::<_, Status>(1), Ok(2)]);
+        let items: Vec<_> = until_shutdown(finite, shutdown.clone())
+            .map(|item| item.map_err(|status| status.code()))
+            .collect()
+            .await;
+        assert_eq!(items, [Ok(1), Ok(2)], "passes a stream through untouched");
+
+        let endless = tokio_stream::pending::<Result<u8, Status>>();
+        let mut stream = Box::pin(until_shutdown(endless, shutdown.clone()));
+        let waiting = tokio::time::timeout(Duration::from_millis(50), stream.next()).await;
+        assert!(waiting.is_err(), "nothing before shutdown");
+        shutdown.cancel();
+        let last = tokio::time::timeout(BOUND, stream.next())
+            .await
+            .expect("ends at shutdown");
+        let status = last.expect("a final item").expect_err("an error");
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), SHUTTING_DOWN);
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn health_turns_not_serving_and_its_watches_end_at_shutdown() {
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(GrpcServer::new().serve(listener, shutdown.clone()));
+        let channel = tonic::transport::Endpoint::from_shared(endpoint)
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let mut health = HealthClient::new(channel);
+        let mut watch = health
+            .watch(HealthCheckRequest::default())
+            .await
+            .expect("watch")
+            .into_inner();
+        let status = |message: Option<tonic_health::pb::HealthCheckResponse>| {
+            message.map(|response| response.status())
+        };
+        let first = watch.message().await.expect("first status");
+        assert_eq!(status(first), Some(Wire::Serving));
+
+        shutdown.cancel();
+        let next = tokio::time::timeout(BOUND, watch.message())
+            .await
+            .expect("told at shutdown")
+            .expect("status");
+        assert_eq!(status(next), Some(Wire::NotServing));
+        let end = tokio::time::timeout(BOUND, watch.message())
+            .await
+            .expect("the watch ends");
+        assert!(matches!(end, Ok(None)), "{end:?}");
+        tokio::time::timeout(BOUND, server)
+            .await
+            .expect("the server stops once its streams ended")
+            .expect("task")
+            .expect("served");
+    }
 }

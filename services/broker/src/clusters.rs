@@ -2,18 +2,20 @@
 
 use kube::Api;
 use kube::api::{DeleteParams, ListParams};
+use service::grpc::until_shutdown;
 use testcluster_api::errors::invalid_argument;
 use testcluster_api::v1 as api;
 use testcluster_api::v1::test_cluster_service_server::TestClusterService;
 use testcluster_resources::TestClusterGKE;
 use testcluster_resources::convert::to_test_cluster;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tonic_types::FieldViolation;
 
 use crate::errors::kube_status;
 use crate::provisioner::Provisioner;
 use crate::watch::{SnapshotStream, watch};
-use crate::{create, names, validate};
+use crate::{create, validate};
 
 /// List page size when the caller leaves it to the server, and the most it may ask for.
 const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -24,14 +26,23 @@ pub struct Broker {
     client: kube::Client,
     provisioner: Provisioner,
     default_namespace: String,
+    /// Cancelled when the server shuts down: open watches then end with UNAVAILABLE, so that the
+    /// graceful shutdown does not wait for them (a jobless Ready cluster's watch never ends).
+    shutdown: CancellationToken,
 }
 
 impl Broker {
-    pub fn new(client: kube::Client, provisioner: Provisioner, default_namespace: String) -> Self {
+    pub fn new(
+        client: kube::Client,
+        provisioner: Provisioner,
+        default_namespace: String,
+        shutdown: CancellationToken,
+    ) -> Self {
         Broker {
             client,
             provisioner,
             default_namespace,
+            shutdown,
         }
     }
 
@@ -43,19 +54,11 @@ impl Broker {
         }
     }
 
-    /// The API for the object a Get/Watch/Delete request names, after checking the names.
+    /// The API for the object a Get/Watch/Delete request names, after checking the names: they go
+    /// into the URL path unescaped.
     fn object_api(&self, namespace: &str, name: &str) -> Result<Api<TestClusterGKE>, Status> {
         let namespace = self.namespace(namespace);
-        let mut violations = Vec::new();
-        if let Some(problem) = names::namespace_problem(namespace) {
-            violations.push(FieldViolation::new("namespace", problem));
-        }
-        if name.is_empty() {
-            violations.push(FieldViolation::new("name", "required"));
-        }
-        if !violations.is_empty() {
-            return Err(invalid_argument(violations));
-        }
+        validate::check_object_ref(namespace, name)?;
         Ok(Api::namespaced(self.client.clone(), namespace))
     }
 }
@@ -122,6 +125,7 @@ impl TestClusterService for Broker {
                 )]));
             }
         };
+        validate::check_list_namespace(&request.namespace)?;
         // An empty namespace lists them all, as `kubectl get -A` does.
         let clusters: Api<TestClusterGKE> = if request.namespace.is_empty() {
             Api::all(self.client.clone())
@@ -163,7 +167,10 @@ impl TestClusterService for Broker {
         let clusters = self.object_api(&request.namespace, &request.name)?;
         let since = (!request.resource_version.is_empty()).then_some(request.resource_version);
         let stream = watch(clusters, request.name, since).await?;
-        Ok(Response::new(stream))
+        Ok(Response::new(Box::pin(until_shutdown(
+            stream,
+            self.shutdown.clone(),
+        ))))
     }
 
     async fn delete_test_cluster(

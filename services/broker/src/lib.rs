@@ -4,9 +4,10 @@
 //!
 //! - [`TestClusterService`](testcluster_api::v1::test_cluster_service_server::TestClusterService)
 //!   (`clusters`): `CreateTestCluster` checks and defaults the request (`validate`, plus the
-//!   provisioner's own `ValidateSpec` over internal gRPC, `provisioner`), then writes the
-//!   `TestClusterGKE` object and the user ConfigMap (`create`). `Get`/`List`/`Delete` read and delete
-//!   objects; `WatchTestCluster` streams a snapshot per change from a Kubernetes watch (`watch`).
+//!   provisioner's own `ValidateSpec` over internal gRPC, `provisioner`), then writes the user
+//!   ConfigMap and the `TestClusterGKE` object that owns it (`create`). `Get`/`List`/`Delete` read
+//!   and delete objects; `WatchTestCluster` streams a snapshot per change from a Kubernetes watch
+//!   (`watch`).
 //! - [`LogService`](testcluster_api::v1::log_service_server::LogService) (`logs`): passed through
 //!   to logview, so CI needs one endpoint.
 //!
@@ -94,6 +95,9 @@ const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 
 /// Serves the broker's gRPC API on `listener` until `shutdown` is cancelled.
 ///
+/// At shutdown, open watches and log streams end with UNAVAILABLE (`server shutting down`), so the
+/// graceful shutdown returns promptly and clients know to reconnect; health turns NOT_SERVING.
+///
 /// The provisioner and logview need not be up yet: their channels connect lazily, and calls that
 /// need them answer UNAVAILABLE until they are.
 pub async fn run(
@@ -110,9 +114,15 @@ pub async fn run(
     let logs = logs::LogProxy::connect_lazy(
         &settings.logview_endpoint,
         settings.default_namespace.clone(),
+        shutdown.clone(),
     )
     .context("logview endpoint")?;
-    let broker = clusters::Broker::new(client, provisioner, settings.default_namespace.clone());
+    let broker = clusters::Broker::new(
+        client,
+        provisioner,
+        settings.default_namespace.clone(),
+        shutdown.clone(),
+    );
 
     let layers = tower::ServiceBuilder::new().layer(GrpcTraceLayer).layer(
         tower::limit::GlobalConcurrencyLimitLayer::new(settings.max_concurrent_requests),

@@ -1,36 +1,52 @@
 //! `LogService` passed through to logview, so that a CI job needs only the broker's endpoint.
 //!
 //! The request and logview's stream go through unchanged, except that an empty namespace becomes
-//! the broker's default (as in every broker call) and an unreachable logview gets a clearer message.
+//! the broker's default (as in every broker call), names are checked as in every broker call, an
+//! unreachable logview gets a clearer message, and the stream ends with UNAVAILABLE when the broker
+//! shuts down.
 
+use std::pin::Pin;
+
+use futures::Stream;
+use service::grpc::until_shutdown;
 use testcluster_api::v1 as api;
 use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::log_service_server::LogService;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status};
+
+use crate::validate;
 
 /// Connects lazily: the broker serves before logview is up, and reconnects when it restarts.
 pub struct LogProxy {
     client: LogServiceClient<Channel>,
     default_namespace: String,
+    /// Cancelled when the broker shuts down; a followed log stream then ends with UNAVAILABLE.
+    shutdown: CancellationToken,
 }
 
 impl LogProxy {
     pub fn connect_lazy(
         endpoint: &str,
         default_namespace: String,
+        shutdown: CancellationToken,
     ) -> Result<Self, tonic::transport::Error> {
         let channel = Endpoint::from_shared(endpoint.to_owned())?.connect_lazy();
         Ok(LogProxy {
             client: LogServiceClient::new(channel),
             default_namespace,
+            shutdown,
         })
     }
 }
 
+/// The stream `StreamLogs` answers with: logview's, until the broker shuts down.
+pub type LogStream = Pin<Box<dyn Stream<Item = Result<api::StreamLogsResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl LogService for LogProxy {
-    type StreamLogsStream = Streaming<api::StreamLogsResponse>;
+    type StreamLogsStream = LogStream;
 
     async fn stream_logs(
         &self,
@@ -44,6 +60,7 @@ impl LogService for LogProxy {
         if message.namespace.is_empty() {
             message.namespace.clone_from(&self.default_namespace);
         }
+        validate::check_object_ref(&message.namespace, &message.name)?;
         let mut forwarded = Request::new(message);
         if let Some(timeout) = timeout {
             forwarded.metadata_mut().insert("grpc-timeout", timeout);
@@ -59,6 +76,9 @@ impl LogService for LogProxy {
                 }
                 _ => status,
             })?;
-        Ok(Response::new(response.into_inner()))
+        Ok(Response::new(Box::pin(until_shutdown(
+            response.into_inner(),
+            self.shutdown.clone(),
+        ))))
     }
 }

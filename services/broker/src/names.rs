@@ -80,6 +80,13 @@ pub fn config_map_problem(name: &str) -> Option<String> {
     dns_problem(name, MAX_SUBDOMAIN_LEN, true)
 }
 
+/// Why `name` cannot name an existing object (a DNS-1123 subdomain, what the API server accepts
+/// for custom resources and pods alike), or `None`. Looser than [`name_problem`]: an object applied
+/// with kubectl may have a name the broker would not create, and must still be readable.
+pub fn object_name_problem(name: &str) -> Option<String> {
+    dns_problem(name, MAX_SUBDOMAIN_LEN, true)
+}
+
 fn dns_problem(name: &str, max: usize, dots: bool) -> Option<String> {
     let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     if name.is_empty() {
@@ -156,6 +163,19 @@ mod tests {
         assert!(namespace_problem("-a").is_some());
         assert_eq!(config_map_problem("my.config-1"), None);
         assert!(config_map_problem("My").is_some());
+        assert_eq!(object_name_problem("testme-1"), None);
+        assert_eq!(object_name_problem("a.b"), None);
+        // What would otherwise end up in a URL path or its query.
+        for bad in [
+            "x?dryRun=All",
+            "x/status",
+            "..",
+            "x y",
+            "x%2F",
+            &"a".repeat(254),
+        ] {
+            assert!(object_name_problem(bad).is_some(), "{bad}");
+        }
     }
 
     #[test]

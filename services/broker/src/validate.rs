@@ -7,8 +7,10 @@
 
 use std::collections::BTreeMap;
 
+use testcluster_api::errors::invalid_argument;
 use testcluster_api::v1 as api;
 use testcluster_resources::metadata;
+use tonic::Status;
 use tonic_types::FieldViolation;
 
 use crate::names;
@@ -103,9 +105,7 @@ pub fn check(
     } else {
         request.namespace
     };
-    if let Some(problem) = names::namespace_problem(&namespace) {
-        violations.add("namespace", "INVALID_NAME", problem);
-    }
+    check_namespace(&namespace, &mut violations);
 
     let naming = naming(request.name, request.name_prefix, &mut violations);
     let mut spec = request.spec.unwrap_or_default();
@@ -386,6 +386,44 @@ fn label_value_problem(value: &str) -> Option<String> {
     }
 }
 
+/// Checks the namespace (after defaulting) and name of a request about one existing test cluster:
+/// Get, Watch, Delete and StreamLogs. kube-rs puts both into the URL path as they are, so a name
+/// such as `x/status` or `x?dryRun=All` would reach another resource or change the request; only
+/// valid Kubernetes names go on (a DNS-1123 label for the namespace, a subdomain for the name).
+pub fn check_object_ref(namespace: &str, name: &str) -> Result<(), Status> {
+    let mut violations = Violations::default();
+    check_namespace(namespace, &mut violations);
+    if name.is_empty() {
+        violations.add("name", "REQUIRED", "required");
+    } else if let Some(problem) = names::object_name_problem(name) {
+        violations.add("name", "INVALID_NAME", problem);
+    }
+    into_result(violations)
+}
+
+/// Checks a List request's namespace: empty (every namespace) or a valid namespace name.
+pub fn check_list_namespace(namespace: &str) -> Result<(), Status> {
+    let mut violations = Violations::default();
+    if !namespace.is_empty() {
+        check_namespace(namespace, &mut violations);
+    }
+    into_result(violations)
+}
+
+fn check_namespace(namespace: &str, violations: &mut Violations) {
+    if let Some(problem) = names::namespace_problem(namespace) {
+        violations.add("namespace", "INVALID_NAME", problem);
+    }
+}
+
+fn into_result(violations: Violations) -> Result<(), Status> {
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid_argument(violations.into_vec()))
+    }
+}
+
 /// Rewrites a field path into this API's snake_case form (`spec.jobSpec.runner.initImage` becomes
 /// `spec.job_spec.runner.init_image`), leaving index and key parts (`[0]`, `[key]`) alone.
 pub fn proto_path(path: &str) -> String {
@@ -598,6 +636,46 @@ mod tests {
         );
         let fields: Vec<String> = violations.into_vec().into_iter().map(|v| v.field).collect();
         assert_eq!(fields, vec!["labels[bad key!]".to_owned()]);
+    }
+
+    #[test]
+    fn object_refs_are_kubernetes_names() {
+        let violated = |result: Result<(), Status>| -> Vec<(String, String)> {
+            result.map_or_else(
+                |status| {
+                    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+                    testcluster_api::errors::field_violations(&status)
+                        .into_iter()
+                        .map(|v| (v.field, v.reason))
+                        .collect()
+                },
+                |()| Vec::new(),
+            )
+        };
+        assert!(check_object_ref("test-clusters", "testme-1").is_ok());
+        assert!(check_object_ref("test-clusters", "made.with.kubectl").is_ok());
+        for name in ["x?dryRun=All", "x/status", "X", "a b"] {
+            assert_eq!(
+                violated(check_object_ref("test-clusters", name)),
+                one("name", "INVALID_NAME"),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            violated(check_object_ref("test-clusters", "")),
+            one("name", "REQUIRED")
+        );
+        assert_eq!(
+            violated(check_object_ref("ns/x", "ok")),
+            one("namespace", "INVALID_NAME")
+        );
+        assert_eq!(violated(check_object_ref("a.b", "c/d")).len(), 2);
+        assert!(check_list_namespace("").is_ok());
+        assert!(check_list_namespace("test-clusters").is_ok());
+        assert_eq!(
+            violated(check_list_namespace("x?watch=1")),
+            one("namespace", "INVALID_NAME")
+        );
     }
 
     #[test]

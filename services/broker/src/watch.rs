@@ -2,15 +2,16 @@
 //!
 //! The watch is on that one object (`fieldSelector=metadata.name=<name>`), so the broker receives
 //! only its changes and never polls. It resumes from the last version seen when the API server ends a
-//! watch (timeouts, restarts), and starts over from the current state when that version is too old
-//! (410 Gone). The stream ends after a terminal phase (Succeeded, Failed, Error) or the deletion.
+//! watch (timeouts, restarts), and carries on from the current state when that version is too old
+//! (410 Gone): that state is sent, but changes between the two are lost. The stream ends after a
+//! terminal phase (Succeeded, Failed, Error) or the deletion.
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt as _};
 use kube::Api;
-use kube::api::WatchParams;
+use kube::api::{ListParams, WatchParams};
 use kube::core::WatchEvent;
 use testcluster_api::errors::invalid_argument;
 use testcluster_api::v1 as api;
@@ -37,7 +38,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// problems come as the stream's last item.
 ///
 /// `since` is a resource version the caller already has: the stream then replays every change after
-/// it instead of starting with the current state, so no phase is missed.
+/// it instead of starting with the current state. That replay is only as good as the API server's
+/// history: when `since` (or, later, the version a resumed watch starts from) has been compacted away
+/// (410 Gone), the stream sends the current state and carries on from there, and the phases in
+/// between are never sent. Clients should therefore compare phases ("at least Ready") rather than
+/// expect to see each one.
 pub async fn watch(
     clusters: Api<TestClusterGKE>,
     name: String,
@@ -64,12 +69,54 @@ pub async fn watch(
         let mut latest = Latest { object: current, version, sent_version };
         let mut failures = 0;
         let mut first = true;
+        // Set on 410 Gone: read the current state before watching again.
+        let mut resync = false;
+        let selector = format!("metadata.name={name}");
         let params = WatchParams::default()
-            .fields(&format!("metadata.name={name}"))
+            .fields(&selector)
             .timeout(WATCH_TIMEOUT_SECS);
         loop {
+            if resync {
+                resync = false;
+                // Too old to replay: carry on from the current state, sent first (unless it was
+                // already), since the changes before it are lost. A list rather than a get: its
+                // version is the collection's, current even when the object has not changed since
+                // the history was compacted, so the next watch can start from it.
+                match clusters.list(&ListParams::default().fields(&selector)).await {
+                    Ok(list) => match list.items.into_iter().next() {
+                        Some(object) => {
+                            if let Some(snapshot) = latest.update(object) {
+                                yield snapshot;
+                            }
+                            if let Some(version) = list.metadata.resource_version {
+                                latest.version = version;
+                            }
+                            if is_terminal(&latest.object) {
+                                return;
+                            }
+                        }
+                        None => {
+                            yield snapshot(&latest.object, true);
+                            return;
+                        }
+                    },
+                    Err(error) => Err::<(), _>(kube_status(&what, error))?,
+                }
+            }
             let events = match clusters.watch(&params, &latest.version).await {
                 Ok(events) => events,
+                // Some API servers answer a too old version with a 410 response rather than an
+                // ERROR event.
+                Err(kube::Error::Api(response)) if response.code == 410 => {
+                    tracing::debug!(%name, version = %latest.version, "watch version expired");
+                    resync = true;
+                    failures += 1;
+                    if failures >= MAX_FAILURES {
+                        Err::<(), _>(Status::unavailable(format!("{what}: the watch keeps failing")))?;
+                    }
+                    tokio::time::sleep(backoff(failures)).await;
+                    continue;
+                }
                 Err(kube::Error::Api(response)) if first && matches!(response.code, 400 | 422) => {
                     Err::<(), _>(invalid_argument(vec![FieldViolation::new(
                         "resource_version",
@@ -98,9 +145,9 @@ pub async fn watch(
                         break;
                     }
                 };
-                failures = 0;
                 match event {
                     WatchEvent::Added(object) | WatchEvent::Modified(object) => {
+                        failures = 0;
                         if let Some(snapshot) = latest.update(object) {
                             yield snapshot;
                         }
@@ -113,25 +160,13 @@ pub async fn watch(
                         return;
                     }
                     WatchEvent::Bookmark(bookmark) => {
+                        failures = 0;
                         latest.version = bookmark.metadata.resource_version;
                     }
                     WatchEvent::Error(status) if status.code == 410 => {
-                        // Too old to replay: carry on from the current state.
-                        match clusters.get_opt(&name).await {
-                            Ok(Some(object)) => {
-                                if let Some(snapshot) = latest.update(object) {
-                                    yield snapshot;
-                                }
-                                if is_terminal(&latest.object) {
-                                    return;
-                                }
-                            }
-                            Ok(None) => {
-                                yield snapshot(&latest.object, true);
-                                return;
-                            }
-                            Err(error) => Err::<(), _>(kube_status(&what, error))?,
-                        }
+                        tracing::debug!(%name, version = %latest.version, "watch version expired");
+                        resync = true;
+                        failures += 1;
                         break;
                     }
                     WatchEvent::Error(status) => {

@@ -5,7 +5,10 @@
 //! provisioner and runner would make are written here with `/status` patches.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
+
+use futures::{Stream, StreamExt as _};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -20,9 +23,11 @@ use testcluster_api::internal::v1::provisioner_service_server::{
 };
 use testcluster_api::v1 as api;
 use testcluster_api::v1::log_service_client::LogServiceClient;
+use testcluster_api::v1::log_service_server::{LogService, LogServiceServer};
 use testcluster_api::v1::test_cluster_service_client::TestClusterServiceClient;
 use testcluster_resources::TestClusterGKE;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
@@ -72,13 +77,39 @@ impl ProvisionerService for FakeProvisioner {
     }
 }
 
+/// Plays logview: one line, then a stream that stays open, as a followed job's logs do.
+struct EndlessLogview;
+
+#[tonic::async_trait]
+impl LogService for EndlessLogview {
+    type StreamLogsStream =
+        Pin<Box<dyn Stream<Item = Result<api::StreamLogsResponse, Status>> + Send>>;
+
+    async fn stream_logs(
+        &self,
+        _: Request<api::StreamLogsRequest>,
+    ) -> Result<Response<Self::StreamLogsStream>, Status> {
+        let line = api::StreamLogsResponse {
+            event: Some(api::stream_logs_response::Event::Line(api::LogLine {
+                container: api::Container::Runner.into(),
+                time: None,
+                text: "still running".to_owned(),
+            })),
+        };
+        let stream = futures::stream::iter([Ok(line)]).chain(futures::stream::pending());
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
 struct Env {
-    _sim: Simulator,
+    sim: Simulator,
     _dir: tempfile::TempDir,
     client: kube::Client,
     broker: TestClusterServiceClient<Channel>,
     channel: Channel,
     stop: CancellationToken,
+    /// The broker's `run`, to see it return after `stop`.
+    served: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for Env {
@@ -94,6 +125,12 @@ async fn closed_port() -> SocketAddr {
 }
 
 async fn start(with_provisioner: bool) -> Env {
+    start_with(with_provisioner, false).await
+}
+
+/// Starts the simulator and the broker, with the fake provisioner and [`EndlessLogview`] when asked
+/// (a closed port otherwise).
+async fn start_with(with_provisioner: bool, with_logview: bool) -> Env {
     service::install_crypto();
     let sim = Simulator::start(SimConfig::default()).await.expect("sim");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -134,15 +171,26 @@ async fn start(with_provisioner: bool) -> Env {
     } else {
         closed_port().await
     };
+    let logview = if with_logview {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        // Its own token: it outlives the broker's shutdown, as a separate service would.
+        let server =
+            service::grpc::GrpcServer::new().add_service(LogServiceServer::new(EndlessLogview));
+        tokio::spawn(server.serve(listener, CancellationToken::new()));
+        address
+    } else {
+        closed_port().await
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let settings = broker::Settings {
         provisioner_endpoint: format!("http://{provisioner}"),
-        logview_endpoint: format!("http://{}", closed_port().await),
+        logview_endpoint: format!("http://{logview}"),
         provisioner_timeout: Duration::from_secs(2),
         ..broker::Settings::default()
     };
-    tokio::spawn(broker::run(
+    let served = tokio::spawn(broker::run(
         client.clone(),
         listener,
         settings,
@@ -154,12 +202,13 @@ async fn start(with_provisioner: bool) -> Env {
         .await
         .expect("connect");
     Env {
-        _sim: sim,
+        sim,
         _dir: dir,
         client,
         broker: TestClusterServiceClient::new(channel.clone()),
         channel,
         stop,
+        served: Some(served),
     }
 }
 
@@ -303,6 +352,8 @@ async fn create_defaults_writes_config_map_and_reads_back() {
     let owners = config_map.metadata.owner_references.unwrap_or_default();
     assert_eq!(owners.len(), 1);
     assert_eq!(owners[0].uid, created.uid);
+    assert_eq!(owners[0].kind, "TestClusterGKE");
+    assert_eq!(owners[0].controller, Some(true));
 
     let got = env.get("alpha").await.expect("get");
     assert_eq!(got.uid, created.uid);
@@ -560,5 +611,206 @@ async fn watch_ends_when_the_object_is_deleted() {
     expect_snapshots(&mut stream, &[(api::Phase::Unspecified, false)]).await;
     env.delete("doomed").await.expect("delete");
     expect_snapshots(&mut stream, &[(api::Phase::Unspecified, true)]).await;
+    assert_eq!(next_phase(&mut stream).await, None);
+}
+
+fn with_manifest(name: &str) -> api::CreateTestClusterRequest {
+    let mut request = create_request(name, job(Some("busybox"), &["true"]));
+    request.init_manifest = Some("kind: Namespace\n".to_owned());
+    request
+}
+
+#[tokio::test]
+async fn a_failed_create_leaves_no_config_map_and_takes_over_none() {
+    let mut env = start(true).await;
+    // The object's name is taken (by kubectl, say): the ConfigMap, created first, is removed again.
+    env.clusters()
+        .create(
+            &PostParams::default(),
+            &TestClusterGKE::new("taken", Default::default()),
+        )
+        .await
+        .expect("object");
+    let status = env.create(with_manifest("taken")).await.expect_err("taken");
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+    assert_eq!(env.count().await, (1, 0), "no ConfigMap left behind");
+
+    // Someone else's ConfigMap of that name is neither taken over nor deleted, and no object is
+    // created.
+    let config_maps: Api<ConfigMap> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let mut theirs = ConfigMap::default();
+    theirs.metadata.name = Some("mine-user".to_owned());
+    config_maps
+        .create(&PostParams::default(), &theirs)
+        .await
+        .expect("ConfigMap");
+    let status = env.create(with_manifest("mine")).await.expect_err("taken");
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+    let theirs = config_maps.get("mine-user").await.expect("still there");
+    assert_eq!(theirs.metadata.owner_references, None);
+    assert_eq!(env.count().await, (1, 1));
+
+    // With a free name, the ConfigMap ends up owned by the object.
+    let created = env.create(with_manifest("free")).await.expect("created");
+    let config_map = config_maps.get("free-user").await.expect("ConfigMap");
+    let owners = config_map.metadata.owner_references.unwrap_or_default();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    assert_eq!(
+        (owners[0].uid.as_str(), owners[0].name.as_str()),
+        (created.uid.as_str(), "free")
+    );
+}
+
+/// The field violations of an INVALID_ARGUMENT answer.
+fn invalid_fields<T: std::fmt::Debug>(result: Result<T, Status>) -> Vec<String> {
+    let status = result.expect_err("invalid");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    field_violations(&status)
+        .into_iter()
+        .map(|violation| violation.field)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_call_checks_the_names_it_puts_into_urls() {
+    let mut env = start(true).await;
+    env.create(create_request("x", api::TestClusterSpec::default()))
+        .await
+        .expect("created");
+    let logs = LogServiceClient::new(env.channel.clone());
+    let bad = [
+        (NAMESPACE, "x?dryRun=All", "name"),
+        (NAMESPACE, "x/status", "name"),
+        (NAMESPACE, "X", "name"),
+        (NAMESPACE, "", "name"),
+        ("test-clusters/x", "x", "namespace"),
+        ("a.b", "x", "namespace"),
+    ];
+    for (namespace, name, field) in bad {
+        let expected = vec![field.to_owned()];
+        let (namespace, name) = (namespace.to_owned(), name.to_owned());
+        let get = api::GetTestClusterRequest {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        };
+        let fields = invalid_fields(env.broker.get_test_cluster(get).await);
+        assert_eq!(fields, expected, "get {namespace}/{name}");
+        let watch = api::WatchTestClusterRequest {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            resource_version: String::new(),
+        };
+        let fields = invalid_fields(env.broker.watch_test_cluster(watch).await);
+        assert_eq!(fields, expected, "watch {namespace}/{name}");
+        let delete = api::DeleteTestClusterRequest {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        };
+        let fields = invalid_fields(env.broker.delete_test_cluster(delete).await);
+        assert_eq!(fields, expected, "delete {namespace}/{name}");
+        let stream = api::StreamLogsRequest {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            follow: true,
+        };
+        // Refused before logview (down here) is asked.
+        let fields = invalid_fields(logs.clone().stream_logs(stream).await);
+        assert_eq!(fields, expected, "logs {namespace}/{name}");
+    }
+    let list = api::ListTestClustersRequest {
+        namespace: "x?watch=true".to_owned(),
+        ..Default::default()
+    };
+    let fields = invalid_fields(env.broker.list_test_clusters(list).await);
+    assert_eq!(fields, vec!["namespace".to_owned()]);
+    // None of it touched the object.
+    let object = env.get("x").await.expect("still there");
+    assert_eq!(object.name, "x");
+    assert_eq!(env.count().await, (1, 0));
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_with_unavailable_and_returns() {
+    let mut env = start_with(true, true).await;
+    env.create(create_request("idle", api::TestClusterSpec::default()))
+        .await
+        .expect("created");
+    // A cluster without a job stays Ready until deleted: its watch would never end by itself.
+    env.set_phase("idle", "Ready").await;
+    let mut watch = env.watch("idle", String::new()).await.expect("watch");
+    expect_snapshots(&mut watch, &[(api::Phase::Ready, false)]).await;
+    let mut logs = LogServiceClient::new(env.channel.clone())
+        .stream_logs(api::StreamLogsRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: "idle".to_owned(),
+            follow: true,
+        })
+        .await
+        .expect("logs through the broker")
+        .into_inner();
+    let line = tokio::time::timeout(TIMEOUT, logs.message())
+        .await
+        .expect("a line")
+        .expect("log stream")
+        .expect("not ended");
+    assert!(matches!(
+        line.event,
+        Some(api::stream_logs_response::Event::Line(_))
+    ));
+
+    env.stop.cancel();
+    let bound = Duration::from_secs(10);
+    for (what, result) in [
+        (
+            "watch",
+            tokio::time::timeout(bound, watch.message())
+                .await
+                .map(|r| r.map(|_| ())),
+        ),
+        (
+            "logs",
+            tokio::time::timeout(bound, logs.message())
+                .await
+                .map(|r| r.map(|_| ())),
+        ),
+    ] {
+        let status = result
+            .unwrap_or_else(|_| panic!("{what} still open after shutdown"))
+            .expect_err("ends with an error");
+        assert_eq!(status.code(), Code::Unavailable, "{what}: {status:?}");
+        assert_eq!(status.message(), service::grpc::SHUTTING_DOWN, "{what}");
+    }
+    let served = env.served.take().expect("running");
+    tokio::time::timeout(bound, served)
+        .await
+        .expect("run returns once its streams ended")
+        .expect("task")
+        .expect("served");
+}
+
+#[tokio::test]
+async fn a_watch_from_a_compacted_version_starts_from_the_current_state() {
+    let mut env = start(true).await;
+    let created = env
+        .create(create_request("old", api::TestClusterSpec::default()))
+        .await
+        .expect("created");
+    env.set_phase("old", "Pending").await;
+    env.set_phase("old", "Provisioning").await;
+    // As after etcd compaction: the history since `created` is gone (410 Gone).
+    env.sim.api().compact_history();
+    let mut stream = env
+        .watch("old", created.resource_version)
+        .await
+        .expect("watch");
+    // Pending is lost; the current state comes first, then changes as usual.
+    expect_snapshots(&mut stream, &[(api::Phase::Provisioning, false)]).await;
+    env.set_phase("old", "Ready").await;
+    env.set_phase("old", "Error").await;
+    expect_snapshots(
+        &mut stream,
+        &[(api::Phase::Ready, false), (api::Phase::Error, false)],
+    )
+    .await;
     assert_eq!(next_phase(&mut stream).await, None);
 }

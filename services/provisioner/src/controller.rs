@@ -10,9 +10,15 @@
 //!   finalizer until Config Connector has let go of every one of them (its own finalizers go only
 //!   once the cloud resource is gone).
 //!
+//! Infrastructure failures end the run: a dependency whose failure [`classify`] recognises (no
+//! quota, a zone out of capacity), or dependencies still not ready after
+//! [`Settings::provision_timeout`], put the run in phase Error with `status.error`, and the
+//! terminal-phase teardown deletes what was created.
+//!
 //! Nothing here polls: the controller watches the six Config Connector kinds it owns, so every
 //! change of a dependency (including its disappearance) re-runs the reconcile of its owner.
-//! Requeue timers are used only to back off after errors.
+//! Requeue timers are used only to back off after errors and to wake up when the provisioning
+//! timeout runs out.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -23,7 +29,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::core::DynamicObject;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::watcher;
@@ -39,6 +45,7 @@ use testcluster_resources::{Condition, ErrorStatus, Phase, TestClusterGKE, TestC
 use tokio_util::sync::CancellationToken;
 
 use crate::Settings;
+use crate::classify;
 use crate::readiness::{self, Dependency};
 use crate::template::{self, OWNED_KINDS, ObjectKind, RenderedObject, TemplateParams};
 use crate::validation::{self, CLUSTER_NAME_SUFFIX_LEN};
@@ -56,6 +63,10 @@ pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 pub const REASON_DELETING_DEPENDENCIES: &str = "DeletingDependencies";
 /// `Ready` reason once the run's cloud resources are all deleted.
 pub const REASON_DEPENDENCIES_DELETED: &str = "DependenciesDeleted";
+/// `Ready` reason of a run ended by a dependency's failure (`status.error` says which).
+pub const REASON_DEPENDENCY_FAILED: &str = "DependencyFailed";
+/// `Ready` reason of a run whose dependencies were not ready within the provisioning timeout.
+pub const REASON_PROVISIONING_TIMEOUT: &str = classify::CODE_PROVISIONING_TIMEOUT;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -117,13 +128,42 @@ impl Error {
     }
 }
 
+/// Consecutive failed reconciles per object (`namespace/name`), for exponential backoff.
+#[derive(Debug, Default)]
+pub struct Backoffs(Mutex<HashMap<String, u32>>);
+
+impl Backoffs {
+    /// Counts one more failure of `key` and returns how long to wait before the next attempt.
+    pub fn failed(&self, key: &str) -> Duration {
+        let mut failures = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = failures.entry(key.to_owned()).or_insert(0);
+        *count = count.saturating_add(1);
+        FIRST_BACKOFF
+            .saturating_mul(2u32.saturating_pow(count.saturating_sub(1).min(16)))
+            .min(MAX_BACKOFF)
+    }
+
+    /// Forgets `key`'s failures: after a success, or once the object is gone.
+    pub fn forget(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// How many objects have failures on record.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What every reconcile needs.
 pub struct Context {
     pub client: kube::Client,
     pub settings: Arc<Settings>,
     recorder: Recorder,
-    /// Consecutive failures per object, for exponential backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Backoffs,
 }
 
 impl Context {
@@ -139,7 +179,7 @@ impl Context {
             client,
             settings,
             recorder,
-            failures: Mutex::default(),
+            failures: Backoffs::default(),
         }
     }
 
@@ -158,19 +198,11 @@ impl Context {
     }
 
     fn backoff(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let count = failures.entry(key.to_owned()).or_insert(0);
-        *count = count.saturating_add(1);
-        FIRST_BACKOFF
-            .saturating_mul(2u32.saturating_pow(count.saturating_sub(1).min(16)))
-            .min(MAX_BACKOFF)
+        self.failures.failed(key)
     }
 
     fn succeeded(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        self.failures.forget(key);
     }
 }
 
@@ -201,16 +233,39 @@ pub async fn run(client: kube::Client, settings: Arc<Settings>, shutdown: Cancel
             watcher::Config::default(),
         );
     }
+    let backoffs = context.clone();
     controller
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
+        .for_each(|result| {
             match result {
                 Ok((object, _)) => tracing::debug!(%object, "reconciled"),
-                Err(error) => tracing::debug!(%error, "reconcile failed"),
+                Err(error) => {
+                    // A deleted object's failures would otherwise stay on record for good.
+                    if let Some(key) = deleted_object_key(&error) {
+                        backoffs.failures.forget(&key);
+                    }
+                    tracing::debug!(%error, "reconcile failed");
+                }
             }
+            std::future::ready(())
         })
         .await;
+}
+
+/// The `namespace/name` of an object that was due for a reconcile but is gone (deleted, its
+/// finalizer already removed): the controller reports it instead of reconciling it.
+fn deleted_object_key<Q: std::error::Error + 'static>(
+    error: &controller::Error<Error, Q>,
+) -> Option<String> {
+    match error {
+        controller::Error::ObjectNotFound(object) => Some(format!(
+            "{}/{}",
+            object.namespace.as_deref().unwrap_or_default(),
+            object.name
+        )),
+        _ => None,
+    }
 }
 
 fn object_key(tc: &TestClusterGKE) -> String {
@@ -499,33 +554,71 @@ async fn reject(
     status: &TestClusterGKEStatus,
     message: &str,
 ) -> Result<Action, Error> {
-    let now = now();
     let mut desired = ProvisionerStatus::from_current(status);
-    desired.phase = Some(Phase::Error);
-    desired.phase_timestamps.finish_time = Some(now.clone());
-    desired.error = Some(ErrorStatus {
+    desired.observed_generation = tc.metadata.generation;
+    let error = ErrorStatus {
         code: REASON_INVALID_SPEC.to_owned(),
         message: message.to_owned(),
         retryable: false,
-    });
-    desired.observed_generation = tc.metadata.generation;
+    };
+    end_with_error(tc, context, desired, REASON_INVALID_SPEC, error).await
+}
+
+/// Ends the run: phase Error with `error`, the `Ready` condition False with `reason` and the
+/// error's message, and a Warning Event named after the error's code. The phase change brings the
+/// reconcile back, and the terminal-phase teardown deletes whatever was created.
+async fn end_with_error(
+    tc: &TestClusterGKE,
+    context: &Context,
+    mut desired: ProvisionerStatus,
+    reason: &str,
+    error: ErrorStatus,
+) -> Result<Action, Error> {
+    let now = now();
+    desired.phase = Some(Phase::Error);
+    desired.phase_timestamps.finish_time = Some(now.clone());
     desired.conditions = readiness::set_condition(
         &desired.conditions,
-        readiness::condition("False", REASON_INVALID_SPEC, message),
+        readiness::condition("False", reason, &error.message),
         &now,
     );
+    desired.error = Some(error.clone());
     if write_status(tc, context, &desired).await? {
-        tracing::info!(name = %tc.name_any(), %message, "invalid spec");
+        tracing::info!(
+            name = %tc.name_any(),
+            code = error.code,
+            message = error.message,
+            retryable = error.retryable,
+            "run ended with an error"
+        );
         context
-            .publish(
-                tc,
-                EventType::Warning,
-                REASON_INVALID_SPEC,
-                message.to_owned(),
-            )
+            .publish(tc, EventType::Warning, &error.code, error.message)
             .await;
     }
     Ok(Action::await_change())
+}
+
+/// Whether the provisioner is still bringing the cluster up (the only time a dependency failure
+/// or the provisioning timeout can end the run).
+fn is_provisioning(phase: Option<Phase>) -> bool {
+    matches!(phase, None | Some(Phase::Pending | Phase::Provisioning))
+}
+
+/// Whether the run has started or is over: from then on no Config Connector object is ever
+/// created again. The phase alone is not enough (a stale write could move it back), so the
+/// runner's timestamps count too.
+fn run_has_started(status: &TestClusterGKEStatus) -> bool {
+    let times = status.phase_timestamps.clone().unwrap_or_default();
+    status
+        .phase
+        .is_some_and(|p| p == Phase::Running || p.is_terminal())
+        || times.running_time.is_some()
+        || times.finish_time.is_some()
+}
+
+/// How long ago `since` was, as of `now` (zero for a time in the future).
+fn elapsed(since: &Time, now: &Time) -> Duration {
+    Duration::try_from(now.0.duration_since(since.0)).unwrap_or_default()
 }
 
 /// Applies the template's objects when needed and folds their conditions into the status.
@@ -550,9 +643,11 @@ async fn provision(
     // A new generation (or a first apply) sends every object; otherwise only missing ones are
     // created again, so a dependency's status change costs a read, not a write.
     let spec_changed = status.observed_generation != tc.metadata.generation;
+    let started = run_has_started(status);
     let owner = tc.controller_owner_ref(&()).map(|owner| json!([owner]));
     let mut dependencies = Vec::with_capacity(rendered.len());
     let mut applied = 0;
+    let mut not_recreated = Vec::new();
     for object in &rendered {
         let api: Api<DynamicObject> = Api::namespaced_with(
             context.client.clone(),
@@ -574,12 +669,27 @@ async fn provision(
             // a watch event).
             Some(current) if current.metadata.deletion_timestamp.is_some() => current,
             Some(current) if !spec_changed => current,
+            // Once the run has started, a missing object is never created again: the cluster it
+            // belongs to is in use or done with (a stale phase must not bring it back). Missing,
+            // it counts as not ready.
+            None if started => {
+                not_recreated.push(dependency_key(object.kind.kind, &namespace, object.name()));
+                continue;
+            }
             _ => {
                 applied += 1;
                 apply_object(&api, object, tc, owner.clone()).await?
             }
         };
         dependencies.push(dependency_of(&object.kind, &live));
+    }
+    if !not_recreated.is_empty() {
+        tracing::warn!(
+            name = %tc.name_any(),
+            cluster = cluster_name,
+            missing = ?not_recreated,
+            "the run has started; missing Config Connector objects are not created again"
+        );
     }
 
     let now = now();
@@ -600,6 +710,36 @@ async fn provision(
     times.provisioning_time.get_or_insert_with(|| now.clone());
     if desired.phase == Some(Phase::Ready) {
         times.ready_time.get_or_insert_with(|| now.clone());
+    }
+    let provisioning_since = times
+        .provisioning_time
+        .clone()
+        .unwrap_or_else(|| now.clone());
+
+    // While coming up, a failure that retrying will not fix (or running out of time) ends the run.
+    let mut action = Action::await_change();
+    if is_provisioning(status.phase) && !readiness.all_ready {
+        if let Some(failure) = classify::first_failure(&dependencies) {
+            let error = ErrorStatus {
+                code: failure.classification.code.to_owned(),
+                message: failure.message,
+                retryable: failure.classification.retryable,
+            };
+            return end_with_error(tc, context, desired, REASON_DEPENDENCY_FAILED, error).await;
+        }
+        let timeout = context.settings.provision_timeout;
+        let waited = elapsed(&provisioning_since, &now);
+        if waited >= timeout {
+            let error = ErrorStatus {
+                code: classify::CODE_PROVISIONING_TIMEOUT.to_owned(),
+                message: classify::timeout_message(timeout, &dependencies),
+                // Mostly a slow or failing zone: another attempt (or zone) may well succeed.
+                retryable: true,
+            };
+            return end_with_error(tc, context, desired, REASON_PROVISIONING_TIMEOUT, error).await;
+        }
+        // A timer, not a poll: every reconcile (each dependency change) sets it again.
+        action = Action::requeue(timeout - waited);
     }
     write_status(tc, context, &desired).await?;
 
@@ -638,7 +778,7 @@ async fn provision(
         }
     }
     publish_dependency_failures(tc, context, &before.dependency_conditions, &dependencies).await;
-    Ok(Action::await_change())
+    Ok(action)
 }
 
 /// A dependency that newly reports a failure (Config Connector's `UpdateFailed`, say a zone
@@ -753,13 +893,16 @@ async fn tear_down_after_run(
         .iter()
         .map(|d| (d.key.clone(), d.conditions.clone()))
         .collect();
-    let rejected = before
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.reason == REASON_INVALID_SPEC);
+    // A run ended by an error (an invalid spec, a failed dependency, the provisioning timeout)
+    // keeps the condition that says why; the dependency conditions show the teardown.
+    let ended_by_error = before.error.is_some()
+        || before
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.reason == REASON_INVALID_SPEC);
     // A run that never had objects (refused before provisioning) keeps its condition as it is.
     let had_objects = !before.dependency_conditions.is_empty() || !remaining.is_empty();
-    if !rejected && had_objects {
+    if !ended_by_error && had_objects {
         let condition = if remaining.is_empty() {
             readiness::condition(
                 "False",
@@ -850,6 +993,83 @@ mod tests {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         );
         assert_ne!(generate_cluster_name("a"), generate_cluster_name("a"));
+    }
+
+    #[test]
+    fn failures_back_off_and_are_forgotten() {
+        let backoffs = Backoffs::default();
+        assert_eq!(backoffs.failed("ns/a"), Duration::from_millis(250));
+        assert_eq!(backoffs.failed("ns/a"), Duration::from_millis(500));
+        assert_eq!(backoffs.failed("ns/b"), Duration::from_millis(250));
+        for _ in 0..20 {
+            backoffs.failed("ns/a");
+        }
+        assert_eq!(backoffs.failed("ns/a"), MAX_BACKOFF);
+        assert_eq!(backoffs.len(), 2);
+        backoffs.forget("ns/a");
+        assert_eq!(backoffs.len(), 1);
+        assert_eq!(backoffs.failed("ns/a"), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_deleted_object_is_named_by_the_controller_error() {
+        use kube::runtime::reflector::ObjectRef;
+        let gone = ObjectRef::<TestClusterGKE>::new("gone")
+            .within("ns")
+            .erase();
+        let error: controller::Error<Error, watcher::Error> =
+            controller::Error::ObjectNotFound(Box::new(gone));
+        assert_eq!(deleted_object_key(&error).as_deref(), Some("ns/gone"));
+        let other: controller::Error<Error, watcher::Error> = controller::Error::ReconcilerFailed(
+            Error::NoNamespace,
+            Box::new(ObjectRef::<TestClusterGKE>::new("x").within("ns").erase()),
+        );
+        assert_eq!(deleted_object_key(&other), None);
+    }
+
+    #[test]
+    fn a_started_run_is_recognised_by_phase_or_timestamps() {
+        let with = |phase: Option<Phase>, times: testcluster_resources::PhaseTimestamps| {
+            TestClusterGKEStatus {
+                phase,
+                phase_timestamps: Some(times),
+                ..Default::default()
+            }
+        };
+        let none = testcluster_resources::PhaseTimestamps::default;
+        let running = || testcluster_resources::PhaseTimestamps {
+            running_time: Some(now()),
+            ..Default::default()
+        };
+        let finished = || testcluster_resources::PhaseTimestamps {
+            finish_time: Some(now()),
+            ..Default::default()
+        };
+        let cases = [
+            (with(None, none()), false),
+            (with(Some(Phase::Pending), none()), false),
+            (with(Some(Phase::Provisioning), none()), false),
+            (with(Some(Phase::Ready), none()), false),
+            (with(Some(Phase::Running), none()), true),
+            (with(Some(Phase::Succeeded), none()), true),
+            (with(Some(Phase::Error), none()), true),
+            // A stale write moved the phase back; the timestamps still tell.
+            (with(Some(Phase::Ready), running()), true),
+            (with(Some(Phase::Provisioning), finished()), true),
+        ];
+        for (status, started) in cases {
+            assert_eq!(run_has_started(&status), started, "{status:?}");
+        }
+        assert!(is_provisioning(None));
+        assert!(is_provisioning(Some(Phase::Provisioning)));
+        assert!(!is_provisioning(Some(Phase::Ready)));
+    }
+
+    #[test]
+    fn elapsed_is_never_negative() {
+        let at = |s| Time(Timestamp::from_second(s).unwrap_or(Timestamp::UNIX_EPOCH));
+        assert_eq!(elapsed(&at(100), &at(130)), Duration::from_secs(30));
+        assert_eq!(elapsed(&at(130), &at(100)), Duration::ZERO);
     }
 
     #[test]

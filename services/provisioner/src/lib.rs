@@ -9,6 +9,7 @@
 //!   `docs/lifecycle.md`.
 //! - [`template`] renders a named template (`basic`) into Config Connector objects.
 //! - [`readiness`] folds those objects' conditions into the `Ready` condition and the phase.
+//! - [`classify`] recognises the dependency failures that end a run (quota, zone stockout).
 //! - [`validation`] checks specs, for `ValidateSpec` and for objects applied with kubectl.
 //! - [`access`] gives a kubeconfig that reaches one test cluster only.
 //! - [`grpc`] serves `testcluster.internal.v1.ProvisionerService` over those.
@@ -16,7 +17,9 @@
 //! [`run`] starts the controller and the gRPC server together and stops both on shutdown.
 
 pub mod access;
+pub mod classify;
 pub mod controller;
+pub mod duration;
 pub mod grpc;
 pub mod readiness;
 pub mod template;
@@ -42,7 +45,15 @@ pub struct Settings {
     pub metadata_host: Option<String>,
     /// Lifetime of the test-runner tokens `GetClusterAccess` mints.
     pub token_expiration: Duration,
+    /// How long dependencies may take to become ready, from `phaseTimestamps.provisioningTime`;
+    /// after that the run ends in phase Error, code `ProvisioningTimeout` (and its cloud resources
+    /// are deleted).
+    pub provision_timeout: Duration,
 }
+
+/// Default of [`Settings::provision_timeout`]: GKE creates a cluster in minutes, but a stockout can
+/// take more than half an hour to surface as an error.
+pub const DEFAULT_PROVISION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -51,6 +62,7 @@ impl Default for Settings {
             default_location: "europe-west2-b".to_owned(),
             metadata_host: None,
             token_expiration: Duration::from_secs(2 * 60 * 60),
+            provision_timeout: DEFAULT_PROVISION_TIMEOUT,
         }
     }
 }

@@ -44,6 +44,15 @@ struct Cli {
         default_value_t = 7200
     )]
     token_expiration_seconds: u64,
+    /// How long a cluster may take to become ready before the run ends in phase Error
+    /// (ProvisioningTimeout): seconds, or a number with s, m or h.
+    #[arg(
+        long,
+        env = "TESTCLUSTER_PROVISIONER_PROVISION_TIMEOUT",
+        default_value = "30m",
+        value_parser = provisioner::duration::parse
+    )]
+    provision_timeout: Duration,
 }
 
 const ENV: CommonEnv = CommonEnv {
@@ -61,6 +70,22 @@ async fn main() -> anyhow::Result<()> {
         default_location: cli.default_location,
         metadata_host: cli.metadata_host,
         token_expiration: Duration::from_secs(cli.token_expiration_seconds),
+        provision_timeout: cli.provision_timeout,
     };
     provisioner::run(client, listener, settings, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provision_timeout_defaults_to_30_minutes() {
+        let cli = Cli::try_parse_from(["provisioner"]).map(|cli| cli.provision_timeout);
+        assert_eq!(cli.ok(), Some(provisioner::DEFAULT_PROVISION_TIMEOUT));
+        let cli = Cli::try_parse_from(["provisioner", "--provision-timeout", "45s"])
+            .map(|cli| cli.provision_timeout);
+        assert_eq!(cli.ok(), Some(Duration::from_secs(45)));
+        assert!(Cli::try_parse_from(["provisioner", "--provision-timeout", "soon"]).is_err());
+    }
 }

@@ -4,8 +4,8 @@
 //! hand them on as `google.rpc.BadRequest` and the controller can put them in a condition.
 
 use testcluster_api::internal::v1::FieldViolation;
-use testcluster_resources::TestClusterGKESpec;
 use testcluster_resources::metadata::DEFAULT_CONFIG_TEMPLATE;
+use testcluster_resources::{JobRunnerSpec, TestClusterGKESpec};
 
 use crate::template;
 
@@ -27,7 +27,14 @@ pub mod reason {
     pub const REQUIRED: &str = "REQUIRED";
     pub const INVALID_IMAGE: &str = "INVALID_IMAGE";
     pub const INVALID_VALUE: &str = "INVALID_VALUE";
+    pub const RESERVED: &str = "RESERVED";
+    pub const DUPLICATE: &str = "DUPLICATE";
+    pub const CONFLICT: &str = "CONFLICT";
 }
+
+/// The environment variables the runner sets itself (docs/lifecycle.md); a user's value would cut
+/// the job off from its test cluster. The broker refuses the same names.
+pub const RESERVED_ENV: &[&str] = &["KUBECONFIG", "CLUSTER_NAME", "CLUSTER_LOCATION"];
 
 /// Every problem with `name` and `spec`, in field order; empty when both are valid. An empty
 /// `name` is not checked: `ValidateSpec` callers may check a spec on its own.
@@ -90,21 +97,70 @@ pub fn validate(name: &str, spec: &TestClusterGKESpec) -> Vec<FieldViolation> {
             ));
         }
     }
-    if let Some(runner) = spec.job_spec.as_ref().and_then(|job| job.runner.as_ref()) {
-        match runner.image.as_deref() {
-            None | Some("") if !runner.command.is_empty() => violations.push(violation(
-                "spec.jobSpec.runner.image",
-                "is required when a command is given".to_owned(),
+    if let Some(job) = &spec.job_spec {
+        match &job.runner {
+            Some(runner) => validate_runner(runner, &mut violations),
+            None => violations.push(violation(
+                "spec.jobSpec.runner",
+                "a job needs a runner container (image and command)".to_owned(),
                 reason::REQUIRED,
             )),
-            None => {}
-            Some(image) => check_image("spec.jobSpec.runner.image", image, &mut violations),
-        }
-        if let Some(image) = runner.init_image.as_deref() {
-            check_image("spec.jobSpec.runner.initImage", image, &mut violations);
         }
     }
     violations
+}
+
+/// The runner container: the same rules (and descriptions) as the broker's, so that an object
+/// applied with kubectl is refused for what a request would be refused for.
+fn validate_runner(runner: &JobRunnerSpec, violations: &mut Vec<FieldViolation>) {
+    match runner.image.as_deref() {
+        None | Some("") if !runner.command.is_empty() => violations.push(violation(
+            "spec.jobSpec.runner.image",
+            "a command needs an image to run in".to_owned(),
+            reason::REQUIRED,
+        )),
+        None | Some("") => violations.push(violation(
+            "spec.jobSpec.runner.image",
+            "the runner container needs an image".to_owned(),
+            reason::REQUIRED,
+        )),
+        Some(image) => check_image("spec.jobSpec.runner.image", image, violations),
+    }
+    if let Some(image) = runner.init_image.as_deref() {
+        check_image("spec.jobSpec.runner.initImage", image, violations);
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for (index, env) in runner.env.iter().enumerate() {
+        let field = format!("spec.jobSpec.runner.env[{index}]");
+        let name = env.name.as_str();
+        if name.is_empty() || name.contains('=') {
+            violations.push(violation(
+                &format!("{field}.name"),
+                "must be non-empty and must not contain '='".to_owned(),
+                reason::INVALID_NAME,
+            ));
+        } else if RESERVED_ENV.contains(&name) {
+            violations.push(violation(
+                &format!("{field}.name"),
+                format!("{name} is set by the runner to reach the test cluster"),
+                reason::RESERVED,
+            ));
+        } else if seen.contains(&name) {
+            violations.push(violation(
+                &format!("{field}.name"),
+                format!("{name} is set twice"),
+                reason::DUPLICATE,
+            ));
+        }
+        seen.push(name);
+        if env.value.is_some() && env.value_from.is_some() {
+            violations.push(violation(
+                &format!("{field}.valueFrom"),
+                "set either value or valueFrom, not both".to_owned(),
+                reason::CONFLICT,
+            ));
+        }
+    }
 }
 
 /// One line for a condition message or an Event: `field: description; field: description`.
@@ -252,7 +308,8 @@ fn check_image_reference(image: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use testcluster_resources::{JobRunnerSpec, JobSpec};
+    use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector};
+    use testcluster_resources::JobSpec;
 
     fn seed_spec() -> TestClusterGKESpec {
         TestClusterGKESpec {
@@ -334,7 +391,7 @@ mod tests {
                 (
                     "spec.jobSpec.runner.image",
                     "REQUIRED",
-                    "is required when a command is given",
+                    "a command needs an image to run in",
                 ),
             ),
             (
@@ -387,6 +444,166 @@ mod tests {
             edit(&mut spec);
             let violations = validate("testme-1", &spec);
             assert_eq!(fields(&violations), [expected], "{what}");
+        }
+    }
+
+    fn runner_spec(image: Option<&str>, command: &[&str], env: Vec<EnvVar>) -> TestClusterGKESpec {
+        TestClusterGKESpec {
+            job_spec: Some(JobSpec {
+                runner: Some(JobRunnerSpec {
+                    image: image.map(str::to_owned),
+                    command: command.iter().map(|s| s.to_string()).collect(),
+                    env,
+                    ..JobRunnerSpec::default()
+                }),
+                images_to_test: None,
+            }),
+            ..seed_spec()
+        }
+    }
+
+    fn var(name: &str) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value: Some("x".into()),
+            value_from: None,
+        }
+    }
+
+    /// What the broker refuses in a request is refused in an object applied with kubectl, with
+    /// the same descriptions.
+    #[test]
+    fn runner_rules_match_the_brokers() {
+        let from_field = EnvVar {
+            name: "POD".into(),
+            value: Some("x".into()),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    api_version: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+        };
+        type Case = (
+            &'static str,
+            TestClusterGKESpec,
+            Vec<(&'static str, &'static str, &'static str)>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "no image, no command",
+                runner_spec(None, &[], vec![]),
+                vec![(
+                    "spec.jobSpec.runner.image",
+                    "REQUIRED",
+                    "the runner container needs an image",
+                )],
+            ),
+            (
+                "empty image, no command",
+                runner_spec(Some(""), &[], vec![]),
+                vec![(
+                    "spec.jobSpec.runner.image",
+                    "REQUIRED",
+                    "the runner container needs an image",
+                )],
+            ),
+            (
+                "a command without an image",
+                runner_spec(None, &["sh", "-c", "true"], vec![]),
+                vec![(
+                    "spec.jobSpec.runner.image",
+                    "REQUIRED",
+                    "a command needs an image to run in",
+                )],
+            ),
+            (
+                "a job without a runner",
+                TestClusterGKESpec {
+                    job_spec: Some(JobSpec {
+                        runner: None,
+                        images_to_test: None,
+                    }),
+                    ..seed_spec()
+                },
+                vec![(
+                    "spec.jobSpec.runner",
+                    "REQUIRED",
+                    "a job needs a runner container (image and command)",
+                )],
+            ),
+            (
+                "each reserved name",
+                runner_spec(
+                    Some("busybox"),
+                    &["env"],
+                    vec![
+                        var("KUBECONFIG"),
+                        var("CLUSTER_NAME"),
+                        var("CLUSTER_LOCATION"),
+                    ],
+                ),
+                vec![
+                    (
+                        "spec.jobSpec.runner.env[0].name",
+                        "RESERVED",
+                        "KUBECONFIG is set by the runner to reach the test cluster",
+                    ),
+                    (
+                        "spec.jobSpec.runner.env[1].name",
+                        "RESERVED",
+                        "CLUSTER_NAME is set by the runner to reach the test cluster",
+                    ),
+                    (
+                        "spec.jobSpec.runner.env[2].name",
+                        "RESERVED",
+                        "CLUSTER_LOCATION is set by the runner to reach the test cluster",
+                    ),
+                ],
+            ),
+            (
+                "duplicates, empty and '=' names",
+                runner_spec(
+                    Some("busybox"),
+                    &["env"],
+                    vec![var("A"), var(""), var("A"), var("B=C"), var("B")],
+                ),
+                vec![
+                    (
+                        "spec.jobSpec.runner.env[1].name",
+                        "INVALID_NAME",
+                        "must be non-empty and must not contain '='",
+                    ),
+                    (
+                        "spec.jobSpec.runner.env[2].name",
+                        "DUPLICATE",
+                        "A is set twice",
+                    ),
+                    (
+                        "spec.jobSpec.runner.env[3].name",
+                        "INVALID_NAME",
+                        "must be non-empty and must not contain '='",
+                    ),
+                ],
+            ),
+            (
+                "value and valueFrom",
+                runner_spec(Some("busybox"), &["env"], vec![from_field]),
+                vec![(
+                    "spec.jobSpec.runner.env[0].valueFrom",
+                    "CONFLICT",
+                    "set either value or valueFrom, not both",
+                )],
+            ),
+            (
+                "ordinary env is fine",
+                runner_spec(Some("busybox"), &["env"], vec![var("A"), var("B")]),
+                vec![],
+            ),
+        ];
+        for (what, spec, expected) in cases {
+            assert_eq!(fields(&validate("testme-1", &spec)), expected, "{what}");
         }
     }
 

@@ -394,7 +394,7 @@ async fn an_invalid_spec_applied_with_kubectl_is_refused_without_creating_anythi
         .iter()
         .find(|c| c.type_ == "Ready")
         .expect("Ready condition");
-    let message = "spec.nodes: must be at least 1; spec.jobSpec.runner.image: is required when a command is given";
+    let message = "spec.nodes: must be at least 1; spec.jobSpec.runner.image: a command needs an image to run in";
     assert_eq!(
         (
             ready.status.as_str(),
@@ -495,56 +495,75 @@ async fn a_killed_provisioner_restarts_without_a_second_cloud_cluster() {
 }
 
 #[tokio::test]
-async fn a_zone_stockout_is_reported_and_provisioning_resumes_when_it_clears() {
+async fn a_stale_running_phase_after_the_run_never_recreates_cloud_resources() {
     let env = Env::start(Duration::from_millis(100)).await;
-    let ns = "stockout";
+    let ns = "stale";
     env.namespace(ns).await;
-    env.sim.zone_faults().set_stockout("europe-west2-b", true);
     let provisioner = env.provisioner().await;
     let api = env.test_clusters(ns);
-    create(&api, &seed_example(ns, "scarce", 1)).await;
-
-    // Config Connector's failure reaches `kubectl describe` as a Warning, with GKE's text.
-    let warning = wait_for_event(&env.client, ns, "scarce", "DependencyFailed").await;
-    assert_eq!(warning.type_.as_deref(), Some("Warning"));
-    let note = warning.note.unwrap_or_default();
-    assert!(
-        note.starts_with("ContainerCluster:stockout/scarce-"),
-        "{note}"
-    );
-    assert!(
-        note.contains("does not have enough resources available"),
-        "{note}"
-    );
-    let waiting = api.get("scarce").await.expect("get");
-    let status = waiting.status.expect("status");
-    assert_eq!(status.phase, Some(Phase::Provisioning));
-    let ready = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .expect("Ready");
-    assert_eq!(
-        (
-            ready.status.as_str(),
-            ready.reason.as_str(),
-            ready.message.as_str()
-        ),
-        (
-            "False",
-            "DependenciesNotReady",
-            "Some dependencies are not ready yet"
-        )
-    );
-
-    env.sim.zone_faults().set_stockout("europe-west2-b", false);
+    create(&api, &seed_example(ns, "over", 1)).await;
+    let ready = wait_for(&api, "over", "Ready", phase_is(Phase::Ready)).await;
+    let cluster_name = ready
+        .status
+        .and_then(|s| s.cluster_name)
+        .expect("clusterName");
+    let runner_status = |phase: &str| {
+        json!({
+            "apiVersion": "clusters.ci.cilium.io/v1alpha2",
+            "kind": "TestClusterGKE",
+            "metadata": {"name": "over"},
+            "status": {
+                "phase": phase,
+                "job": {"name": "over-runner"},
+                "phaseTimestamps": {"runningTime": "2025-01-01T00:00:00Z"},
+            },
+        })
+    };
+    let runner = PatchParams::apply("testcluster-runner").force();
+    api.patch_status("over", &runner, &Patch::Apply(runner_status("Running")))
+        .await
+        .expect("Running");
+    api.patch_status("over", &runner, &Patch::Apply(runner_status("Succeeded")))
+        .await
+        .expect("Succeeded");
+    env.wait_config_connector_gone(ns, &cluster_name).await;
     wait_for(
         &api,
-        "scarce",
-        "Ready once the zone has capacity",
-        phase_is(Phase::Ready),
+        "over",
+        "teardown recorded",
+        |tc: Option<&TestClusterGKE>| {
+            tc.and_then(|tc| tc.status.as_ref()).is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.reason == "DependenciesDeleted")
+            })
+        },
     )
     .await;
+
+    // A runner acting on an old read moves the phase back to Running: the run has started (and
+    // ended), so nothing is created again.
+    api.patch_status("over", &runner, &Patch::Apply(runner_status("Running")))
+        .await
+        .expect("stale Running");
+    // The provisioner's reconcile of that write shows in the Ready condition (nothing is ready);
+    // objects it created would exist before that status write.
+    wait_for(
+        &api,
+        "over",
+        "the provisioner saw the stale phase",
+        |tc: Option<&TestClusterGKE>| {
+            tc.and_then(|tc| tc.status.as_ref()).is_some_and(|s| {
+                s.phase == Some(Phase::Running)
+                    && s.conditions
+                        .iter()
+                        .any(|c| c.reason == "DependenciesNotReady")
+            })
+        },
+    )
+    .await;
+    assert!(env.config_connector_objects(ns).await.is_empty());
+    assert_eq!(env.sim.inventory().live(), []);
     assert_eq!(env.sim.inventory().all().len(), 1);
     provisioner.stop().await;
 }

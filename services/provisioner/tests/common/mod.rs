@@ -37,8 +37,7 @@ pub struct Env {
 impl Env {
     /// A simulator whose ContainerClusters take `cluster_create` to come up.
     pub async fn start(cluster_create: Duration) -> Env {
-        service::install_crypto();
-        let sim = Simulator::start(SimConfig {
+        Env::start_with(SimConfig {
             connector: ConnectorConfig {
                 cluster_create,
                 node_pool_create: Duration::from_millis(100),
@@ -49,7 +48,12 @@ impl Env {
             ..SimConfig::default()
         })
         .await
-        .expect("simulator starts");
+    }
+
+    /// A simulator started with `config`.
+    pub async fn start_with(config: SimConfig) -> Env {
+        service::install_crypto();
+        let sim = Simulator::start(config).await.expect("simulator starts");
         let client = sim.api().client().await.expect("client");
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         crds.create(&PostParams::default(), &testcluster_resources::crd::crd())
@@ -84,11 +88,17 @@ impl Env {
             default_location: "europe-west2-b".into(),
             metadata_host: Some(self.sim.gke().metadata_host()),
             token_expiration: Duration::from_secs(600),
+            provision_timeout: Duration::from_secs(600),
         }
     }
 
     /// Starts a provisioner with its own client, as a separate process would have.
     pub async fn provisioner(&self) -> Provisioner {
+        self.provisioner_with(self.settings()).await
+    }
+
+    /// Starts a provisioner with `settings`.
+    pub async fn provisioner_with(&self, settings: Settings) -> Provisioner {
         let client = self.sim.api().client().await.expect("client");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -98,7 +108,7 @@ impl Env {
         let task = tokio::spawn(provisioner::run(
             client,
             listener,
-            self.settings(),
+            settings,
             shutdown.clone(),
         ));
         Provisioner {
