@@ -10,11 +10,13 @@
 //! - [`crd`]: the CustomResourceDefinition as YAML (see the `crdgen` binary).
 //! - [`convert`]: conversions to and from the gRPC API (`testcluster_api::v1`).
 //! - [`job_pod`]: the test job's pod, and how its containers say the job ended.
+//! - [`object_names`]: Kubernetes' rules for namespace and object names.
 
 pub mod convert;
 pub mod crd;
 pub mod job_pod;
 pub mod metadata;
+pub mod object_names;
 pub mod spec;
 pub mod status;
 

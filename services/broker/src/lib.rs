@@ -73,7 +73,7 @@ pub struct Settings {
     pub max_concurrent_requests: usize,
 
     /// How long a call to the provisioner may take before the broker answers UNAVAILABLE.
-    #[arg(long, env = "TESTCLUSTER_BROKER_PROVISIONER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "TESTCLUSTER_BROKER_PROVISIONER_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub provisioner_timeout: Duration,
 }
 
@@ -135,38 +135,4 @@ pub async fn run(
         .add_service(Layered::new(logs, &layers))
         .serve(listener, shutdown)
         .await
-}
-
-/// Parses durations such as `500ms`, `5s` or `2m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((text, "s"), |at| text.split_at(at));
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 500ms, 5s or 2m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(value)),
-        "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value * 60)),
-        _ => Err(format!(
-            "invalid duration {text:?}: unit must be ms, s or m"
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("2h").is_err());
-        assert!(parse_duration("s").is_err());
-    }
 }

@@ -17,10 +17,6 @@ pub const MAX_NAME_LEN: usize = GKE_MAX_CLUSTER_NAME_LEN - 1 - SUFFIX_LEN;
 pub const MAX_NAME_PREFIX_LEN: usize = MAX_NAME_LEN - SUFFIX_LEN;
 /// Kubernetes' alphabet for generated names (no vowels, so no words; no look-alike characters).
 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-/// Longest DNS-1123 label (namespaces).
-const MAX_LABEL_LEN: usize = 63;
-/// Longest DNS-1123 subdomain (ConfigMap names).
-const MAX_SUBDOMAIN_LEN: usize = 253;
 
 /// Why a test cluster name cannot be used, or `None` when it can.
 pub fn name_problem(name: &str) -> Option<String> {
@@ -70,43 +66,11 @@ fn gke_charset_problem(name: &str, whole: bool) -> Option<String> {
     None
 }
 
-/// Why `namespace` is not a valid namespace name (a DNS-1123 label), or `None`.
-pub fn namespace_problem(namespace: &str) -> Option<String> {
-    dns_problem(namespace, MAX_LABEL_LEN, false)
-}
+pub use testcluster_resources::object_names::{namespace_problem, object_name_problem};
 
-/// Why `name` is not a valid ConfigMap name (a DNS-1123 subdomain), or `None`.
+/// Why `name` is not a valid ConfigMap name, or `None`.
 pub fn config_map_problem(name: &str) -> Option<String> {
-    dns_problem(name, MAX_SUBDOMAIN_LEN, true)
-}
-
-/// Why `name` cannot name an existing object (a DNS-1123 subdomain, what the API server accepts
-/// for custom resources and pods alike), or `None`. Looser than [`name_problem`]: an object applied
-/// with kubectl may have a name the broker would not create, and must still be readable.
-pub fn object_name_problem(name: &str) -> Option<String> {
-    dns_problem(name, MAX_SUBDOMAIN_LEN, true)
-}
-
-fn dns_problem(name: &str, max: usize, dots: bool) -> Option<String> {
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    if name.is_empty() {
-        Some("must not be empty".to_owned())
-    } else if name.len() > max {
-        Some(format!("must be at most {max} characters"))
-    } else if !name
-        .chars()
-        .all(|c| alnum(c) || c == '-' || (dots && c == '.'))
-        || !name.starts_with(alnum)
-        || !name.ends_with(alnum)
-    {
-        Some(format!(
-            "{name:?} must consist of lowercase letters, digits and '-'{}, and start and end with \
-             a letter or digit",
-            if dots { " or '.'" } else { "" }
-        ))
-    } else {
-        None
-    }
+    object_name_problem(name)
 }
 
 /// `prefix` plus 5 random characters, as Kubernetes' `generateName` does. The broker generates

@@ -8,6 +8,7 @@ use testcluster_api::errors::invalid_argument;
 use testcluster_api::v1::log_service_server::LogService;
 use testcluster_api::v1::{StreamLogsRequest, StreamLogsResponse};
 use testcluster_resources::TestClusterGKE;
+use testcluster_resources::object_names::{namespace_problem, object_name_problem};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -41,66 +42,18 @@ impl LogView {
     }
 }
 
-/// Longest DNS-1123 label (namespace names).
-const MAX_LABEL_LEN: usize = 63;
-/// Longest DNS-1123 subdomain (custom resource names).
-const MAX_SUBDOMAIN_LEN: usize = 253;
-
 /// Field violations of a request; empty when it is valid. The namespace is a DNS-1123 label and
 /// the name a DNS-1123 subdomain, as the API server requires; checking here turns a mistyped
 /// name into `INVALID_ARGUMENT` naming the field instead of an API error.
 fn violations(request: &StreamLogsRequest) -> Vec<FieldViolation> {
     let mut violations = Vec::new();
-    if let Some(problem) = label_problem(&request.namespace, MAX_LABEL_LEN) {
+    if let Some(problem) = namespace_problem(&request.namespace) {
         violations.push(FieldViolation::new("namespace", problem));
     }
-    if let Some(problem) = subdomain_problem(&request.name) {
+    if let Some(problem) = object_name_problem(&request.name) {
         violations.push(FieldViolation::new("name", problem));
     }
     violations
-}
-
-/// Why `value` is not a DNS-1123 label of at most `max` characters, or `None`.
-fn label_problem(value: &str, max: usize) -> Option<String> {
-    if value.is_empty() {
-        return Some("must not be empty".to_owned());
-    }
-    if value.len() > max {
-        return Some(format!("must be at most {max} characters"));
-    }
-    if let Some(bad) = value
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        return Some(format!(
-            "{value:?} contains {bad:?}: a DNS-1123 label has only lowercase letters, digits and '-'"
-        ));
-    }
-    if value.starts_with('-') || value.ends_with('-') {
-        return Some(format!(
-            "{value:?} must start and end with a lowercase letter or digit (DNS-1123)"
-        ));
-    }
-    None
-}
-
-/// Why `value` is not a DNS-1123 subdomain (dot-separated labels, at most 253 characters), or
-/// `None`.
-fn subdomain_problem(value: &str) -> Option<String> {
-    if value.is_empty() {
-        return Some("must not be empty".to_owned());
-    }
-    if value.len() > MAX_SUBDOMAIN_LEN {
-        return Some(format!("must be at most {MAX_SUBDOMAIN_LEN} characters"));
-    }
-    value.split('.').find_map(|label| {
-        label_problem(label, MAX_SUBDOMAIN_LEN).map(|_| {
-            format!(
-                "{value:?} is not a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', \
-                 starting and ending with a letter or digit"
-            )
-        })
-    })
 }
 
 /// The gRPC status for a failed read of the test cluster.

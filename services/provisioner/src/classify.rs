@@ -121,7 +121,7 @@ pub fn timeout_message(timeout: Duration, dependencies: &[Dependency]) -> String
         .collect();
     format!(
         "Dependencies not ready after {}: {}",
-        crate::duration::format(timeout),
+        humantime::format_duration(timeout),
         waiting.join("; ")
     )
 }

@@ -19,7 +19,6 @@
 pub mod access;
 pub mod classify;
 pub mod controller;
-pub mod duration;
 pub mod grpc;
 pub mod readiness;
 pub mod template;

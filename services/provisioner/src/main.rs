@@ -50,7 +50,7 @@ struct Cli {
         long,
         env = "TESTCLUSTER_PROVISIONER_PROVISION_TIMEOUT",
         default_value = "30m",
-        value_parser = provisioner::duration::parse
+        value_parser = humantime::parse_duration
     )]
     provision_timeout: Duration,
 }
