@@ -9,11 +9,7 @@ use testcluster_api::v1 as api;
 
 use std::time::Duration;
 
-use sim::SimConfig;
-use sim::cloud::connector::ConnectorConfig;
-use tcctl::suite::SuiteConfig;
-
-use crate::support::{NAMESPACE, TIMEOUT, job_request, phase_of, start_with};
+use crate::support::{NAMESPACE, TIMEOUT, job_request, phase_of, start_with_cluster_create};
 
 /// Reads snapshots from `stream` until one is in `phase` (or later) and returns it.
 async fn until_phase(
@@ -40,17 +36,7 @@ async fn until_phase(
 #[tokio::test]
 async fn restarting_provisioner_and_runner_mid_run_duplicates_nothing() {
     // A slow cloud, so that the provisioner is restarted while the cluster is being created.
-    let mut env = start_with(SuiteConfig {
-        sim: SimConfig {
-            connector: ConnectorConfig {
-                cluster_create: Duration::from_secs(2),
-                ..ConnectorConfig::default()
-            },
-            ..SimConfig::default()
-        },
-        ..SuiteConfig::default()
-    })
-    .await;
+    let mut env = start_with_cluster_create(Duration::from_secs(2)).await;
     // The job runs long enough for the runner to be restarted while it does.
     let created = env
         .create(job_request(
@@ -59,16 +45,7 @@ async fn restarting_provisioner_and_runner_mid_run_duplicates_nothing() {
             &["sh", "-c", "sleep 2; echo survived"],
         ))
         .await;
-    let mut stream = env
-        .broker()
-        .watch_test_cluster(api::WatchTestClusterRequest {
-            namespace: NAMESPACE.to_owned(),
-            name: created.name.clone(),
-            resource_version: created.resource_version.clone(),
-        })
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut stream = env.watch(&created.name, &created.resource_version).await;
 
     let provisioning = until_phase(&mut stream, api::Phase::Provisioning).await;
     assert_eq!(phase_of(&provisioning), api::Phase::Provisioning);

@@ -7,11 +7,14 @@ use kube::api::{DynamicObject, ListParams};
 use kube::discovery::{Discovery, Scope};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, ResourceExt as _};
+use sim::SimConfig;
+use sim::cloud::connector::ConnectorConfig;
 use tcctl::suite::{Suite, SuiteConfig};
 use testcluster_api::v1 as api;
 use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::stream_logs_response::Event;
 use testcluster_api::v1::test_cluster_service_client::TestClusterServiceClient;
+use tonic::Streaming;
 use tonic::transport::Channel;
 
 /// Bound on one whole lifecycle in the simulator (seconds in practice).
@@ -40,6 +43,22 @@ pub async fn start_with(config: SuiteConfig) -> Env {
         .await
         .expect("broker reachable");
     Env { suite, channel }
+}
+
+/// The suite with a slow cloud, whose clusters take `cluster_create` to come up, so that a
+/// component can be stopped while one is being created.
+pub async fn start_with_cluster_create(cluster_create: Duration) -> Env {
+    start_with(SuiteConfig {
+        sim: SimConfig {
+            connector: ConnectorConfig {
+                cluster_create,
+                ..ConnectorConfig::default()
+            },
+            ..SimConfig::default()
+        },
+        ..SuiteConfig::default()
+    })
+    .await
 }
 
 /// A create request for a job on a `basic` cluster.
@@ -135,9 +154,13 @@ impl Env {
             .unwrap_or_else(|_| panic!("run {name} did not finish within {TIMEOUT:?}"))
     }
 
-    async fn follow_unbounded(&self, name: &str, resource_version: &str) -> Run {
-        let mut stream = self
-            .broker()
+    /// Watches `name` from `resource_version` (empty: the current state) through the broker.
+    pub async fn watch(
+        &self,
+        name: &str,
+        resource_version: &str,
+    ) -> Streaming<api::WatchTestClusterResponse> {
+        self.broker()
             .watch_test_cluster(api::WatchTestClusterRequest {
                 namespace: NAMESPACE.to_owned(),
                 name: name.to_owned(),
@@ -145,7 +168,11 @@ impl Env {
             })
             .await
             .expect("watch")
-            .into_inner();
+            .into_inner()
+    }
+
+    async fn follow_unbounded(&self, name: &str, resource_version: &str) -> Run {
+        let mut stream = self.watch(name, resource_version).await;
         let mut run = Run::default();
         let mut logs = None;
         while let Some(message) = stream.message().await.expect("watch stream") {

@@ -4,13 +4,11 @@
 use std::time::Duration;
 
 use clap::Parser as _;
-use sim::SimConfig;
-use sim::cloud::connector::ConnectorConfig;
 use tcctl::args::Cli;
-use tcctl::suite::{Component, SuiteConfig};
+use tcctl::suite::Component;
 use testcluster_api::v1 as api;
 
-use crate::support::{NAMESPACE, TIMEOUT, job_request, phase_of, start, start_with};
+use crate::support::{NAMESPACE, TIMEOUT, job_request, phase_of, start, start_with_cluster_create};
 
 #[tokio::test]
 async fn run_without_a_job_returns_once_ready_and_leaves_the_cluster() {
@@ -51,17 +49,7 @@ async fn run_without_a_job_returns_once_ready_and_leaves_the_cluster() {
 #[tokio::test]
 async fn following_survives_a_broker_restart() {
     // A slow cloud, so that the broker restarts while the cluster is being created.
-    let mut env = start_with(SuiteConfig {
-        sim: SimConfig {
-            connector: ConnectorConfig {
-                cluster_create: Duration::from_secs(2),
-                ..ConnectorConfig::default()
-            },
-            ..SimConfig::default()
-        },
-        ..SuiteConfig::default()
-    })
-    .await;
+    let mut env = start_with_cluster_create(Duration::from_secs(2)).await;
     let created = env
         .create(job_request("resumed", 1, &["sh", "-c", "echo survived"]))
         .await;

@@ -7,9 +7,11 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::create_namespace;
+use common::{
+    Warning, assert_no_cloud_cluster, core_warnings, create_namespace, delete_and_wait_none_live,
+    warnings,
+};
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::wait::{Condition, await_condition, conditions};
@@ -488,48 +490,23 @@ async fn stockout_fails_with_config_connectors_text_until_the_zone_recovers() {
     )
     .await;
     assert_eq!(ready_condition(&failed).expect("Ready")["status"], "False");
-    assert!(
-        sim.inventory().all().is_empty(),
-        "{:?}",
-        sim.inventory().all()
-    );
+    assert_no_cloud_cluster(&sim);
 
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    let warned = events
-        .list(&ListParams::default())
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .any(|e| {
-            e.type_.as_deref() == Some("Warning")
-                && e.reason.as_deref() == Some("UpdateFailed")
-                && e.reporting_controller.as_deref() == Some("containercluster-controller")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("stocked-out")
-                && e.note
-                    .as_deref()
-                    .is_some_and(|n| n.contains("does not have enough resources"))
-        });
-    assert!(warned, "no Warning UpdateFailed event");
+    let update_failed = |w: &Warning| {
+        w.reason == "UpdateFailed"
+            && w.controller == "containercluster-controller"
+            && w.object == "stocked-out"
+            && w.note.contains("does not have enough resources")
+    };
+    assert!(
+        warnings(&client, ns).await.iter().any(update_failed),
+        "no Warning UpdateFailed event"
+    );
     // `kubectl describe` reads core v1 Events: the same Event must be there too.
-    let core_events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
-    let described = core_events
-        .list(&ListParams::default())
-        .await
-        .expect("core events")
-        .items
-        .into_iter()
-        .any(|e| {
-            e.type_.as_deref() == Some("Warning")
-                && e.reason.as_deref() == Some("UpdateFailed")
-                && e.involved_object.name.as_deref() == Some("stocked-out")
-                && e.source.and_then(|s| s.component).as_deref()
-                    == Some("containercluster-controller")
-                && e.message
-                    .as_deref()
-                    .is_some_and(|n| n.contains("does not have enough resources"))
-        });
-    assert!(described, "no core v1 Warning UpdateFailed event");
+    assert!(
+        core_warnings(&client, ns).await.iter().any(update_failed),
+        "no core v1 Warning UpdateFailed event"
+    );
 
     sim.zone_faults().set_stockout("europe-west2-b", false);
     let ready = wait_for(
@@ -546,14 +523,7 @@ async fn stockout_fails_with_config_connectors_text_until_the_zone_recovers() {
             .is_some()
     );
 
-    clusters
-        .delete("stocked-out", &DeleteParams::default())
-        .await
-        .expect("delete");
-    sim.inventory()
-        .wait_until_none_live(WAIT)
-        .await
-        .unwrap_or_else(|live| panic!("clusters still live: {live:?}"));
+    delete_and_wait_none_live(&sim, &clusters, "stocked-out").await;
 }
 
 #[tokio::test]
@@ -590,11 +560,7 @@ async fn quota_shortage_fails_with_the_403_text() {
         "quota UpdateFailed",
     )
     .await;
-    assert!(
-        sim.inventory().all().is_empty(),
-        "{:?}",
-        sim.inventory().all()
-    );
+    assert_no_cloud_cluster(&sim);
 
     sim.zone_faults().set_cpu_quota("us-central1-a", None);
     wait_for(
@@ -604,12 +570,5 @@ async fn quota_shortage_fails_with_the_403_text() {
         "UpToDate once quota is raised",
     )
     .await;
-    clusters
-        .delete("too-big", &DeleteParams::default())
-        .await
-        .expect("delete");
-    sim.inventory()
-        .wait_until_none_live(WAIT)
-        .await
-        .unwrap_or_else(|live| panic!("clusters still live: {live:?}"));
+    delete_and_wait_none_live(&sim, &clusters, "too-big").await;
 }

@@ -8,75 +8,24 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kube::api::{Api, DeleteParams};
-use testcluster_resources::{Phase, TestClusterGKE, TestClusterGKEStatus};
+use kube::api::DeleteParams;
 
 const ZONE: &str = "europe-west2-b";
 
-/// The provisioner's `Ready` condition as (status, reason, message).
-fn ready_condition(status: &TestClusterGKEStatus) -> (String, String, String) {
-    let ready = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .expect("Ready condition");
-    (
-        ready.status.clone(),
-        ready.reason.clone(),
-        ready.message.clone(),
-    )
-}
-
-/// Waits for phase Error, then until every Config Connector object and cloud cluster is gone;
-/// returns the status as the error left it.
-async fn wait_error_and_teardown(
-    env: &Env,
-    api: &Api<TestClusterGKE>,
-    ns: &str,
-    name: &str,
-) -> TestClusterGKEStatus {
-    let failed = wait_for(api, name, "phase Error", phase_is(Phase::Error)).await;
-    let status = failed.status.expect("status");
-    let cluster_name = status.cluster_name.clone().expect("clusterName");
-    env.wait_config_connector_gone(ns, &cluster_name).await;
-    env.sim
-        .inventory()
-        .wait_until_none_live(WAIT)
-        .await
-        .expect("no cloud cluster left");
-    assert!(env.config_connector_objects(ns).await.is_empty());
-    // The record keeps the error, and the Ready condition that says why.
-    let kept = wait_for(
-        api,
-        name,
-        "teardown recorded",
-        |tc: Option<&TestClusterGKE>| {
-            tc.and_then(|tc| tc.status.as_ref())
-                .is_some_and(|s| s.dependency_conditions.is_empty())
-        },
-    )
-    .await
-    .status
-    .expect("status");
-    assert_eq!(kept.phase, Some(Phase::Error));
-    assert_eq!(kept.error, status.error);
-    assert_eq!(ready_condition(&kept), ready_condition(&status));
-    status
-}
-
 #[tokio::test]
 async fn a_zone_stockout_ends_the_run_and_deletes_what_was_created() {
-    let env = Env::start(Duration::from_millis(100)).await;
     let ns = "stockout";
-    env.namespace(ns).await;
+    let (env, api) = Env::in_namespace(Duration::from_millis(100), ns).await;
     env.sim.zone_faults().set_stockout(ZONE, true);
     let provisioner = env.provisioner().await;
-    let api = env.test_clusters(ns);
     create(&api, &seed_example(ns, "scarce", 1)).await;
 
-    let status = wait_error_and_teardown(&env, &api, ns, "scarce").await;
-    let cluster_name = status.cluster_name.clone().expect("clusterName");
-    let error = status.error.clone().expect("status.error");
+    let failure = env.wait_error_and_teardown(&api, ns, "scarce").await;
+    let Failure {
+        status,
+        cluster_name,
+        error,
+    } = &failure;
     assert_eq!(error.code, "ZoneStockout");
     assert!(error.retryable, "another zone may have capacity");
     let key = format!("ContainerCluster:{ns}/{cluster_name}: ");
@@ -89,14 +38,7 @@ async fn a_zone_stockout_ends_the_run_and_deletes_what_was_created() {
         "{}",
         error.message
     );
-    assert_eq!(
-        ready_condition(&status),
-        (
-            "False".to_owned(),
-            "DependencyFailed".to_owned(),
-            error.message.clone()
-        )
-    );
+    failure.assert_ready_false("DependencyFailed");
     assert!(
         status
             .phase_timestamps
@@ -104,8 +46,7 @@ async fn a_zone_stockout_ends_the_run_and_deletes_what_was_created() {
             .is_some_and(|t| t.finish_time.is_some()),
         "finishTime is set"
     );
-    let event = wait_for_event(&env.client, ns, "scarce", "ZoneStockout").await;
-    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    let event = wait_for_warning(&env.client, ns, "scarce", "ZoneStockout").await;
     assert_eq!(event.note.as_deref(), Some(error.message.as_str()));
     // Nothing was ever created in the cloud: the zone had no capacity.
     assert!(env.sim.inventory().all().is_empty());
@@ -114,19 +55,20 @@ async fn a_zone_stockout_ends_the_run_and_deletes_what_was_created() {
 
 #[tokio::test]
 async fn a_quota_refusal_ends_the_run() {
-    let env = Env::start(Duration::from_millis(100)).await;
     let ns = "quota";
-    env.namespace(ns).await;
+    let (env, api) = Env::in_namespace(Duration::from_millis(100), ns).await;
     // Two vCPUs: the cluster itself (its default pool is removed) fits, its first node pool of
     // two n1-standard-4 machines does not.
     env.sim.zone_faults().set_cpu_quota(ZONE, Some(2.0));
     let provisioner = env.provisioner().await;
-    let api = env.test_clusters(ns);
     create(&api, &seed_example(ns, "greedy", 2)).await;
 
-    let status = wait_error_and_teardown(&env, &api, ns, "greedy").await;
-    let cluster_name = status.cluster_name.clone().expect("clusterName");
-    let error = status.error.clone().expect("status.error");
+    let failure = env.wait_error_and_teardown(&api, ns, "greedy").await;
+    let Failure {
+        cluster_name,
+        error,
+        ..
+    } = &failure;
     assert_eq!(error.code, "QuotaExceeded");
     assert!(!error.retryable, "the quota stays until someone raises it");
     assert!(
@@ -139,41 +81,34 @@ async fn a_quota_refusal_ends_the_run() {
         "{}",
         error.message
     );
-    assert_eq!(
-        ready_condition(&status),
-        (
-            "False".to_owned(),
-            "DependencyFailed".to_owned(),
-            error.message.clone()
-        )
-    );
-    let event = wait_for_event(&env.client, ns, "greedy", "QuotaExceeded").await;
-    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    failure.assert_ready_false("DependencyFailed");
+    wait_for_warning(&env.client, ns, "greedy", "QuotaExceeded").await;
     // The cluster had been created; it is deleted with the rest.
     let all = env.sim.inventory().all();
     assert_eq!(all.len(), 1, "{all:?}");
-    assert_eq!(all[0].name, cluster_name);
+    assert_eq!(&all[0].name, cluster_name);
     provisioner.stop().await;
 }
 
 #[tokio::test]
 async fn dependencies_not_ready_in_time_end_the_run() {
     // The cluster takes far longer than the provisioner waits.
-    let env = Env::start(Duration::from_secs(4)).await;
     let ns = "timeout";
-    env.namespace(ns).await;
+    let (env, api) = Env::in_namespace(Duration::from_secs(4), ns).await;
     let provisioner = env
         .provisioner_with(provisioner::Settings {
             provision_timeout: Duration::from_secs(2),
             ..env.settings()
         })
         .await;
-    let api = env.test_clusters(ns);
     create(&api, &seed_example(ns, "slow", 1)).await;
 
-    let status = wait_error_and_teardown(&env, &api, ns, "slow").await;
-    let cluster_name = status.cluster_name.clone().expect("clusterName");
-    let error = status.error.clone().expect("status.error");
+    let failure = env.wait_error_and_teardown(&api, ns, "slow").await;
+    let Failure {
+        status,
+        cluster_name,
+        error,
+    } = &failure;
     assert_eq!(error.code, "ProvisioningTimeout");
     assert!(error.retryable);
     assert!(
@@ -194,14 +129,7 @@ async fn dependencies_not_ready_in_time_end_the_run() {
             error.message
         );
     }
-    assert_eq!(
-        ready_condition(&status),
-        (
-            "False".to_owned(),
-            "ProvisioningTimeout".to_owned(),
-            error.message.clone()
-        )
-    );
+    failure.assert_ready_false("ProvisioningTimeout");
     // Woken by a timer set from provisioningTime, not by a dependency change or a poll.
     let times = status.phase_timestamps.clone().expect("phaseTimestamps");
     let provisioning = times.provisioning_time.expect("provisioningTime").0;
@@ -217,45 +145,31 @@ async fn dependencies_not_ready_in_time_end_the_run() {
 
 #[tokio::test]
 async fn a_kubectl_spec_is_refused_for_what_the_broker_refuses() {
-    let env = Env::start(Duration::from_millis(100)).await;
     let ns = "strict";
-    env.namespace(ns).await;
+    let (env, api) = Env::in_namespace(Duration::from_millis(100), ns).await;
     let provisioner = env.provisioner().await;
-    let api = env.test_clusters(ns);
     let mut tc = seed_example(ns, "sloppy", 1);
-    if let Some(runner) = tc.spec.job_spec.as_mut().and_then(|j| j.runner.as_mut()) {
-        runner.image = None;
-        runner.command = Vec::new();
-        runner.env = serde_json::from_value(serde_json::json!([
-            {"name": "KUBECONFIG", "value": "/elsewhere"},
-            {"name": "A", "value": "1"},
-            {"name": "A", "value": "2"},
-        ]))
-        .expect("env");
-    }
+    let runner = runner_of(&mut tc);
+    runner.image = None;
+    runner.command = Vec::new();
+    runner.env = serde_json::from_value(serde_json::json!([
+        {"name": "KUBECONFIG", "value": "/elsewhere"},
+        {"name": "A", "value": "1"},
+        {"name": "A", "value": "2"},
+    ]))
+    .expect("env");
     create(&api, &tc).await;
 
-    let refused = wait_for(&api, "sloppy", "phase Error", phase_is(Phase::Error)).await;
-    let status = refused.status.expect("status");
-    let message = "spec.jobSpec.runner.image: the runner container needs an image; \
-                   spec.jobSpec.runner.env[0].name: KUBECONFIG is set by the runner to reach \
-                   the test cluster; spec.jobSpec.runner.env[2].name: A is set twice";
-    assert_eq!(
-        ready_condition(&status),
-        (
-            "False".to_owned(),
-            "InvalidSpec".to_owned(),
-            message.to_owned()
-        )
-    );
-    let error = status.error.expect("error");
-    assert_eq!(
-        (error.code.as_str(), error.message.as_str(), error.retryable),
-        ("InvalidSpec", message, false)
-    );
+    let status = wait_refused(
+        &api,
+        "sloppy",
+        "spec.jobSpec.runner.image: the runner container needs an image; \
+         spec.jobSpec.runner.env[0].name: KUBECONFIG is set by the runner to reach the test \
+         cluster; spec.jobSpec.runner.env[2].name: A is set twice",
+    )
+    .await;
     assert_eq!(status.cluster_name, None, "nothing was provisioned");
-    assert!(env.config_connector_objects(ns).await.is_empty());
-    assert!(env.sim.inventory().all().is_empty());
+    env.assert_nothing_created(ns).await;
     api.delete("sloppy", &DeleteParams::default())
         .await
         .expect("delete");

@@ -8,14 +8,14 @@ use std::time::Duration;
 use common::*;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt as _};
 use serde_json::json;
 use testcluster_api::internal::v1::GetClusterAccessRequest;
 use testcluster_api::internal::v1::provisioner_service_client::ProvisionerServiceClient;
-use testcluster_resources::{Phase, TestClusterGKE};
+use testcluster_resources::Phase;
 
 const KIND_KEYS: [&str; 6] = [
     "ComputeNetwork",
@@ -39,11 +39,9 @@ fn is_cluster_name(name: &str, prefix: &str) -> bool {
 
 #[tokio::test]
 async fn seed_example_goes_pending_provisioning_ready() {
-    let env = Env::start(Duration::from_millis(300)).await;
     let ns = "test-clusters";
-    env.namespace(ns).await;
+    let (env, api) = Env::in_namespace(Duration::from_millis(300), ns).await;
     let provisioner = env.provisioner().await;
-    let api = env.test_clusters(ns);
 
     // Record every phase the object goes through, from a watch started before it exists.
     let (phases_tx, mut phases_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -107,31 +105,16 @@ async fn seed_example_goes_pending_provisioning_ready() {
     let keys: Vec<String> = status.dependency_conditions.keys().cloned().collect();
     assert_eq!(keys, expected_keys);
     for (key, conditions) in &status.dependency_conditions {
-        let ready = conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap_or_else(|| panic!("{key} has no Ready condition"));
+        let ready = ready_in(conditions).unwrap_or_else(|| panic!("{key} has no Ready condition"));
         assert_eq!(
-            (
-                ready.status.as_str(),
-                ready.reason.as_str(),
-                ready.message.as_str()
-            ),
+            says(ready),
             ("True", "UpToDate", "The resource is up to date"),
             "{key}"
         );
     }
-    let condition = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .expect("Ready condition");
+    let condition = ready_condition(&status);
     assert_eq!(
-        (
-            condition.status.as_str(),
-            condition.reason.as_str(),
-            condition.message.as_str()
-        ),
+        says(condition),
         (
             "True",
             "AllDependenciesReady",
@@ -194,11 +177,9 @@ async fn kube_client_from(kubeconfig_yaml: &str) -> Client {
 
 #[tokio::test]
 async fn cluster_access_reaches_that_cluster_only() {
-    let env = Env::start(Duration::from_millis(200)).await;
     let ns = "access";
-    env.namespace(ns).await;
+    let (env, api) = Env::in_namespace(Duration::from_millis(200), ns).await;
     let provisioner = env.provisioner().await;
-    let api = env.test_clusters(ns);
     create(&api, &seed_example(ns, "three", 3)).await;
     create(&api, &seed_example(ns, "other", 1)).await;
     let mut grpc = ProvisionerServiceClient::connect(provisioner.grpc_endpoint())
@@ -282,53 +263,28 @@ async fn cluster_access_reaches_that_cluster_only() {
 
 #[tokio::test]
 async fn terminal_phase_tears_the_cloud_cluster_down_and_keeps_the_record() {
-    let env = Env::start(Duration::from_millis(200)).await;
     let ns = "terminal";
-    env.namespace(ns).await;
+    let (env, api) = Env::in_namespace(Duration::from_millis(200), ns).await;
     let provisioner = env.provisioner().await;
-    let api = env.test_clusters(ns);
-    create(&api, &seed_example(ns, "done", 2)).await;
-    let ready = wait_for(&api, "done", "Ready", phase_is(Phase::Ready)).await;
-    let cluster_name = ready
-        .status
-        .and_then(|s| s.cluster_name)
-        .expect("clusterName");
+    let cluster_name = create_ready(&api, ns, "done", 2).await;
 
     // The runner reports the end of the run with its own field manager.
-    api.patch_status(
-        "done",
-        &PatchParams::apply("testcluster-runner").force(),
-        &Patch::Apply(json!({
-            "apiVersion": "clusters.ci.cilium.io/v1alpha2",
-            "kind": "TestClusterGKE",
-            "metadata": {"name": "done"},
-            "status": {"phase": "Succeeded", "job": {"exitCode": 0}},
-        })),
-    )
-    .await
-    .expect("runner's status");
-
-    env.wait_config_connector_gone(ns, &cluster_name).await;
-    env.sim
-        .inventory()
-        .wait_until_none_live(WAIT)
-        .await
-        .expect("no cloud cluster left");
-    let kept = wait_for(
+    report_runner_status(
         &api,
         "done",
-        "teardown recorded",
-        |tc: Option<&TestClusterGKE>| {
-            tc.and_then(|tc| tc.status.as_ref()).is_some_and(|s| {
-                s.dependency_conditions.is_empty()
-                    && s.conditions
-                        .iter()
-                        .any(|c| c.reason == "DependenciesDeleted")
-            })
-        },
+        json!({"phase": "Succeeded", "job": {"exitCode": 0}}),
+        "runner's status",
     )
     .await;
-    let status = kept.status.expect("status");
+
+    env.wait_torn_down(ns, &cluster_name).await;
+    let status = wait_status(&api, "done", "teardown recorded", |s| {
+        s.dependency_conditions.is_empty()
+            && s.conditions
+                .iter()
+                .any(|c| c.reason == "DependenciesDeleted")
+    })
+    .await;
     assert_eq!(
         status.phase,
         Some(Phase::Succeeded),
@@ -342,29 +298,12 @@ async fn terminal_phase_tears_the_cloud_cluster_down_and_keeps_the_record() {
 
 #[tokio::test]
 async fn deleting_the_object_removes_everything_then_the_object() {
-    let env = Env::start(Duration::from_millis(200)).await;
     let ns = "deletion";
-    env.namespace(ns).await;
+    let (env, api) = Env::in_namespace(Duration::from_millis(200), ns).await;
     let provisioner = env.provisioner().await;
-    let api = env.test_clusters(ns);
-    create(&api, &seed_example(ns, "gone", 1)).await;
-    let ready = wait_for(&api, "gone", "Ready", phase_is(Phase::Ready)).await;
-    let cluster_name = ready
-        .status
-        .and_then(|s| s.cluster_name)
-        .expect("clusterName");
+    let cluster_name = create_ready(&api, ns, "gone", 1).await;
 
-    api.delete("gone", &DeleteParams::default())
-        .await
-        .expect("delete");
-    within(
-        "the object is gone",
-        kube::runtime::wait::await_condition(api.clone(), "gone", |tc: Option<&TestClusterGKE>| {
-            tc.is_none()
-        }),
-    )
-    .await
-    .expect("watch");
+    delete_and_wait_gone(&api, "gone", "the object is gone").await;
     // The finalizer went last: nothing was left behind.
     assert!(env.config_connector_objects(ns).await.is_empty());
     assert_eq!(env.sim.inventory().live(), []);
@@ -376,83 +315,44 @@ async fn deleting_the_object_removes_everything_then_the_object() {
 
 #[tokio::test]
 async fn an_invalid_spec_applied_with_kubectl_is_refused_without_creating_anything() {
-    let env = Env::start(Duration::from_millis(200)).await;
     let ns = "invalid";
-    env.namespace(ns).await;
+    let (env, api) = Env::in_namespace(Duration::from_millis(200), ns).await;
     let provisioner = env.provisioner().await;
-    let api = env.test_clusters(ns);
     let mut tc = seed_example(ns, "bad", 0);
-    if let Some(runner) = tc.spec.job_spec.as_mut().and_then(|j| j.runner.as_mut()) {
-        runner.image = None;
-    }
+    runner_of(&mut tc).image = None;
     create(&api, &tc).await;
 
-    let refused = wait_for(&api, "bad", "phase Error", phase_is(Phase::Error)).await;
-    let status = refused.status.expect("status");
-    let ready = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .expect("Ready condition");
     let message = "spec.nodes: must be at least 1; spec.jobSpec.runner.image: a command needs an image to run in";
-    assert_eq!(
-        (
-            ready.status.as_str(),
-            ready.reason.as_str(),
-            ready.message.as_str()
-        ),
-        ("False", "InvalidSpec", message)
-    );
-    let error = status.error.expect("error");
-    assert_eq!(
-        (error.code.as_str(), error.message.as_str(), error.retryable),
-        ("InvalidSpec", message, false)
-    );
+    let status = wait_refused(&api, "bad", message).await;
     assert_eq!(
         status.cluster_name, None,
         "no cluster name, nothing to create"
     );
-    let event = wait_for_event(&env.client, ns, "bad", "InvalidSpec").await;
-    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    let event = wait_for_warning(&env.client, ns, "bad", "InvalidSpec").await;
     assert_eq!(event.note.as_deref(), Some(message));
-    assert!(env.config_connector_objects(ns).await.is_empty());
-    assert!(env.sim.inventory().all().is_empty());
+    env.assert_nothing_created(ns).await;
 
     // It can still be deleted: the finalizer does not hold an object that never had a cluster.
-    api.delete("bad", &DeleteParams::default())
-        .await
-        .expect("delete");
-    within(
-        "the refused object is gone",
-        kube::runtime::wait::await_condition(api.clone(), "bad", |tc: Option<&TestClusterGKE>| {
-            tc.is_none()
-        }),
-    )
-    .await
-    .expect("watch");
+    delete_and_wait_gone(&api, "bad", "the refused object is gone").await;
     provisioner.stop().await;
 }
 
 #[tokio::test]
 async fn a_killed_provisioner_restarts_without_a_second_cloud_cluster() {
     // A slow cluster create leaves time to kill the provisioner while it waits for the cluster.
-    let env = Env::start(Duration::from_secs(2)).await;
     let ns = "restart";
-    env.namespace(ns).await;
-    let api = env.test_clusters(ns);
+    let (env, api) = Env::in_namespace(Duration::from_secs(2), ns).await;
     let first = env.provisioner().await;
     create(&api, &seed_example(ns, "phoenix", 2)).await;
-    let provisioning = wait_for(
-        &api,
-        "phoenix",
-        "Provisioning",
-        phase_is(Phase::Provisioning),
-    )
-    .await;
-    let cluster_name = provisioning
-        .status
-        .and_then(|s| s.cluster_name)
-        .expect("clusterName");
+    let cluster_name = cluster_name_of(
+        wait_for(
+            &api,
+            "phoenix",
+            "Provisioning",
+            phase_is(Phase::Provisioning),
+        )
+        .await,
+    );
     first.kill().await;
 
     let second = env.provisioner().await;
@@ -464,8 +364,8 @@ async fn a_killed_provisioner_restarts_without_a_second_cloud_cluster() {
     )
     .await;
     assert_eq!(
-        ready.status.and_then(|s| s.cluster_name).as_deref(),
-        Some(cluster_name.as_str()),
+        cluster_name_of(ready),
+        cluster_name,
         "the restarted provisioner kept the name"
     );
     let all = env.sim.inventory().all();
@@ -474,93 +374,51 @@ async fn a_killed_provisioner_restarts_without_a_second_cloud_cluster() {
     assert_eq!(env.config_connector_objects(ns).await.len(), 6);
 
     // And the run completes: the end of the run tears it down.
-    api.patch_status(
+    report_runner_status(
+        &api,
         "phoenix",
-        &PatchParams::apply("testcluster-runner").force(),
-        &Patch::Apply(json!({
-            "apiVersion": "clusters.ci.cilium.io/v1alpha2",
-            "kind": "TestClusterGKE",
-            "metadata": {"name": "phoenix"},
-            "status": {"phase": "Failed"},
-        })),
+        json!({"phase": "Failed"}),
+        "runner's status",
     )
-    .await
-    .expect("runner's status");
-    env.sim
-        .inventory()
-        .wait_until_none_live(WAIT)
-        .await
-        .expect("no cloud cluster left");
+    .await;
+    env.wait_no_live_cloud_cluster().await;
     second.stop().await;
 }
 
 #[tokio::test]
 async fn a_stale_running_phase_after_the_run_never_recreates_cloud_resources() {
-    let env = Env::start(Duration::from_millis(100)).await;
     let ns = "stale";
-    env.namespace(ns).await;
+    let (env, api) = Env::in_namespace(Duration::from_millis(100), ns).await;
     let provisioner = env.provisioner().await;
-    let api = env.test_clusters(ns);
-    create(&api, &seed_example(ns, "over", 1)).await;
-    let ready = wait_for(&api, "over", "Ready", phase_is(Phase::Ready)).await;
-    let cluster_name = ready
-        .status
-        .and_then(|s| s.cluster_name)
-        .expect("clusterName");
+    let cluster_name = create_ready(&api, ns, "over", 1).await;
     let runner_status = |phase: &str| {
         json!({
-            "apiVersion": "clusters.ci.cilium.io/v1alpha2",
-            "kind": "TestClusterGKE",
-            "metadata": {"name": "over"},
-            "status": {
-                "phase": phase,
-                "job": {"name": "over-runner"},
-                "phaseTimestamps": {"runningTime": "2025-01-01T00:00:00Z"},
-            },
+            "phase": phase,
+            "job": {"name": "over-runner"},
+            "phaseTimestamps": {"runningTime": "2025-01-01T00:00:00Z"},
         })
     };
-    let runner = PatchParams::apply("testcluster-runner").force();
-    api.patch_status("over", &runner, &Patch::Apply(runner_status("Running")))
-        .await
-        .expect("Running");
-    api.patch_status("over", &runner, &Patch::Apply(runner_status("Succeeded")))
-        .await
-        .expect("Succeeded");
+    report_runner_status(&api, "over", runner_status("Running"), "Running").await;
+    report_runner_status(&api, "over", runner_status("Succeeded"), "Succeeded").await;
     env.wait_config_connector_gone(ns, &cluster_name).await;
-    wait_for(
-        &api,
-        "over",
-        "teardown recorded",
-        |tc: Option<&TestClusterGKE>| {
-            tc.and_then(|tc| tc.status.as_ref()).is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.reason == "DependenciesDeleted")
-            })
-        },
-    )
+    wait_status(&api, "over", "teardown recorded", |s| {
+        s.conditions
+            .iter()
+            .any(|c| c.reason == "DependenciesDeleted")
+    })
     .await;
 
     // A runner acting on an old read moves the phase back to Running: the run has started (and
     // ended), so nothing is created again.
-    api.patch_status("over", &runner, &Patch::Apply(runner_status("Running")))
-        .await
-        .expect("stale Running");
+    report_runner_status(&api, "over", runner_status("Running"), "stale Running").await;
     // The provisioner's reconcile of that write shows in the Ready condition (nothing is ready);
     // objects it created would exist before that status write.
-    wait_for(
-        &api,
-        "over",
-        "the provisioner saw the stale phase",
-        |tc: Option<&TestClusterGKE>| {
-            tc.and_then(|tc| tc.status.as_ref()).is_some_and(|s| {
-                s.phase == Some(Phase::Running)
-                    && s.conditions
-                        .iter()
-                        .any(|c| c.reason == "DependenciesNotReady")
-            })
-        },
-    )
+    wait_status(&api, "over", "the provisioner saw the stale phase", |s| {
+        s.phase == Some(Phase::Running)
+            && s.conditions
+                .iter()
+                .any(|c| c.reason == "DependenciesNotReady")
+    })
     .await;
     assert!(env.config_connector_objects(ns).await.is_empty());
     assert_eq!(env.sim.inventory().live(), []);

@@ -11,13 +11,14 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceValidation,
 };
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::core::Status;
 use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::{Client, CustomResource, CustomResourceExt, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sim::Simulator;
 use sim::apiserver::{ApiServer, ApiServerConfig};
 use sim::workloads::{Backoff, WorkloadConfig, Workloads};
 
@@ -204,6 +205,83 @@ pub fn start_workloads(api: &ApiServer, tick: Duration) -> Workloads {
         },
     )
     .expect("workloads")
+}
+
+/// Every object of kind `K` in `namespace`.
+pub async fn list_in<K>(client: &Client, namespace: &str) -> Vec<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("listing {}: {e}", K::kind(&Default::default())))
+        .items
+}
+
+/// A Warning Event as either Event API carries it.
+#[derive(Debug, Default)]
+pub struct Warning {
+    pub reason: String,
+    /// The name of the object it is about.
+    pub object: String,
+    /// The controller that reported it.
+    pub controller: String,
+    pub note: String,
+}
+
+/// The Warnings in `namespace` read through `events.k8s.io/v1`, as controllers write them.
+pub async fn warnings(client: &Client, namespace: &str) -> Vec<Warning> {
+    list_in::<k8s_openapi::api::events::v1::Event>(client, namespace)
+        .await
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .map(|e| Warning {
+            reason: e.reason.unwrap_or_default(),
+            object: e.regarding.and_then(|r| r.name).unwrap_or_default(),
+            controller: e.reporting_controller.unwrap_or_default(),
+            note: e.note.unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The Warnings in `namespace` read through core v1, as `kubectl describe` reads them.
+pub async fn core_warnings(client: &Client, namespace: &str) -> Vec<Warning> {
+    list_in::<k8s_openapi::api::core::v1::Event>(client, namespace)
+        .await
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .map(|e| Warning {
+            reason: e.reason.unwrap_or_default(),
+            object: e.involved_object.name.unwrap_or_default(),
+            controller: e.source.and_then(|s| s.component).unwrap_or_default(),
+            note: e.message.unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Asserts the simulated cloud never created a cluster.
+pub fn assert_no_cloud_cluster(sim: &Simulator) {
+    assert!(
+        sim.inventory().all().is_empty(),
+        "{:?}",
+        sim.inventory().all()
+    );
+}
+
+/// Deletes `name` through `api` and waits until no cloud cluster is live.
+pub async fn delete_and_wait_none_live<K>(sim: &Simulator, api: &Api<K>, name: &str)
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    api.delete(name, &DeleteParams::default())
+        .await
+        .expect("delete");
+    sim.inventory()
+        .wait_until_none_live(WAIT)
+        .await
+        .unwrap_or_else(|live| panic!("clusters still live: {live:?}"));
 }
 
 /// Names of objects, in the order given.

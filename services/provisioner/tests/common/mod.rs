@@ -11,7 +11,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::runtime::{WatchStreamExt as _, watcher};
@@ -21,7 +21,10 @@ use provisioner::template::OWNED_KINDS;
 use serde_json::{Value, json};
 use sim::cloud::connector::ConnectorConfig;
 use sim::{SimConfig, Simulator};
-use testcluster_resources::TestClusterGKE;
+use testcluster_resources::{
+    Condition as StatusCondition, ErrorStatus, JobRunnerSpec, Phase, TestClusterGKE,
+    TestClusterGKEStatus,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +51,15 @@ impl Env {
             ..SimConfig::default()
         })
         .await
+    }
+
+    /// A simulator (as `start` makes it) with the namespace `ns`, and the `TestClusterGKE` API of
+    /// `ns`.
+    pub async fn in_namespace(cluster_create: Duration, ns: &str) -> (Env, Api<TestClusterGKE>) {
+        let env = Env::start(cluster_create).await;
+        env.namespace(ns).await;
+        let api = env.test_clusters(ns);
+        (env, api)
     }
 
     /// A simulator started with `config`.
@@ -150,6 +162,78 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Waits until no cloud cluster is live.
+    pub async fn wait_no_live_cloud_cluster(&self) {
+        self.sim
+            .inventory()
+            .wait_until_none_live(WAIT)
+            .await
+            .expect("no cloud cluster left");
+    }
+
+    /// Waits until the Config Connector objects named `cluster_name` and every live cloud
+    /// cluster are gone.
+    pub async fn wait_torn_down(&self, namespace: &str, cluster_name: &str) {
+        self.wait_config_connector_gone(namespace, cluster_name)
+            .await;
+        self.wait_no_live_cloud_cluster().await;
+    }
+
+    /// Asserts that neither a Config Connector object in `namespace` nor a cloud cluster was ever
+    /// created.
+    pub async fn assert_nothing_created(&self, namespace: &str) {
+        assert!(self.config_connector_objects(namespace).await.is_empty());
+        assert!(self.sim.inventory().all().is_empty());
+    }
+
+    /// Waits for phase Error, then until every Config Connector object and cloud cluster is gone;
+    /// returns the failure as the status recorded it.
+    pub async fn wait_error_and_teardown(
+        &self,
+        api: &Api<TestClusterGKE>,
+        ns: &str,
+        name: &str,
+    ) -> Failure {
+        let failed = wait_for(api, name, "phase Error", phase_is(Phase::Error)).await;
+        let status = failed.status.expect("status");
+        let cluster_name = status.cluster_name.clone().expect("clusterName");
+        self.wait_torn_down(ns, &cluster_name).await;
+        assert!(self.config_connector_objects(ns).await.is_empty());
+        // The record keeps the error, and the Ready condition that says why.
+        let kept = wait_status(api, name, "teardown recorded", |s| {
+            s.dependency_conditions.is_empty()
+        })
+        .await;
+        assert_eq!(kept.phase, Some(Phase::Error));
+        assert_eq!(kept.error, status.error);
+        assert_eq!(says(ready_condition(&kept)), says(ready_condition(&status)));
+        let error = status.error.clone().expect("status.error");
+        Failure {
+            status,
+            cluster_name,
+            error,
+        }
+    }
+}
+
+/// A run ended by a failure: its status, the cloud cluster's name and `status.error`.
+pub struct Failure {
+    pub status: TestClusterGKEStatus,
+    pub cluster_name: String,
+    pub error: ErrorStatus,
+}
+
+impl Failure {
+    /// Asserts the Ready condition is False with `reason` and the error's message.
+    pub fn assert_ready_false(&self, reason: &str) {
+        assert_eq!(
+            says(ready_condition(&self.status)),
+            ("False", reason, self.error.message.as_str())
+        );
+    }
+}
+
 /// A running provisioner.
 pub struct Provisioner {
     pub address: SocketAddr,
@@ -197,6 +281,118 @@ pub async fn wait_for(
         .await
         .expect("watch")
         .unwrap_or_else(|| panic!("{name} is gone while waiting for {what}"))
+}
+
+/// Waits on a watch until `name` has a status for which `holds` is true; returns that status.
+pub async fn wait_status(
+    api: &Api<TestClusterGKE>,
+    name: &str,
+    what: &str,
+    holds: impl Fn(&TestClusterGKEStatus) -> bool,
+) -> TestClusterGKEStatus {
+    wait_for(api, name, what, move |tc: Option<&TestClusterGKE>| {
+        tc.and_then(|tc| tc.status.as_ref()).is_some_and(&holds)
+    })
+    .await
+    .status
+    .expect("status")
+}
+
+/// Creates the seed example `name` with `nodes` nodes, waits for phase Ready and returns its
+/// cloud cluster's name.
+pub async fn create_ready(api: &Api<TestClusterGKE>, ns: &str, name: &str, nodes: i32) -> String {
+    create(api, &seed_example(ns, name, nodes)).await;
+    cluster_name_of(wait_for(api, name, "Ready", phase_is(Phase::Ready)).await)
+}
+
+/// `status.clusterName`, which must be set.
+pub fn cluster_name_of(tc: TestClusterGKE) -> String {
+    tc.status.and_then(|s| s.cluster_name).expect("clusterName")
+}
+
+/// Writes `status` (merged with its identity) as the runner does, with its own field manager.
+pub async fn report_runner_status(
+    api: &Api<TestClusterGKE>,
+    name: &str,
+    status: Value,
+    what: &str,
+) {
+    api.patch_status(
+        name,
+        &PatchParams::apply("testcluster-runner").force(),
+        &Patch::Apply(json!({
+            "apiVersion": "clusters.ci.cilium.io/v1alpha2",
+            "kind": "TestClusterGKE",
+            "metadata": {"name": name},
+            "status": status,
+        })),
+    )
+    .await
+    .expect(what);
+}
+
+/// Deletes `name` and waits until the object is gone.
+pub async fn delete_and_wait_gone(api: &Api<TestClusterGKE>, name: &str, what: &str) {
+    api.delete(name, &DeleteParams::default())
+        .await
+        .expect("delete");
+    within(
+        what,
+        await_condition(api.clone(), name, |tc: Option<&TestClusterGKE>| {
+            tc.is_none()
+        }),
+    )
+    .await
+    .expect("watch");
+}
+
+/// Waits for phase Error on a spec refused as invalid with `message`; asserts the Ready
+/// condition and `status.error` say so, and returns the status.
+pub async fn wait_refused(
+    api: &Api<TestClusterGKE>,
+    name: &str,
+    message: &str,
+) -> TestClusterGKEStatus {
+    let refused = wait_for(api, name, "phase Error", phase_is(Phase::Error)).await;
+    let status = refused.status.expect("status");
+    assert_eq!(
+        says(ready_condition(&status)),
+        ("False", "InvalidSpec", message)
+    );
+    let error = status.error.clone().expect("error");
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str(), error.retryable),
+        ("InvalidSpec", message, false)
+    );
+    status
+}
+
+/// The `Ready` condition among `conditions`.
+pub fn ready_in(conditions: &[StatusCondition]) -> Option<&StatusCondition> {
+    conditions.iter().find(|c| c.type_ == "Ready")
+}
+
+/// The provisioner's `Ready` condition, which must be there.
+pub fn ready_condition(status: &TestClusterGKEStatus) -> &StatusCondition {
+    ready_in(&status.conditions).expect("Ready condition")
+}
+
+/// A condition as (status, reason, message).
+pub fn says(condition: &StatusCondition) -> (&str, &str, &str) {
+    (
+        condition.status.as_str(),
+        condition.reason.as_str(),
+        condition.message.as_str(),
+    )
+}
+
+/// The runner container of a `TestClusterGKE` such as `seed_example`'s.
+pub fn runner_of(tc: &mut TestClusterGKE) -> &mut JobRunnerSpec {
+    tc.spec
+        .job_spec
+        .as_mut()
+        .and_then(|j| j.runner.as_mut())
+        .expect("runner")
 }
 
 /// The condition "status.phase is `phase`".
@@ -252,6 +448,13 @@ pub async fn wait_for_event(client: &Client, namespace: &str, name: &str, reason
         panic!("event watch ended");
     })
     .await
+}
+
+/// Waits for a Warning Event about `name` with `reason` in `namespace`; returns it.
+pub async fn wait_for_warning(client: &Client, namespace: &str, name: &str, reason: &str) -> Event {
+    let event = wait_for_event(client, namespace, name, reason).await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    event
 }
 
 /// `status.conditions` of a Config Connector object.
