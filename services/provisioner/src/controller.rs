@@ -17,10 +17,13 @@
 //!
 //! Nothing here polls: the controller watches the six Config Connector kinds it owns, so every
 //! change of a dependency (including its disappearance) re-runs the reconcile of its owner.
+//! The same watches feed reflector stores ([`OwnedStores`]), and reconciles read the owned objects
+//! from them: the API server sees only writes (apply, delete), plus a live read where a store that
+//! lags behind this process's own writes could mislead (see [`delete_owned`]).
 //! Requeue timers are used only to back off after errors and to wake up when the provisioning
 //! timeout runs out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,11 +31,12 @@ use futures::StreamExt as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
-use kube::core::DynamicObject;
+use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Resource as _, ResourceExt as _};
 use rand::Rng as _;
 use serde::Serialize;
@@ -68,6 +72,10 @@ pub const REASON_DEPENDENCY_FAILED: &str = "DependencyFailed";
 /// `Ready` reason of a run whose dependencies were not ready within the provisioning timeout.
 pub const REASON_PROVISIONING_TIMEOUT: &str = classify::CODE_PROVISIONING_TIMEOUT;
 
+/// How long a reconcile waits for more triggers. Reads are store reads now, so without it one
+/// change in the cloud that updates several objects at once (dependents leaving
+/// DependencyNotReady) would be written to the status piece by piece.
+const DEBOUNCE: Duration = Duration::from_millis(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -88,6 +96,9 @@ pub enum Error {
         namespace: String,
         name: String,
     },
+    /// The watch feeding a store of owned objects has stopped (only at shutdown).
+    #[error("the store of owned {0} objects is closed")]
+    StoreClosed(&'static str),
     /// Not a failure: deletion goes on, and the watch on the owned objects reports its end.
     #[error("{remaining} Config Connector objects are still being deleted")]
     TeardownInProgress { remaining: usize },
@@ -105,6 +116,7 @@ impl Error {
             },
             Error::NoNamespace => "no_namespace",
             Error::NotOwned { .. } => "not_owned",
+            Error::StoreClosed(_) => "store_closed",
             Error::TeardownInProgress { .. } => "teardown_in_progress",
         }
     }
@@ -158,16 +170,67 @@ impl Backoffs {
     }
 }
 
+/// Reflector stores of the six owned kinds, fed by the watches that also trigger reconciles.
+#[derive(Clone)]
+pub struct OwnedStores(Vec<(ObjectKind, ApiResource, Store<DynamicObject>)>);
+
+impl OwnedStores {
+    /// Waits until every store holds its watch's initial list.
+    async fn wait_until_ready(&self) -> Result<(), Error> {
+        for (kind, _, store) in &self.0 {
+            store
+                .wait_until_ready()
+                .await
+                .map_err(|_| Error::StoreClosed(kind.kind))?;
+        }
+        Ok(())
+    }
+
+    /// The object as last seen by the watch; it may lag behind a write made just before.
+    fn get(&self, kind: &ObjectKind, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
+        let (_, resource, store) = self.0.iter().find(|(k, _, _)| k == kind)?;
+        store.get(&ObjectRef::new_with(name, resource.clone()).within(namespace))
+    }
+}
+
+/// What teardown has done or seen per `TestClusterGKE` (by uid), where the stores may lag behind:
+/// deletions already started (a store not yet showing the deletion must not start them again)
+/// and kinds confirmed gone by a live read.
+#[derive(Debug, Default)]
+struct Teardowns(Mutex<HashMap<String, TeardownState>>);
+
+#[derive(Debug, Default)]
+struct TeardownState {
+    deleting: HashSet<String>,
+    gone: HashSet<&'static str>,
+}
+
+impl Teardowns {
+    fn with<T>(&self, owner: &str, f: impl FnOnce(&mut TeardownState) -> T) -> T {
+        let mut states = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(states.entry(owner.to_owned()).or_default())
+    }
+
+    fn forget(&self, owner: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(owner);
+    }
+}
+
 /// What every reconcile needs.
 pub struct Context {
     pub client: kube::Client,
     pub settings: Arc<Settings>,
     recorder: Recorder,
     failures: Backoffs,
+    owned: OwnedStores,
+    teardowns: Teardowns,
 }
 
 impl Context {
-    pub fn new(client: kube::Client, settings: Arc<Settings>) -> Context {
+    pub fn new(client: kube::Client, settings: Arc<Settings>, owned: OwnedStores) -> Context {
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -180,6 +243,8 @@ impl Context {
             settings,
             recorder,
             failures: Backoffs::default(),
+            owned,
+            teardowns: Teardowns::default(),
         }
     }
 
@@ -220,21 +285,29 @@ pub async fn check_crd(client: &kube::Client) -> anyhow::Result<()> {
 
 /// Runs the controller until `shutdown` is cancelled, then lets in-flight reconciles finish.
 pub async fn run(client: kube::Client, settings: Arc<Settings>, shutdown: CancellationToken) {
-    let context = Arc::new(Context::new(client.clone(), settings));
     let mut controller = Controller::new(
         Api::<TestClusterGKE>::all(client.clone()),
         watcher::Config::default(),
     );
+    let mut stores = Vec::with_capacity(OWNED_KINDS.len());
     for kind in OWNED_KINDS {
         let resource = kind.api_resource();
-        controller = controller.owns_with(
+        let writer = reflector::store::Writer::new(resource.clone());
+        stores.push((kind, resource.clone(), writer.as_reader()));
+        // One watch per kind both fills the store and triggers the owner's reconcile; the
+        // controller drives it (reconciles wait until the stores are ready).
+        let events = watcher(
             Api::<DynamicObject>::all_with(client.clone(), &resource),
-            resource,
             watcher::Config::default(),
-        );
+        )
+        .modify(|object| object.managed_fields_mut().clear());
+        controller =
+            controller.owns_stream_with(reflector(writer, events).touched_objects(), resource);
     }
+    let context = Arc::new(Context::new(client.clone(), settings, OwnedStores(stores)));
     let backoffs = context.clone();
     controller
+        .with_config(controller::Config::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, context)
         .for_each(|result| {
@@ -276,6 +349,9 @@ async fn reconcile(tc: Arc<TestClusterGKE>, context: Arc<Context>) -> Result<Act
     let namespace = tc.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<TestClusterGKE> = Api::namespaced(context.client.clone(), &namespace);
     let key = object_key(&tc);
+    // The first reconciles wait for the watches' initial lists: before that, a store would show
+    // existing objects as missing.
+    context.owned.wait_until_ready().await?;
     let action = finalizer(&api, FINALIZER, tc, |event| async {
         match event {
             finalizer::Event::Apply(tc) => apply(&tc, &context).await,
@@ -641,7 +717,7 @@ async fn provision(
     let params = template_params(tc, cluster_name, &context.settings);
     let rendered = template.render(&params);
     // A new generation (or a first apply) sends every object; otherwise only missing ones are
-    // created again, so a dependency's status change costs a read, not a write.
+    // created again, so a dependency's status change costs a store read, not a request.
     let spec_changed = status.observed_generation != tc.metadata.generation;
     let started = run_has_started(status);
     let owner = tc.controller_owner_ref(&()).map(|owner| json!([owner]));
@@ -654,7 +730,14 @@ async fn provision(
             &namespace,
             &object.kind.api_resource(),
         );
-        let current = api.get_opt(object.name()).await?;
+        let current = match context.owned.get(&object.kind, &namespace, object.name()) {
+            Some(current) => Some(current.as_ref().clone()),
+            // Not in the store: missing, or applied so recently that the watch has not shown
+            // it yet. Before the run starts, applying it again is harmless (server-side apply
+            // of the same manifest); after, a live read tells whether it is really missing.
+            None if started => api.get_opt(object.name()).await?,
+            None => None,
+        };
         if let Some(current) = &current
             && has_other_controller(current, tc)
         {
@@ -843,19 +926,36 @@ async fn delete_owned(
     cluster_name: &str,
 ) -> Result<(Vec<Dependency>, usize), Error> {
     let namespace = tc.namespace().ok_or(Error::NoNamespace)?;
+    let owner = tc.uid().unwrap_or_default();
+    let teardowns = &context.teardowns;
     let mut remaining = Vec::new();
     let mut started = 0;
     for kind in OWNED_KINDS {
         let api: Api<DynamicObject> =
             Api::namespaced_with(context.client.clone(), &namespace, &kind.api_resource());
-        let Some(object) = api.get_opt(cluster_name).await? else {
-            continue;
+        let object = match context.owned.get(&kind, &namespace, cluster_name) {
+            Some(object) => object.as_ref().clone(),
+            // Gone for good: nothing creates objects for a run that is over.
+            None if teardowns.with(&owner, |t| t.gone.contains(kind.kind)) => continue,
+            // Missing from the store, but it may have been applied just before and not be in
+            // the store yet: only a live read can tell that it is really gone (once per kind).
+            None => match api.get_opt(cluster_name).await? {
+                Some(object) => object,
+                None => {
+                    teardowns.with(&owner, |t| t.gone.insert(kind.kind));
+                    continue;
+                }
+            },
         };
         // Someone else's object with the same name is left alone.
         if !is_controlled_by(&object, tc) {
             continue;
         }
-        if object.metadata.deletion_timestamp.is_none() {
+        let uid = object.uid().unwrap_or_default();
+        // Deleted already, by this process, even if the store does not show it yet.
+        let deleting = object.metadata.deletion_timestamp.is_some()
+            || teardowns.with(&owner, |t| t.deleting.contains(&uid));
+        if !deleting {
             let params = DeleteParams {
                 // The uid makes sure it is this object, not a new one with the same name.
                 preconditions: Some(Preconditions {
@@ -865,7 +965,10 @@ async fn delete_owned(
                 ..DeleteParams::background()
             };
             match api.delete(cluster_name, &params).await {
-                Ok(_) => started += 1,
+                Ok(_) => {
+                    started += 1;
+                    teardowns.with(&owner, |t| t.deleting.insert(uid));
+                }
                 Err(kube::Error::Api(status)) if status.code == 404 => continue,
                 Err(error) => return Err(error.into()),
             }
@@ -974,6 +1077,8 @@ async fn cleanup(tc: &TestClusterGKE, context: &Context) -> Result<Action, Error
         });
     }
     tracing::info!(name = %tc.name_any(), cluster = cluster_name, "deleted");
+    // The finalizer goes now, and with it the object.
+    context.teardowns.forget(&tc.uid().unwrap_or_default());
     Ok(Action::await_change())
 }
 
