@@ -3,17 +3,14 @@
 use std::fmt::Write as _;
 
 use testcluster_api::v1 as api;
-use tonic_types::StatusExt as _;
 
 use crate::args::Format;
 
 /// A gRPC error as a person reads it: the code and message, then each invalid field on its own line.
 pub fn describe_status(status: &tonic::Status) -> String {
     let mut text = format!("{:?}: {}", status.code(), status.message());
-    if let Some(bad_request) = status.get_details_bad_request() {
-        for violation in bad_request.field_violations {
-            let _ = write!(text, "\n  {}: {}", violation.field, violation.description);
-        }
+    for violation in testcluster_api::errors::field_violations(status) {
+        let _ = write!(text, "\n  {}: {}", violation.field, violation.description);
     }
     text
 }

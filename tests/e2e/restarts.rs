@@ -9,29 +9,7 @@ use testcluster_api::v1 as api;
 
 use std::time::Duration;
 
-use crate::support::{NAMESPACE, TIMEOUT, job_request, phase_of, start_with_cluster_create};
-
-/// Reads snapshots from `stream` until one is in `phase` (or later) and returns it.
-async fn until_phase(
-    stream: &mut tonic::Streaming<api::WatchTestClusterResponse>,
-    phase: api::Phase,
-) -> api::TestCluster {
-    tokio::time::timeout(TIMEOUT, async {
-        loop {
-            let message = stream
-                .message()
-                .await
-                .expect("watch")
-                .expect("stream ended early");
-            let cluster = message.test_cluster.expect("snapshot");
-            if phase_of(&cluster) as i32 >= phase as i32 {
-                return cluster;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("never reached {phase:?}"))
-}
+use crate::support::{NAMESPACE, job_request, phase_of, start_with_cluster_create, until_phase};
 
 #[tokio::test]
 async fn restarting_provisioner_and_runner_mid_run_duplicates_nothing() {

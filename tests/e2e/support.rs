@@ -125,6 +125,28 @@ impl Run {
     }
 }
 
+/// Reads snapshots from `stream` until one is in `phase` (or later) and returns it.
+pub async fn until_phase(
+    stream: &mut tonic::Streaming<api::WatchTestClusterResponse>,
+    phase: api::Phase,
+) -> api::TestCluster {
+    tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let message = stream
+                .message()
+                .await
+                .expect("watch")
+                .expect("stream ended early");
+            let cluster = message.test_cluster.expect("snapshot");
+            if phase_of(&cluster) as i32 >= phase as i32 {
+                return cluster;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never reached {phase:?}"))
+}
+
 pub fn phase_of(cluster: &api::TestCluster) -> api::Phase {
     cluster
         .status

@@ -8,7 +8,9 @@ use tcctl::args::Cli;
 use tcctl::suite::Component;
 use testcluster_api::v1 as api;
 
-use crate::support::{NAMESPACE, TIMEOUT, job_request, phase_of, start, start_with_cluster_create};
+use crate::support::{
+    NAMESPACE, TIMEOUT, job_request, phase_of, start, start_with_cluster_create, until_phase,
+};
 
 #[tokio::test]
 async fn run_without_a_job_returns_once_ready_and_leaves_the_cluster() {
@@ -56,12 +58,17 @@ async fn following_survives_a_broker_restart() {
     let channel = tcctl::follow::connect(&env.suite.broker_endpoint())
         .await
         .expect("connect");
+    let mut watch = env.watch(&created.name, &created.resource_version).await;
     let followed = tokio::spawn(async move { tcctl::follow::follow(channel, &created).await });
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The broker goes away while the cluster is being created.
+    until_phase(&mut watch, api::Phase::Provisioning).await;
+    drop(watch);
     // A graceful stop (as a rolling update does) ends the watch with UNAVAILABLE at once; tcctl
     // resumes it from the last version it saw once the broker is back.
     env.suite.stop(Component::Broker).await;
+    // Not a wait for anything: the broker stays down for a while, as during a rollout, so that
+    // tcctl's first attempt to resume finds it gone.
     tokio::time::sleep(Duration::from_millis(500)).await;
     env.suite
         .start_component(Component::Broker)

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sim::{SimConfig, Simulator};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -126,9 +125,9 @@ impl Suite {
         ] {
             // Bound once here so every service knows the others' ports before any starts; a
             // restarted service binds the same address again.
-            let listener = TcpListener::bind(address)
+            let listener = service::grpc::bind(address)
                 .await
-                .with_context(|| format!("binding {component:?} to {address}"))?;
+                .with_context(|| format!("binding {component:?}"))?;
             addresses.insert(component, listener.local_addr()?);
         }
         let mut suite = Suite {
@@ -219,9 +218,9 @@ impl Suite {
         let client = service::kube_client(Some(&self.kubeconfig)).await?;
         let listener = match self.addresses.get(&component) {
             Some(address) => Some(
-                TcpListener::bind(address)
+                service::grpc::bind(*address)
                     .await
-                    .with_context(|| format!("binding {component:?} to {address}"))?,
+                    .with_context(|| format!("binding {component:?}"))?,
             ),
             None => None,
         };

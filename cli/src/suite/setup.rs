@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
 use sim::Simulator;
 use testcluster_resources::TestClusterGKE;
 use tokio::net::TcpListener;
@@ -31,28 +32,30 @@ pub fn write_kubeconfig(sim: &Simulator, path: &Path) -> anyhow::Result<()> {
 }
 
 /// Installs the TestClusterGKE CRD and the test clusters' namespace, and waits until the API server
-/// serves the new resource (the services check for it when they start).
+/// establishes and serves the new resource (the services check for it when they start).
 pub async fn install(client: &kube::Client) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    create_if_missing(&crds, &testcluster_resources::crd::crd()).await?;
+    let crd = testcluster_resources::crd::crd();
+    create_if_missing(&crds, &crd).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let mut namespace = Namespace::default();
     namespace.metadata.name = Some(NAMESPACE.to_owned());
     create_if_missing(&namespaces, &namespace).await?;
 
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .with_context(|| format!("CRD {name} was not established in time"))?
+    .with_context(|| format!("watching CRD {name}"))?;
     let clusters: Api<TestClusterGKE> = Api::all(client.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    // A CRD is served a moment after it is created; there is nothing to watch for that, so this
-    // one setup step retries briefly.
-    loop {
-        match clusters.list(&ListParams::default().limit(1)).await {
-            Ok(_) => return Ok(()),
-            Err(error) if tokio::time::Instant::now() > deadline => {
-                bail!("the TestClusterGKE CRD is not served: {error}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    clusters
+        .list(&ListParams::default().limit(1))
+        .await
+        .context("the TestClusterGKE CRD is not served")?;
+    Ok(())
 }
 
 async fn create_if_missing<K>(api: &Api<K>, object: &K) -> anyhow::Result<()>
@@ -111,29 +114,28 @@ pub fn service_future(
     })
 }
 
-/// Waits until the gRPC server at `endpoint` reports SERVING.
+/// Waits until the gRPC server at `endpoint` reports SERVING, watching its health rather than
+/// polling it. The listener is bound before the server task runs, so the connection succeeds at
+/// once and the watch answers as soon as the server accepts; a server that fails to start drops
+/// its listener, which ends the wait with an error.
 pub async fn wait_serving(endpoint: &str, timeout: Duration) -> anyhow::Result<()> {
-    let check = async {
-        loop {
-            // The listener is bound before the server task runs, so connecting succeeds at once and
-            // the check answers as soon as the server accepts; a refused check is retried.
-            if let Ok(channel) = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
-                .connect()
-                .await
-            {
-                let response = HealthClient::new(channel)
-                    .check(tonic_health::pb::HealthCheckRequest::default())
-                    .await;
-                if let Ok(response) = response
-                    && response.into_inner().status() == ServingStatus::Serving
-                {
-                    return anyhow::Ok(());
-                }
+    let watch = async {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+            .connect()
+            .await?;
+        let mut statuses = HealthClient::new(channel)
+            .watch(tonic_health::pb::HealthCheckRequest::default())
+            .await?
+            .into_inner();
+        while let Some(response) = statuses.message().await? {
+            if response.status() == ServingStatus::Serving {
+                return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        bail!("the health watch ended before SERVING")
     };
-    tokio::time::timeout(timeout, check)
+    tokio::time::timeout(timeout, watch)
         .await
         .with_context(|| format!("{endpoint} not serving after {timeout:?}"))?
+        .with_context(|| format!("{endpoint} not serving"))
 }

@@ -12,6 +12,13 @@ use k8s_openapi::api::core::v1::{
 pub const CONTAINER_INIT: &str = "init";
 /// Name of the container that runs the tests.
 pub const CONTAINER_RUNNER: &str = "runner";
+/// Label the Job controller puts on a Job's pods.
+pub const LABEL_JOB_NAME: &str = "job-name";
+
+/// The Job of test cluster `name`.
+pub fn job_name(name: &str) -> String {
+    format!("{name}-runner")
+}
 
 /// Waiting reasons on the way to a normal start; any other waiting reason is a failure to start.
 const STARTING: &[&str] = &["", "ContainerCreating", "PodInitializing"];

@@ -10,6 +10,9 @@ pub const KIND: &str = "TestClusterGKE";
 /// Plural resource name (`kubectl get testclustersgke`).
 pub const PLURAL: &str = "testclustersgke";
 
+/// Label on the objects made for a test cluster (the provisioner's rendered objects, the runner's
+/// Job, its pods and its kubeconfig Secret): the test cluster's name.
+pub const LABEL_TEST_CLUSTER: &str = "clusters.ci.cilium.io/test-cluster";
 /// Label: the commit a run tests (for GitHub commit statuses).
 pub const LABEL_GITHUB_COMMIT_HASH: &str = "ci.cilium.io/github-commit-hash";
 /// Annotation: owner of the GitHub repository of the commit.

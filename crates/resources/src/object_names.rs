@@ -2,9 +2,9 @@
 //! puts names into URLs as they are, so `x?dryRun=All` or `x/status` would change the request.
 
 /// Longest DNS-1123 label (namespace names).
-pub const MAX_LABEL_LEN: usize = 63;
+const MAX_LABEL_LEN: usize = 63;
 /// Longest DNS-1123 subdomain (most object names).
-pub const MAX_SUBDOMAIN_LEN: usize = 253;
+const MAX_SUBDOMAIN_LEN: usize = 253;
 
 /// Why `namespace` is not a valid namespace name (a DNS-1123 label), or `None`.
 pub fn namespace_problem(namespace: &str) -> Option<String> {

@@ -12,8 +12,9 @@ use futures::{Stream, StreamExt as _};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, ResourceExt as _};
 use serde_json::json;
 use sim::{SimConfig, Simulator};
 use testcluster_api::errors::field_violations;
@@ -141,9 +142,17 @@ async fn start_with(with_provisioner: bool, with_logview: bool) -> Env {
         .expect("client");
 
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &testcluster_resources::crd::crd())
+    let crd = testcluster_resources::crd::crd();
+    crds.create(&PostParams::default(), &crd)
         .await
         .expect("CRD");
+    tokio::time::timeout(
+        TIMEOUT,
+        await_condition(crds, &crd.name_any(), conditions::is_crd_established()),
+    )
+    .await
+    .expect("CRD served")
+    .expect("watch");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let mut namespace = Namespace::default();
     namespace.metadata.name = Some(NAMESPACE.to_owned());
@@ -151,15 +160,6 @@ async fn start_with(with_provisioner: bool, with_logview: bool) -> Env {
         .create(&PostParams::default(), &namespace)
         .await
         .expect("namespace");
-    let clusters: Api<TestClusterGKE> = Api::all(client.clone());
-    tokio::time::timeout(TIMEOUT, async {
-        while clusters.list(&ListParams::default()).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("CRD served");
-
     let stop = CancellationToken::new();
     let provisioner = if with_provisioner {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -23,7 +23,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use testcluster_api::v1::stream_logs_response::Event;
 use testcluster_api::v1::{self as api, Container, FinalStatus, StreamLogsResponse};
-use testcluster_resources::job_pod::{self, CONTAINER_INIT, CONTAINER_RUNNER};
+use testcluster_resources::job_pod::{self, CONTAINER_INIT, CONTAINER_RUNNER, LABEL_JOB_NAME};
 use testcluster_resources::{Phase, TestClusterGKE};
 use tokio::sync::mpsc;
 
@@ -31,9 +31,6 @@ use crate::final_status;
 use crate::line;
 use crate::resume::Resume;
 use crate::watch::Watched;
-
-/// Label the Job controller puts on a Job's pods.
-const LABEL_JOB_NAME: &str = "job-name";
 
 /// Reopens of a cut log in a row that may bring nothing new (or fail to open) before the session
 /// gives up on that log and lets the pod's state tell the rest.
@@ -192,7 +189,7 @@ impl Session {
     }
 
     fn job_pods_selector(&self) -> String {
-        format!("{LABEL_JOB_NAME}={}-runner", self.name)
+        format!("{LABEL_JOB_NAME}={}", job_pod::job_name(&self.name))
     }
 
     fn by_name(name: &str) -> watcher::Config {

@@ -99,7 +99,7 @@ impl World {
 
     /// With `proxied`, logview reaches the API server through a [`CuttableProxy`].
     async fn start_with(namespace: &str, proxied: bool) -> World {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        service::install_crypto();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()

@@ -42,8 +42,8 @@ use rand::Rng as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 use testcluster_resources::metadata::{
-    DEFAULT_CONFIG_TEMPLATE, DEFAULT_MACHINE_TYPE, DEFAULT_NODES, GROUP, KIND, VERSION,
-    dependency_key,
+    DEFAULT_CONFIG_TEMPLATE, DEFAULT_MACHINE_TYPE, DEFAULT_NODES, GROUP, KIND, LABEL_TEST_CLUSTER,
+    VERSION, dependency_key,
 };
 use testcluster_resources::{Condition, ErrorStatus, Phase, TestClusterGKE, TestClusterGKEStatus};
 use tokio_util::sync::CancellationToken;
@@ -58,8 +58,6 @@ use crate::validation::{self, CLUSTER_NAME_SUFFIX_LEN};
 pub const FINALIZER: &str = "clusters.ci.cilium.io/provisioner";
 /// Field manager of every write, and the reporting controller of Events.
 pub const FIELD_MANAGER: &str = "testcluster-provisioner";
-/// Label on every rendered object, naming its `TestClusterGKE` (for `kubectl get -l`).
-pub const TEST_CLUSTER_LABEL: &str = "clusters.ci.cilium.io/test-cluster";
 
 /// `Ready` reason for a spec that cannot be provisioned (applied with kubectl, unchecked).
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
@@ -908,7 +906,7 @@ async fn apply_object(
     if let Some(owner) = owner {
         manifest["metadata"]["ownerReferences"] = owner;
     }
-    manifest["metadata"]["labels"][TEST_CLUSTER_LABEL] = json!(tc.name_any());
+    manifest["metadata"]["labels"][LABEL_TEST_CLUSTER] = json!(tc.name_any());
     Ok(api
         .patch(
             object.name(),

@@ -4,15 +4,15 @@
 //! created before instead of creating it twice.
 
 /// Label on the Job, its pods and the kubeconfig Secret: the test cluster they belong to.
-pub const LABEL_TEST_CLUSTER: &str = "clusters.ci.cilium.io/test-cluster";
-/// Label the Job controller puts on a Job's pods.
-pub const LABEL_JOB_NAME: &str = "job-name";
+pub use testcluster_resources::metadata::LABEL_TEST_CLUSTER;
 
 /// Field manager of every write the runner makes (status and objects).
 pub const FIELD_MANAGER: &str = "testcluster-runner";
 
-/// The job's containers, named where logview reads them too.
-pub use testcluster_resources::job_pod::{CONTAINER_INIT, CONTAINER_RUNNER};
+/// The Job, its pods' label and its containers, named where logview reads them too.
+pub use testcluster_resources::job_pod::{
+    CONTAINER_INIT, CONTAINER_RUNNER, LABEL_JOB_NAME, job_name as job,
+};
 
 /// Key of the kubeconfig in its Secret.
 pub const KUBECONFIG_KEY: &str = "kubeconfig";
@@ -22,11 +22,6 @@ pub const KUBECONFIG_DIR: &str = "/var/run/testcluster";
 pub const KUBECONFIG_PATH: &str = "/var/run/testcluster/kubeconfig";
 /// Where the user ConfigMap (`spec.jobSpec.runner.configMap`) is mounted.
 pub const USER_CONFIG_DIR: &str = "/etc/testcluster/config";
-
-/// The Job of test cluster `name`.
-pub fn job(name: &str) -> String {
-    format!("{name}-runner")
-}
 
 /// The Secret holding the kubeconfig of test cluster `name`.
 pub fn kubeconfig_secret(name: &str) -> String {

@@ -86,7 +86,7 @@ impl From<JobRunnerSpec> for api::JobRunnerSpec {
 // rather than From impls.
 
 /// A proto environment variable as a Kubernetes `EnvVar`.
-pub fn env_to_k8s(env: api::EnvVar) -> core::EnvVar {
+fn env_to_k8s(env: api::EnvVar) -> core::EnvVar {
     core::EnvVar {
         name: env.name,
         value: env.value,
@@ -119,7 +119,7 @@ pub fn env_to_k8s(env: api::EnvVar) -> core::EnvVar {
 }
 
 /// A Kubernetes `EnvVar` as a proto environment variable.
-pub fn env_from_k8s(env: core::EnvVar) -> api::EnvVar {
+fn env_from_k8s(env: core::EnvVar) -> api::EnvVar {
     api::EnvVar {
         name: env.name,
         value: env.value,

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::sync::watch;
 
 /// Switches for failures the API server injects into requests from outside the simulator.
 #[derive(Default)]
@@ -14,10 +15,10 @@ pub struct ApiFaults {
     /// Per mille of requests answered 429 TooManyRequests.
     error_429_per_mille: AtomicU32,
     latency_ms: AtomicU64,
-    /// Ends every open watch once (clients must resume), and each new watch after its first event.
-    drop_watches: AtomicBool,
-    /// Bumped to close the watches open now.
-    watch_epoch: AtomicU64,
+    /// Ends each new watch after its first event.
+    flaky_watches: AtomicBool,
+    /// Notified to close the watches open now.
+    dropped_watches: watch::Sender<()>,
 }
 
 /// What the fault switches say about one request.
@@ -47,12 +48,12 @@ impl ApiFaults {
 
     /// Closes every watch open now, as an API server restart or a load balancer would.
     pub fn drop_watches(&self) {
-        self.watch_epoch.fetch_add(1, Ordering::SeqCst);
+        self.dropped_watches.send_replace(());
     }
 
     /// While set, each watch is closed right after its first event.
     pub fn set_flaky_watches(&self, on: bool) {
-        self.drop_watches.store(on, Ordering::Relaxed);
+        self.flaky_watches.store(on, Ordering::Relaxed);
     }
 
     /// Turns every fault off.
@@ -83,12 +84,13 @@ impl ApiFaults {
         }
     }
 
-    pub(crate) fn watch_epoch(&self) -> u64 {
-        self.watch_epoch.load(Ordering::SeqCst)
+    /// Changes when [`ApiFaults::drop_watches`] is called after subscribing.
+    pub(crate) fn dropped_watches(&self) -> watch::Receiver<()> {
+        self.dropped_watches.subscribe()
     }
 
     pub(crate) fn flaky_watches(&self) -> bool {
-        self.drop_watches.load(Ordering::Relaxed)
+        self.flaky_watches.load(Ordering::Relaxed)
     }
 }
 

@@ -19,8 +19,6 @@ use super::store::{Change, EventType};
 use super::table;
 
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
-/// How often a quiet watch checks the fault switches.
-const FAULT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct WatchRequest {
     pub rt: ResourceType,
@@ -105,7 +103,7 @@ pub fn stream(
             }
         };
         let flaky = request.faultable && state.faults.flaky_watches();
-        let epoch = state.faults.watch_epoch();
+        let mut dropped = state.faults.dropped_watches();
         let mut last_rv = start.rv;
         for object in start.snapshot.iter().filter(|o| request.matches(o)) {
             yield Ok(request.event("ADDED", object));
@@ -123,7 +121,6 @@ pub fn stream(
         tokio::pin!(deadline);
         let mut bookmark = tokio::time::interval(BOOKMARK_INTERVAL);
         bookmark.tick().await;
-        let mut fault_check = tokio::time::interval(FAULT_CHECK_INTERVAL);
         loop {
             tokio::select! {
                 received = live.recv() => match received {
@@ -141,11 +138,7 @@ pub fn stream(
                     Err(RecvError::Lagged(_) | RecvError::Closed) => return,
                 },
                 _ = bookmark.tick(), if request.bookmarks => yield Ok(request.bookmark(last_rv)),
-                _ = fault_check.tick(), if request.faultable => {
-                    if state.faults.watch_epoch() != epoch {
-                        return;
-                    }
-                }
+                _ = dropped.changed(), if request.faultable => return,
                 () = &mut deadline => return,
                 () = state.shutdown.cancelled() => return,
             }

@@ -40,7 +40,7 @@ pub const PROJECT: &str = "cilium-ci";
 pub const LOCATION: &str = "europe-west2-b";
 
 pub fn init() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    service::install_crypto();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
