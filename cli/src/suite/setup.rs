@@ -91,13 +91,7 @@ pub fn service_future(
             };
             Box::pin(provisioner::run(client, needs_listener()?, settings, stop))
         }
-        Component::Runner => {
-            let settings = runner::Settings {
-                provisioner,
-                ..runner::Settings::default()
-            };
-            Box::pin(runner::run(client, settings, stop))
-        }
+        Component::Runner => Box::pin(runner::run(client, runner::Settings::default(), stop)),
         Component::Logview => {
             let settings = logview::Settings::default();
             Box::pin(logview::run(client, needs_listener()?, settings, stop))

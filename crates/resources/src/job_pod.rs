@@ -20,6 +20,15 @@ pub fn job_name(name: &str) -> String {
     format!("{name}-runner")
 }
 
+/// Key of the kubeconfig in a test cluster's credentials Secret.
+pub const KUBECONFIG_KEY: &str = "kubeconfig";
+
+/// The Secret holding the kubeconfig for test cluster `name`: written by the provisioner when the
+/// cluster becomes ready, mounted into the job's pod by the runner.
+pub fn kubeconfig_secret(name: &str) -> String {
+    format!("{name}-kubeconfig")
+}
+
 /// Waiting reasons on the way to a normal start; any other waiting reason is a failure to start.
 const STARTING: &[&str] = &["", "ContainerCreating", "PodInitializing"];
 

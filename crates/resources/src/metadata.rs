@@ -37,6 +37,10 @@ pub const DEFAULT_MACHINE_TYPE: &str = "n1-standard-4";
 
 /// Condition type aggregating the dependencies' readiness.
 pub const CONDITION_READY: &str = "Ready";
+/// Condition type in `status.jobConditions`: the test job succeeded (as a Kubernetes Job's).
+pub const CONDITION_JOB_COMPLETE: &str = "Complete";
+/// Condition type in `status.jobConditions`: the test job failed, or could not run.
+pub const CONDITION_JOB_FAILED: &str = "Failed";
 /// Ready reason when every dependency is ready.
 pub const REASON_ALL_DEPENDENCIES_READY: &str = "AllDependenciesReady";
 /// Ready reason while some dependency is not ready.

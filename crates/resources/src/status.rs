@@ -26,6 +26,9 @@ pub struct TestClusterGKEStatus {
     /// The location actually used (may differ from spec.location after a zone fallback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// Conditions of the test job (runner): `Complete` or `Failed` True once it ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub job_conditions: Vec<Condition>,
     /// The test job, once created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobStatus>,

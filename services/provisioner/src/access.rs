@@ -6,22 +6,32 @@
 //! short-lived token for that account with TokenRequest. The kubeconfig built from it reaches that
 //! one cluster only: the token means nothing to any other API server.
 //!
+//! The controller does this once, when the cluster's dependencies are all ready and before it
+//! calls the cluster Ready: it writes the kubeconfig to the Secret `<name>-kubeconfig`
+//! ([`kubeconfig_secret`]), which the runner mounts into the job's pod. `GetClusterAccess` does it
+//! on request, for a person who wants to look into a cluster.
+//!
 //! Tokens and kubeconfigs are secrets: they are returned, never logged.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
 use google_cloud_auth::credentials::AccessTokenCredentials;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{
     AuthInfo, Cluster, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster,
     NamedContext,
 };
 use kube::core::DynamicObject;
+use kube::{Resource as _, ResourceExt as _};
 use serde_json::json;
+use testcluster_resources::job_pod;
+use testcluster_resources::metadata::LABEL_TEST_CLUSTER;
 use testcluster_resources::{Phase, TestClusterGKE};
 
 use crate::Settings;
@@ -142,8 +152,23 @@ impl AccessIssuer {
             .get_opt(&cluster_name)
             .await?
             .ok_or_else(|| not_ready(format!("its ContainerCluster {cluster_name} is missing")))?;
+        self.issue(&qualified, &cluster, location).await
+    }
+
+    /// Access to the cloud cluster of `cluster` (a ContainerCluster, which must report its
+    /// endpoint and CA) for the test cluster `qualified` (`namespace/name`, for messages).
+    pub async fn issue(
+        &self,
+        qualified: &str,
+        cluster: &DynamicObject,
+        location: String,
+    ) -> Result<ClusterAccess, AccessError> {
+        let cluster_name = cluster.metadata.name.clone().unwrap_or_default();
         let (endpoint, ca_pem) =
-            endpoint_and_ca(&cluster.data).map_err(|reason| not_ready(reason.to_owned()))?;
+            endpoint_and_ca(&cluster.data).map_err(|reason| AccessError::NotReady {
+                name: qualified.to_owned(),
+                reason: reason.to_owned(),
+            })?;
 
         let identity = self
             .identity
@@ -282,6 +307,27 @@ fn endpoint_and_ca(cluster: &serde_json::Value) -> Result<(String, String), &'st
     Ok((endpoint, ca))
 }
 
+/// The Secret that hands `access` to the job of `tc` (docs/lifecycle.md): `<name>-kubeconfig`, key
+/// `kubeconfig`, labelled with and owned by the test cluster, so it goes with it.
+pub fn kubeconfig_secret(tc: &TestClusterGKE, access: &ClusterAccess) -> Secret {
+    let name = tc.name_any();
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(job_pod::kubeconfig_secret(&name)),
+            namespace: tc.namespace(),
+            labels: Some(BTreeMap::from([(LABEL_TEST_CLUSTER.to_owned(), name)])),
+            owner_references: tc.controller_owner_ref(&()).map(|owner| vec![owner]),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".to_owned()),
+        data: Some(BTreeMap::from([(
+            job_pod::KUBECONFIG_KEY.to_owned(),
+            ByteString(access.kubeconfig.clone().into_bytes()),
+        )])),
+        ..Secret::default()
+    }
+}
+
 /// A kubeconfig with one cluster, one bearer-token user and one current context.
 pub fn kubeconfig(
     cluster: &str,
@@ -377,6 +423,36 @@ mod tests {
         assert_eq!(parsed.clusters[0].name, "c-abcde");
         assert!(yaml.contains("token: secret"), "the token is in the file");
         assert!(yaml.contains("kind: Config"));
+    }
+
+    #[test]
+    fn the_secret_holds_the_kubeconfig_and_goes_with_the_test_cluster() {
+        let mut tc = TestClusterGKE::new("t1", Default::default());
+        tc.metadata.namespace = Some("ns".into());
+        tc.metadata.uid = Some("uid-1".into());
+        let access = ClusterAccess {
+            kubeconfig: "apiVersion: v1".into(),
+            endpoint: String::new(),
+            ca_pem: String::new(),
+            token: String::new(),
+            expires: None,
+            cluster_name: "t1-abcde".into(),
+            location: "z".into(),
+        };
+        let secret = kubeconfig_secret(&tc, &access);
+        assert_eq!(secret.metadata.name.as_deref(), Some("t1-kubeconfig"));
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("ns"));
+        let owners = secret.metadata.owner_references.unwrap_or_default();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(
+            (owners[0].uid.as_str(), owners[0].controller),
+            ("uid-1", Some(true))
+        );
+        let data = secret.data.unwrap_or_default();
+        assert_eq!(
+            data.get("kubeconfig").map(|b| b.0.as_slice()),
+            Some(&b"apiVersion: v1"[..])
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!   the run is over or the object is deleted. The contract with the other services is
 //!   `docs/lifecycle.md`.
 //! - [`template`] renders a named template (`basic`) into Config Connector objects.
-//! - [`readiness`] folds those objects' conditions into the `Ready` condition and the phase.
+//! - [`readiness`] folds those objects' conditions into the `Ready` condition; the phase follows
+//!   from the facts by `testcluster_resources::lifecycle`, and the provisioner alone writes it.
 //! - [`classify`] recognises the dependency failures that end a run (quota, zone stockout).
 //! - [`validation`] checks specs, for `ValidateSpec` and for objects applied with kubectl.
 //! - [`access`] gives a kubeconfig that reaches one test cluster only.
@@ -42,7 +43,7 @@ pub struct Settings {
     /// `host:port` (or URL) of the GCE metadata server that gives the provisioner its cloud
     /// identity; `None` uses google-cloud-auth's default (`GCE_METADATA_HOST`, else GCE's).
     pub metadata_host: Option<String>,
-    /// Lifetime of the test-runner tokens `GetClusterAccess` mints.
+    /// Lifetime of the test-runner tokens minted for a job (and by `GetClusterAccess`).
     pub token_expiration: Duration,
     /// How long dependencies may take to become ready, from `phaseTimestamps.provisioningTime`;
     /// after that the run ends in phase Error, code `ProvisioningTimeout` (and its cloud resources
@@ -79,7 +80,7 @@ pub async fn run(
     let settings = Arc::new(settings);
     let access = Arc::new(access::AccessIssuer::new(client.clone(), &settings)?);
     let server = service::grpc::GrpcServer::new().add_service(ProvisionerServiceServer::new(
-        grpc::ProvisionerApi::new(access),
+        grpc::ProvisionerApi::new(access.clone()),
     ));
     // A child token: one half failing stops the other without cancelling the caller's token,
     // which may be shared with other services (`tcctl up`).
@@ -87,7 +88,7 @@ pub async fn run(
     let controller = {
         let stop = stop.clone();
         async move {
-            controller::run(client, settings, stop.clone()).await;
+            controller::run(client, settings, access, stop.clone()).await;
             stop.cancel();
         }
     };

@@ -1,12 +1,12 @@
-//! From the Config Connector objects' conditions to the test cluster's `Ready` condition and phase.
+//! From the Config Connector objects' conditions to the test cluster's `Ready` condition.
 //! Pure functions, so every rule is a row in a table test.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use testcluster_resources::Condition;
 use testcluster_resources::metadata::{
     CONDITION_READY, MESSAGE_DEPENDENCIES_NOT_READY, REASON_ALL_DEPENDENCIES_READY,
     REASON_DEPENDENCIES_NOT_READY, all_dependencies_ready_message,
 };
-use testcluster_resources::{Condition, Phase};
 
 /// What the provisioner knows about one rendered object.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,28 +73,6 @@ pub fn condition(status: &str, reason: &str, message: &str) -> Condition {
         reason: reason.to_owned(),
         message: message.to_owned(),
     }
-}
-
-/// The phase the provisioner should write while it provisions, or `None` when the phase is the
-/// runner's (Running, Succeeded, Failed) and the provisioner must leave it alone.
-///
-/// The provisioner never moves a phase back: once Ready, a dependency flapping shows in the
-/// `Ready` condition, not as a return to Provisioning.
-pub fn provisioning_phase(current: Option<Phase>, all_ready: bool) -> Option<Phase> {
-    match current {
-        Some(Phase::Running | Phase::Succeeded | Phase::Failed) => None,
-        Some(phase @ (Phase::Ready | Phase::Error | Phase::Deleting)) => Some(phase),
-        None | Some(Phase::Pending | Phase::Provisioning) => Some(if all_ready {
-            Phase::Ready
-        } else {
-            Phase::Provisioning
-        }),
-    }
-}
-
-/// Whether the provisioner owns `phase` (and so sends it in its status).
-pub fn is_provisioner_phase(phase: Phase) -> bool {
-    !matches!(phase, Phase::Running | Phase::Succeeded | Phase::Failed)
 }
 
 /// `conditions` with `new` in place of the condition of its type. `lastTransitionTime` is `now`
@@ -237,37 +215,6 @@ mod tests {
             assert_eq!(readiness.condition.reason, reason, "{what}");
             assert_eq!(readiness.condition.message, message, "{what}");
         }
-    }
-
-    #[test]
-    fn phase_table() {
-        use Phase::*;
-        let cases = [
-            (None, false, Some(Provisioning)),
-            (None, true, Some(Ready)),
-            (Some(Pending), false, Some(Provisioning)),
-            (Some(Pending), true, Some(Ready)),
-            (Some(Provisioning), false, Some(Provisioning)),
-            (Some(Provisioning), true, Some(Ready)),
-            (Some(Ready), false, Some(Ready)),
-            (Some(Ready), true, Some(Ready)),
-            (Some(Running), true, None),
-            (Some(Running), false, None),
-            (Some(Succeeded), true, None),
-            (Some(Failed), false, None),
-            (Some(Error), true, Some(Error)),
-            (Some(Deleting), true, Some(Deleting)),
-        ];
-        for (current, all_ready, expected) in cases {
-            assert_eq!(
-                provisioning_phase(current, all_ready),
-                expected,
-                "{current:?} {all_ready}"
-            );
-        }
-        assert!(is_provisioner_phase(Pending));
-        assert!(is_provisioner_phase(Error));
-        assert!(!is_provisioner_phase(Running));
     }
 
     #[test]

@@ -1,54 +1,52 @@
-//! The reconciler: one `TestClusterGKE` at a time, from Ready to a finished job.
+//! The reconciler: one `TestClusterGKE` at a time, from a ready cluster to a finished job.
 //!
-//! - Ready with a job: ask the provisioner for access, write the kubeconfig Secret, create the
-//!   Job (or find the one created before a restart), then phase Running.
-//! - Running: record the pod's name; once the Job is Complete or Failed, record the outcome
-//!   and phase Succeeded or Failed.
+//! - Ready, no job recorded: ask the provisioner for access, write the kubeconfig Secret, create
+//!   the Job (or find the one created before a restart), and record it in `status.job`.
+//! - A job recorded: record the pod's name; once the Job is Complete or Failed, record the outcome
+//!   in `status.job` and the `Complete` or `Failed` condition in `status.jobConditions`.
 //!
-//! Every step is idempotent and keyed by deterministic names, so running it twice, or after a
-//! crash between two steps, never creates a second Job.
-//!
-//! Decisions are made on the controller's cached copy, which can be stale (a slow watch, a
-//! second runner replica). Every status write is therefore conditional on the version it was
-//! decided from; a conflict means "the object moved on": the reconcile re-reads it and decides
-//! again, instead of failing and backing off.
+//! The runner never writes the phase: the provisioner moves it on (Running, Succeeded, Failed) from
+//! what the runner recorded. Every step is idempotent and keyed by deterministic names, so running
+//! it twice, or after a crash between two steps, never creates a second Job. The Job and its pod
+//! are read from the watches' stores, not from the API server.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use parking_lot::Mutex;
 use testcluster_resources::{JobRunnerSpec, Phase, TestClusterGKE};
 
 use crate::Settings;
-use crate::access::Provisioner;
 use crate::error::Error;
 use crate::job::{self, JobInputs};
 use crate::names;
 use crate::outcome::{self, Outcome};
-use crate::status::{Base, RunnerStatus};
+use crate::status::RunnerStatus;
 
 /// First retry delay after a failed reconcile; doubles per consecutive failure.
 const RETRY_INITIAL: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(60);
-/// Retry after a second conflict in a row (the object keeps changing under the reconcile).
+/// Retry after a conflict, should the watch not bring the newer object first (it normally does).
 const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 
 /// What every reconcile needs.
 pub struct Context {
     pub client: Client,
-    pub provisioner: Provisioner,
     pub settings: Settings,
     pub recorder: Recorder,
+    /// The runner's Jobs and their pods, as its watches see them.
+    jobs: Store<Job>,
+    pods: Store<Pod>,
     /// Consecutive failures per object, for back-off; cleared by a successful reconcile.
     failures: Mutex<HashMap<ObjectRef<TestClusterGKE>, u32>>,
 }
@@ -56,15 +54,17 @@ pub struct Context {
 impl Context {
     pub fn new(
         client: Client,
-        provisioner: Provisioner,
         settings: Settings,
         recorder: Recorder,
+        jobs: Store<Job>,
+        pods: Store<Pod>,
     ) -> Context {
         Context {
             client,
-            provisioner,
             settings,
             recorder,
+            jobs,
+            pods,
             failures: Mutex::default(),
         }
     }
@@ -72,43 +72,18 @@ impl Context {
 
 /// Moves one test cluster's job forward.
 pub async fn reconcile(resource: Arc<TestClusterGKE>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let action = match reconcile_once(&resource, &ctx).await {
-        Err(Error::Conflict(message)) => reconcile_fresh(&resource, &ctx, &message).await?,
-        result => result?,
-    };
+    let action = reconcile_once(&resource, &ctx).await?;
     ctx.failures.lock().remove(&ObjectRef::from_obj(&*resource));
     Ok(action)
 }
 
-/// After a conflict: the object changed since the cached copy was read. Decide once more on
-/// what the API server has now; if that changes under us too, look again shortly.
-async fn reconcile_fresh(
-    stale: &TestClusterGKE,
-    ctx: &Context,
-    message: &str,
-) -> Result<Action, Error> {
-    let namespace = stale.namespace().ok_or(Error::MissingNamespace)?;
-    let name = stale.name_any();
-    tracing::debug!(%namespace, %name, %message, "status changed since read; re-reading");
-    let api: Api<TestClusterGKE> = Api::namespaced(ctx.client.clone(), &namespace);
-    let Some(fresh) = api.get_opt(&name).await? else {
-        return Ok(Action::await_change());
-    };
-    if fresh.uid() != stale.uid() {
-        // Deleted and created again: the new object has its own reconcile coming.
-        return Ok(Action::await_change());
-    }
-    match reconcile_once(&fresh, ctx).await {
-        Err(Error::Conflict(message)) => {
-            tracing::debug!(%namespace, %name, %message, "conflict again; retrying shortly");
-            Ok(Action::requeue(CONFLICT_RETRY))
-        }
-        result => result,
-    }
-}
-
 /// The one place that decides a retry: exponential back-off per object.
 pub fn error_policy(resource: Arc<TestClusterGKE>, error: &Error, ctx: Arc<Context>) -> Action {
+    if let Error::Conflict(message) = error {
+        // Decided on a stale copy: the newer object is on its way through the watch.
+        tracing::debug!(name = %resource.name_any(), %message, "status changed since read");
+        return Action::requeue(CONFLICT_RETRY);
+    }
     let failures = {
         let mut failures = ctx.failures.lock();
         let count = failures.entry(ObjectRef::from_obj(&*resource)).or_insert(0);
@@ -120,15 +95,7 @@ pub fn error_policy(resource: Arc<TestClusterGKE>, error: &Error, ctx: Arc<Conte
         resource.namespace().unwrap_or_default(),
         resource.name_any(),
     );
-    match error {
-        // Expected while the provisioner restarts; not worth a warning.
-        Error::ProvisionerUnavailable(_) => {
-            tracing::info!(%namespace, %name, kind = error.kind(), %error, ?delay, "will retry")
-        }
-        _ => {
-            tracing::warn!(%namespace, %name, kind = error.kind(), %error, ?delay, "reconcile failed")
-        }
-    }
+    tracing::warn!(%namespace, %name, kind = error.kind(), %error, ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
@@ -150,17 +117,22 @@ async fn reconcile_once(resource: &TestClusterGKE, ctx: &Context) -> Result<Acti
     else {
         return Ok(Action::await_change());
     };
+    let status = RunnerStatus::of(resource);
+    if status.is_finished() {
+        return Ok(Action::await_change());
+    }
     let run = Run {
         namespace: resource.namespace().ok_or(Error::MissingNamespace)?,
         name: resource.name_any(),
         resource,
         runner,
         ctx,
-        base: Mutex::new(Base::of(resource)),
     };
+    // Ready is where a job starts; the provisioner moves the phase to Running once the runner
+    // recorded it. Every other phase is not the runner's business (or the run is over).
     match resource.status.as_ref().and_then(|s| s.phase) {
-        Some(Phase::Ready) => run.start().await,
-        Some(Phase::Running) => run.follow().await,
+        Some(Phase::Ready | Phase::Running) if status.job.name.is_none() => run.start(status).await,
+        Some(Phase::Ready | Phase::Running) => run.follow(status).await,
         _ => Ok(Action::await_change()),
     }
 }
@@ -172,9 +144,6 @@ struct Run<'a> {
     resource: &'a TestClusterGKE,
     runner: &'a JobRunnerSpec,
     ctx: &'a Context,
-    /// The version of the object this reconcile's decisions are based on; every status write is
-    /// conditional on it, and moves it on.
-    base: Mutex<Base>,
 }
 
 impl Run<'_> {
@@ -189,16 +158,8 @@ impl Run<'_> {
         names::job(&self.name)
     }
 
-    /// Writes the runner's status fields, on condition that the object is still at `base`.
-    async fn write(&self, status: &RunnerStatus) -> Result<(), Error> {
-        let mut base = self.base.lock().clone();
-        status.apply(&self.api(), &self.name, &mut base).await?;
-        *self.base.lock() = base;
-        Ok(())
-    }
-
-    /// Ready → Running: the Job exists (created now, or found from before a restart).
-    async fn start(&self) -> Result<Action, Error> {
+    /// Ready: the Job exists (created now, or found from before a restart) and is recorded.
+    async fn start(&self, mut status: RunnerStatus) -> Result<Action, Error> {
         if self.runner.image.as_deref().unwrap_or_default().is_empty() {
             // Objects applied with kubectl skip the broker's validation; fail the run plainly
             // instead of leaving it Ready forever.
@@ -209,51 +170,43 @@ impl Run<'_> {
                 message: "spec.jobSpec.runner.image is required to run a job".to_owned(),
                 completion_time: None,
             };
-            return self.finish(RunnerStatus::of(self.resource), outcome).await;
+            return self.finish(status, outcome).await;
         }
         let jobs: Api<Job> = self.api();
-        let job = match jobs.get_opt(&self.job_name()).await? {
-            Some(job) => self.owned(job)?,
+        let job = match self.job(&jobs).await? {
+            Some(job) => job,
             None => self.create_job(&jobs).await?,
         };
-        let mut status = RunnerStatus::of(self.resource);
-        status.phase = Some(Phase::Running);
         status.job.name = Some(self.job_name());
         status.job.start_time = job.status.as_ref().and_then(|s| s.start_time.clone());
-        status.running_time.get_or_insert_with(now);
-        self.write(&status).await?;
-        tracing::info!(namespace = %self.namespace, name = %self.name, job = %self.job_name(), "job running");
+        status.apply(&self.api(), &self.name).await?;
+        tracing::info!(namespace = %self.namespace, name = %self.name, job = %self.job_name(), "job started");
         // The Job and its pod are watched: their changes bring the next reconcile.
         Ok(Action::await_change())
     }
 
-    /// The kubeconfig Secret, then the Job.
+    /// This run's Job: from the store, or, when the store does not have it (yet: it may have been
+    /// created just before), from the API server.
+    async fn job(&self, jobs: &Api<Job>) -> Result<Option<Job>, Error> {
+        let key = ObjectRef::new(&self.job_name()).within(&self.namespace);
+        let job = match self.ctx.jobs.get(&key) {
+            Some(job) => Some(job.as_ref().clone()),
+            None => jobs.get_opt(&self.job_name()).await?,
+        };
+        job.map(|job| self.owned(job)).transpose()
+    }
+
+    /// The Job, mounting the kubeconfig Secret the provisioner wrote when the cluster became
+    /// ready.
     async fn create_job(&self, jobs: &Api<Job>) -> Result<Job, Error> {
-        let access = self
-            .ctx
-            .provisioner
-            .cluster_access(&self.namespace, &self.name)
-            .await?;
         let owner = self
             .resource
             .controller_owner_ref(&())
             .ok_or(Error::MissingUid)?;
-        let secret = job::kubeconfig_secret(&self.namespace, &self.name, owner.clone(), &access);
-        // Apply, not create: after a crash between the two steps this refreshes a stale token.
-        let secrets: Api<Secret> = self.api();
-        secrets
-            .patch(
-                &names::kubeconfig_secret(&self.name),
-                &PatchParams::apply(names::FIELD_MANAGER).force(),
-                &Patch::Apply(&secret),
-            )
-            .await?;
         let status = self.resource.status.clone().unwrap_or_default();
-        let cluster_name = non_empty(access.cluster_name)
-            .or(status.cluster_name)
-            .unwrap_or_default();
-        let location = non_empty(access.location)
-            .or(status.location)
+        let cluster_name = status.cluster_name.unwrap_or_default();
+        let location = status
+            .location
             .or_else(|| self.resource.spec.location.clone())
             .unwrap_or_default();
         let job = job::test_job(&JobInputs {
@@ -288,14 +241,14 @@ impl Run<'_> {
         }
     }
 
-    /// Running: record the pod, and the outcome once the Job finished.
-    async fn follow(&self) -> Result<Action, Error> {
-        let current = RunnerStatus::of(self.resource);
+    /// A job is recorded: record its pod, and the outcome once the Job finished.
+    async fn follow(&self, current: RunnerStatus) -> Result<Action, Error> {
         let jobs: Api<Job> = self.api();
-        let job = jobs
-            .get_opt(&self.job_name())
-            .await?
-            .and_then(|job| self.owned(job).ok());
+        let job = match self.job(&jobs).await {
+            // A Job of that name that is not ours is, for this run, no Job at all.
+            Err(Error::ForeignJob(_)) => None,
+            job => job?,
+        };
         let Some(job) = job else {
             let outcome = Outcome {
                 succeeded: false,
@@ -306,22 +259,21 @@ impl Run<'_> {
             };
             return self.finish(current, outcome).await;
         };
-        let pod = self.find_pod(current.job.pod.as_deref()).await?;
+        let pod = self.find_pod(current.job.pod.as_deref());
         let mut next = current.clone();
-        next.job.name = Some(self.job_name());
         if let Some(pod) = &pod {
             next.job.pod = Some(pod.name_any());
         }
         if let Some(start) = job.status.as_ref().and_then(|s| s.start_time.clone()) {
             next.job.start_time = Some(start);
         }
-        if let Some(outcome) = outcome::of(&job, pod.as_ref()) {
+        if let Some(outcome) = outcome::of(&job, pod.as_deref()) {
             return self.finish(next, outcome).await;
         }
         if next != current {
-            self.write(&next).await?;
+            next.apply(&self.api(), &self.name).await?;
         }
-        match pod.as_ref().and_then(outcome::start_failure) {
+        match pod.as_deref().and_then(outcome::start_failure) {
             Some(failure) => self.give_up_starting(&job, next, failure).await,
             None => Ok(Action::await_change()),
         }
@@ -365,19 +317,10 @@ impl Run<'_> {
         self.finish(status, outcome).await
     }
 
-    /// Records the outcome: phase Succeeded or Failed, `job.*`, and an Event.
+    /// Records the outcome (`job.*` and its condition) and an Event.
     async fn finish(&self, mut status: RunnerStatus, outcome: Outcome) -> Result<Action, Error> {
-        status.phase = Some(if outcome.succeeded {
-            Phase::Succeeded
-        } else {
-            Phase::Failed
-        });
-        status.job.exit_code = outcome.exit_code;
-        status.job.reason = Some(outcome.reason.clone());
-        status.job.message = Some(outcome.message.clone());
-        status.job.completion_time = Some(outcome.completion_time.unwrap_or_else(now));
-        status.finish_time.get_or_insert_with(now);
-        self.write(&status).await?;
+        status.finish(&outcome, &now());
+        status.apply(&self.api(), &self.name).await?;
         tracing::info!(
             namespace = %self.namespace,
             name = %self.name,
@@ -401,21 +344,27 @@ impl Run<'_> {
         Ok(Action::await_change())
     }
 
-    /// The Job's pod: the one recorded in status if it still exists, else the newest with the
-    /// Job's `job-name` label.
-    async fn find_pod(&self, known: Option<&str>) -> Result<Option<Pod>, Error> {
-        let pods: Api<Pod> = self.api();
+    /// The Job's pod, from the store: the one recorded in status if it still exists, else the
+    /// newest with the Job's `job-name` label.
+    fn find_pod(&self, known: Option<&str>) -> Option<Arc<Pod>> {
         if let Some(name) = known
-            && let Some(pod) = pods.get_opt(name).await?
+            && let Some(pod) = self
+                .ctx
+                .pods
+                .get(&ObjectRef::new(name).within(&self.namespace))
         {
-            return Ok(Some(pod));
+            return Some(pod);
         }
-        let selector = format!("{}={}", names::LABEL_JOB_NAME, self.job_name());
-        let listed = pods.list(&ListParams::default().labels(&selector)).await?;
-        Ok(listed
-            .items
+        let job_name = self.job_name();
+        self.ctx
+            .pods
+            .state()
             .into_iter()
-            .max_by(|a, b| a.creation_timestamp().cmp(&b.creation_timestamp())))
+            .filter(|pod| {
+                pod.metadata.namespace.as_deref() == Some(self.namespace.as_str())
+                    && pod.labels().get(names::LABEL_JOB_NAME) == Some(&job_name)
+            })
+            .max_by(|a, b| a.creation_timestamp().cmp(&b.creation_timestamp()))
     }
 
     /// `job` if this resource controls it.
@@ -455,10 +404,6 @@ impl Run<'_> {
 
 fn now() -> Time {
     Time(Timestamp::now())
-}
-
-fn non_empty(value: String) -> Option<String> {
-    (!value.is_empty()).then_some(value)
 }
 
 #[cfg(test)]

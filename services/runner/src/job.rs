@@ -1,19 +1,17 @@
-//! The objects the runner creates for one test cluster: the kubeconfig Secret and the test Job,
+//! The object the runner creates for one test cluster: the test Job,
 //! exactly as docs/lifecycle.md describes them. Pure functions, so the shape is unit-tested.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, EnvVar, PodSpec, PodTemplateSpec, Secret, SecretVolumeSource,
-    Volume, VolumeMount,
+    ConfigMapVolumeSource, Container, EnvVar, PodSpec, PodTemplateSpec, SecretVolumeSource, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use testcluster_resources::JobRunnerSpec;
 
-use crate::access::ClusterAccess;
 use crate::names;
 
 const VOLUME_KUBECONFIG: &str = "kubeconfig";
@@ -33,30 +31,6 @@ pub struct JobInputs<'a> {
 
 fn labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(names::LABEL_TEST_CLUSTER.to_owned(), name.to_owned())])
-}
-
-/// The Secret `<name>-kubeconfig` with key `kubeconfig`, owned by the test cluster.
-pub fn kubeconfig_secret(
-    namespace: &str,
-    name: &str,
-    owner: OwnerReference,
-    access: &ClusterAccess,
-) -> Secret {
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(names::kubeconfig_secret(name)),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(labels(name)),
-            owner_references: Some(vec![owner]),
-            ..ObjectMeta::default()
-        },
-        type_: Some("Opaque".to_owned()),
-        data: Some(BTreeMap::from([(
-            names::KUBECONFIG_KEY.to_owned(),
-            ByteString(access.kubeconfig.clone().into_bytes()),
-        )])),
-        ..Secret::default()
-    }
 }
 
 /// The Job `<name>-runner`: one attempt (`backoffLimit: 0`), bounded by the active deadline,
@@ -285,22 +259,6 @@ mod tests {
         let config = pod.volumes.expect("volumes")[1].config_map.clone();
         assert_eq!(config.map(|c| c.name), Some("t1-user".to_owned()));
         assert!(pod.containers[0].command.is_none());
-    }
-
-    #[test]
-    fn the_secret_holds_the_kubeconfig() {
-        let access = ClusterAccess {
-            kubeconfig: "apiVersion: v1".to_owned(),
-            cluster_name: "t1-abcde".to_owned(),
-            location: "z".to_owned(),
-        };
-        let secret = kubeconfig_secret("ns", "t1", owner(), &access);
-        assert_eq!(secret.metadata.name.as_deref(), Some("t1-kubeconfig"));
-        let data = secret.data.expect("data");
-        assert_eq!(
-            data.get("kubeconfig").map(|b| b.0.as_slice()),
-            Some(&b"apiVersion: v1"[..])
-        );
     }
 
     #[test]

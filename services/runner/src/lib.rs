@@ -1,21 +1,20 @@
 //! The runner: runs each ready test cluster's job and records how it ended.
 //!
 //! It is a kube-runtime controller on `TestClusterGKE` ([`controller`]). When the provisioner
-//! has marked a test cluster Ready and its spec has a job, the runner
+//! has marked a test cluster Ready (and written the kubeconfig Secret `<name>-kubeconfig` that
+//! reaches that one cluster) and its spec has a job, the runner
 //!
-//! 1. asks the provisioner for credentials that reach that one test cluster
-//!    (`ProvisionerService.GetClusterAccess`, [`access`]),
-//! 2. writes them to the Secret `<name>-kubeconfig` and creates the Job `<name>-runner`
-//!    ([`job`]), both owned by the test cluster, and sets phase Running,
-//! 3. follows the Job and its pod (both watched) and, when the Job is Complete or Failed,
-//!    records the runner container's exit code, a reason and a message ([`outcome`]) and sets
-//!    phase Succeeded or Failed ([`status`]).
+//! 1. creates the Job `<name>-runner`, owned by the test cluster, with that Secret mounted
+//!    ([`job`]), and records it in `status.job`,
+//! 2. follows the Job and its pod (both watched; reconciles read them from the watches' stores)
+//!    and, when the Job is Complete or Failed, records the runner container's exit code, a reason
+//!    and a message ([`outcome`]) and the `Complete` or `Failed` condition ([`status`]).
 //!
-//! The names it uses ([`names`]) and the status fields it owns are the contract in
-//! `docs/lifecycle.md`. The runner keeps no state of its own: a restarted runner picks up every
-//! run where the API server says it is.
+//! The runner never writes the phase: the provisioner derives Running, Succeeded and Failed from
+//! what the runner recorded. The names it uses ([`names`]) and the status fields it owns are the
+//! contract in `docs/lifecycle.md`. The runner keeps no state of its own: a restarted runner picks
+//! up every run where the API server says it is.
 
-pub mod access;
 pub mod controller;
 pub mod error;
 pub mod job;
@@ -28,12 +27,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, Resource};
+use kube::runtime::reflector::{self, ObjectRef, reflector};
+use kube::runtime::{Controller, WatchStreamExt as _, watcher};
+use kube::{Api, Client, Resource, ResourceExt as _};
 use testcluster_resources::TestClusterGKE;
 use tokio_util::sync::CancellationToken;
 
@@ -42,8 +41,6 @@ pub use error::Error;
 /// How the runner is configured.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// URL of the provisioner's internal gRPC server.
-    pub provisioner: String,
     /// `activeDeadlineSeconds` of every test Job: how long a job may run before it is failed.
     pub job_deadline: Duration,
     /// Only this namespace's test clusters; all namespaces when `None`.
@@ -57,7 +54,6 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            provisioner: "http://127.0.0.1:50052".to_owned(),
             job_deadline: Duration::from_secs(60 * 60),
             namespace: None,
             start_timeout: Duration::from_secs(5 * 60),
@@ -92,31 +88,42 @@ pub async fn run(
              kubectl apply -f deploy/k8s/crds/"
         );
     }
-    let provisioner = access::Provisioner::new(&settings.provisioner)?;
     let reporter = Reporter {
         controller: names::FIELD_MANAGER.to_owned(),
         instance: std::env::var("HOSTNAME").ok(),
     };
     let recorder = Recorder::new(client.clone(), reporter);
+
+    // Only objects the runner made carry the label; watching just those keeps memory flat. The
+    // Job and pod watches fill the stores reconciles read from, and trigger them.
+    let ours = watcher::Config::default().labels(names::LABEL_TEST_CLUSTER);
+    let (job_store, job_writer) = reflector::store();
+    let jobs = reflector(
+        job_writer,
+        watcher(scoped::<Job>(&client, namespace.as_deref()), ours.clone()),
+    )
+    .modify(|job| job.managed_fields_mut().clear())
+    .touched_objects();
+    let (pod_store, pod_writer) = reflector::store();
+    let pods = reflector(
+        pod_writer,
+        watcher(scoped::<Pod>(&client, namespace.as_deref()), ours.clone()),
+    )
+    .modify(|pod| pod.managed_fields_mut().clear())
+    .touched_objects();
     let ctx = Arc::new(controller::Context::new(
         client.clone(),
-        provisioner,
         settings,
         recorder,
+        job_store,
+        pod_store,
     ));
-
-    // Only objects the runner made carry the label; watching just those keeps memory flat.
-    let ours = watcher::Config::default().labels(names::LABEL_TEST_CLUSTER);
-    let jobs: Api<Job> = scoped(&client, namespace.as_deref());
-    let secrets: Api<Secret> = scoped(&client, namespace.as_deref());
-    let pods: Api<Pod> = scoped(&client, namespace.as_deref());
     tracing::info!(namespace = ?namespace, "runner started");
     Controller::new(resources, watcher::Config::default())
-        .owns(jobs, ours.clone())
-        .owns(secrets, ours.clone())
+        .owns_stream(jobs)
         // Pods are owned by the Job, not by the test cluster: map them back through the label
         // their template gave them.
-        .watches(pods, ours, |pod: Pod| {
+        .watches_stream(pods, |pod: Pod| {
             let namespace = pod.metadata.namespace.clone()?;
             let name = pod
                 .metadata

@@ -13,13 +13,6 @@ use service::cli::{CommonArgs, CommonEnv, Started};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    /// URL of the provisioner's internal gRPC server.
-    #[arg(
-        long,
-        env = "TESTCLUSTER_RUNNER_PROVISIONER",
-        default_value = "http://127.0.0.1:50052"
-    )]
-    provisioner: String,
     /// How long a test job may run, such as 90m or 2h.
     #[arg(long, env = "TESTCLUSTER_RUNNER_JOB_DEADLINE", default_value = "1h", value_parser = humantime::parse_duration)]
     job_deadline: Duration,
@@ -42,7 +35,6 @@ async fn main() -> anyhow::Result<()> {
     let args: Args = service::cli::parse(ENV);
     let Started { client, shutdown } = args.common.start().await?;
     let settings = runner::Settings {
-        provisioner: args.provisioner,
         job_deadline: args.job_deadline,
         namespace: args.namespace,
         start_timeout: args.start_timeout,

@@ -11,22 +11,15 @@ pub const FIELD_MANAGER: &str = "testcluster-runner";
 
 /// The Job, its pods' label and its containers, named where logview reads them too.
 pub use testcluster_resources::job_pod::{
-    CONTAINER_INIT, CONTAINER_RUNNER, LABEL_JOB_NAME, job_name as job,
+    CONTAINER_INIT, CONTAINER_RUNNER, KUBECONFIG_KEY, LABEL_JOB_NAME, job_name as job,
+    kubeconfig_secret,
 };
-
-/// Key of the kubeconfig in its Secret.
-pub const KUBECONFIG_KEY: &str = "kubeconfig";
 /// Where the kubeconfig Secret is mounted.
 pub const KUBECONFIG_DIR: &str = "/var/run/testcluster";
 /// `KUBECONFIG` of the job's containers.
 pub const KUBECONFIG_PATH: &str = "/var/run/testcluster/kubeconfig";
 /// Where the user ConfigMap (`spec.jobSpec.runner.configMap`) is mounted.
 pub const USER_CONFIG_DIR: &str = "/etc/testcluster/config";
-
-/// The Secret holding the kubeconfig of test cluster `name`.
-pub fn kubeconfig_secret(name: &str) -> String {
-    format!("{name}-kubeconfig")
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
-//! The runner against an in-process simulator over real HTTP, with a real (in-test) gRPC
-//! ProvisionerService: Job shape, phases, exit codes, restarts, provisioner outages.
+//! The runner against an in-process simulator over real HTTP, on test clusters left Ready as the
+//! provisioner leaves them: Job shape, what the runner records, exit codes, restarts, stale reads.
+//! No provisioner runs here, so the phase stays Ready: the runner never writes it.
 
 mod common;
 
@@ -7,79 +8,60 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, LogParams};
-use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
+use testcluster_resources::lifecycle::job_outcome;
 use testcluster_resources::{Phase, TestClusterGKE};
 
-/// The phases `name` goes through, in order and without repeats, until a terminal one.
-fn record_phases(world: &World, name: &str) -> tokio::task::JoinHandle<Vec<Phase>> {
-    let api: Api<TestClusterGKE> = world.api();
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    tokio::spawn(async move {
-        let mut phases: Vec<Phase> = Vec::new();
-        let mut objects = watcher::watcher(api, config).boxed();
-        while let Some(event) = objects.try_next().await.expect("watch") {
-            let object = match event {
-                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => o,
-                _ => continue,
-            };
-            if let Some(phase) = object.status.and_then(|s| s.phase)
-                && phases.last() != Some(&phase)
-            {
-                phases.push(phase);
-                if phase.is_terminal() {
-                    break;
-                }
-            }
-        }
-        phases
-    })
+fn recorded(
+    resource: Option<&TestClusterGKE>,
+) -> Option<&testcluster_resources::TestClusterGKEStatus> {
+    resource.and_then(|r| r.status.as_ref())
 }
 
-/// Waits until test cluster `name` reaches a terminal phase, and returns it.
-async fn until_terminal(world: &World, name: &str) -> TestClusterGKE {
-    let is_terminal = |resource: Option<&TestClusterGKE>| {
-        resource
-            .and_then(|r| r.status.as_ref())
-            .and_then(|s| s.phase)
-            .is_some_and(Phase::is_terminal)
+/// Waits until the runner recorded how the job of test cluster `name` ended, and returns it.
+async fn until_finished(world: &World, name: &str) -> TestClusterGKE {
+    let finished = |resource: Option<&TestClusterGKE>| {
+        recorded(resource).is_some_and(|s| job_outcome(&s.job_conditions).is_some())
     };
-    wait_for(&world.api(), name, is_terminal).await
+    wait_for(&world.api(), name, finished).await
 }
 
-fn is_phase(phase: Phase) -> impl kube::runtime::wait::Condition<TestClusterGKE> {
-    move |resource: Option<&TestClusterGKE>| {
-        resource
-            .and_then(|r| r.status.as_ref())
-            .and_then(|s| s.phase)
-            == Some(phase)
-    }
+/// Whether the runner recorded the job as started.
+fn job_recorded(resource: Option<&TestClusterGKE>) -> bool {
+    recorded(resource).is_some_and(|s| s.job.as_ref().is_some_and(|j| j.name.is_some()))
+}
+
+/// The one condition the runner records when the job ended: (type, reason).
+fn job_condition(status: &testcluster_resources::TestClusterGKEStatus) -> (String, String) {
+    assert_eq!(
+        status.job_conditions.len(),
+        1,
+        "{:?}",
+        status.job_conditions
+    );
+    let condition = &status.job_conditions[0];
+    assert_eq!(condition.status, "True");
+    (condition.type_.clone(), condition.reason.clone())
 }
 
 #[tokio::test]
 async fn a_job_runs_against_its_test_cluster_and_succeeds() {
     let world = World::start("runs").await;
-    let provisioned = world.provision("t1", "t1-abcde", 3).await;
+    let cluster = world.cloud_cluster("t1-abcde", 3).await;
     world
         .ready_test_cluster(
             "t1",
-            "t1-abcde",
+            &cluster,
             &["sh", "-c", "echo hello-from-job; kubectl get nodes -o name"],
         )
         .await;
-    let phases = record_phases(&world, "t1");
-    let runner = start_runner(&world, &provisioned.url);
+    let runner = start_runner(&world);
 
-    let done = until_terminal(&world, "t1").await;
-    assert_eq!(
-        within("phases", phases).await.expect("phases"),
-        [Phase::Ready, Phase::Running, Phase::Succeeded]
-    );
+    let done = until_finished(&world, "t1").await;
 
     // The Job, as the contract has it.
     let job = world.api::<Job>().get("t1-runner").await.expect("job");
@@ -124,39 +106,36 @@ async fn a_job_runs_against_its_test_cluster_and_succeeds() {
         .map(|m| m.mount_path.as_str())
         .collect();
     assert_eq!(mounts, ["/var/run/testcluster"]);
-    let secret = world
-        .api::<Secret>()
-        .get("t1-kubeconfig")
-        .await
-        .expect("secret");
-    let kubeconfig = secret
-        .data
-        .expect("data")
-        .remove("kubeconfig")
-        .expect("kubeconfig key");
+    let volumes = pod_spec.volumes.unwrap_or_default();
     assert_eq!(
-        String::from_utf8(kubeconfig.0).expect("utf-8"),
-        provisioned.cluster.api().kubeconfig_yaml()
-    );
-    assert_eq!(
-        secret.metadata.owner_references.expect("owner")[0].name,
-        "t1"
+        volumes[0]
+            .secret
+            .as_ref()
+            .and_then(|s| s.secret_name.as_deref()),
+        Some("t1-kubeconfig"),
+        "the provisioner's Secret"
     );
 
     // The outcome, next to the provisioner's fields, which the runner left alone.
     let status = done.status.expect("status");
-    assert_eq!(status.phase, Some(Phase::Succeeded));
+    assert_eq!(
+        status.phase,
+        Some(Phase::Ready),
+        "the phase is not the runner's"
+    );
     assert_eq!(status.cluster_name.as_deref(), Some("t1-abcde"));
     assert_eq!(status.location.as_deref(), Some(LOCATION));
     assert_eq!(status.conditions.len(), 1);
+    assert_eq!(
+        job_condition(&status),
+        ("Complete".to_owned(), "Completed".to_owned())
+    );
     let job_status = status.job.expect("job status");
     assert_eq!(job_status.name.as_deref(), Some("t1-runner"));
     assert_eq!(job_status.exit_code, Some(0));
     assert_eq!(job_status.reason.as_deref(), Some("Completed"));
     assert!(job_status.completion_time.is_some());
     assert!(job_status.start_time.is_some());
-    let times = status.phase_timestamps.expect("timestamps");
-    assert!(times.running_time.is_some() && times.finish_time.is_some());
 
     // The job really reached its test cluster, with the machine's kubectl.
     let pod = job_status.pod.expect("job.pod");
@@ -170,7 +149,7 @@ async fn a_job_runs_against_its_test_cluster_and_succeeds() {
     let listed: BTreeSet<String> = lines
         .map(|l| l.trim_start_matches("node/").to_owned())
         .collect();
-    let nodes: BTreeSet<String> = provisioned.cluster.node_names().into_iter().collect();
+    let nodes: BTreeSet<String> = cluster.node_names().into_iter().collect();
     assert_eq!(nodes.len(), 3);
     assert_eq!(listed, nodes, "log: {log}");
 
@@ -197,15 +176,18 @@ async fn a_job_runs_against_its_test_cluster_and_succeeds() {
 #[tokio::test]
 async fn a_failing_job_records_its_exit_code() {
     let world = World::start("fails").await;
-    let provisioned = world.provision("t2", "t2-abcde", 1).await;
+    let cluster = world.cloud_cluster("t2-abcde", 1).await;
     world
-        .ready_test_cluster("t2", "t2-abcde", &["sh", "-c", "echo hi; exit 3"])
+        .ready_test_cluster("t2", &cluster, &["sh", "-c", "echo hi; exit 3"])
         .await;
-    let runner = start_runner(&world, &provisioned.url);
+    let runner = start_runner(&world);
 
-    let done = until_terminal(&world, "t2").await;
+    let done = until_finished(&world, "t2").await;
     let status = done.status.expect("status");
-    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(
+        job_condition(&status),
+        ("Failed".to_owned(), "Error".to_owned())
+    );
     let job = status.job.expect("job");
     assert_eq!(job.exit_code, Some(3));
     assert_eq!(job.reason.as_deref(), Some("Error"));
@@ -220,18 +202,18 @@ async fn a_failing_job_records_its_exit_code() {
 #[tokio::test]
 async fn a_restarted_runner_creates_no_second_job() {
     let world = World::start("restart").await;
-    let provisioned = world.provision("t3", "t3-abcde", 1).await;
+    let cluster = world.cloud_cluster("t3-abcde", 1).await;
     // Long enough to be mid-run when the runner is stopped.
     world
         .ready_test_cluster(
             "t3",
-            "t3-abcde",
+            &cluster,
             &["sh", "-c", "echo started; sleep 2; echo finished"],
         )
         .await;
 
-    let first = start_runner(&world, &provisioned.url);
-    wait_for(&world.api(), "t3", is_phase(Phase::Running)).await;
+    let first = start_runner(&world);
+    wait_for(&world.api(), "t3", job_recorded).await;
     first.stop("the first runner to stop").await;
     let job_uid = world
         .api::<Job>()
@@ -240,10 +222,10 @@ async fn a_restarted_runner_creates_no_second_job() {
         .expect("job")
         .uid();
 
-    let second = start_runner(&world, &provisioned.url);
-    let done = until_terminal(&world, "t3").await;
+    let second = start_runner(&world);
+    let done = until_finished(&world, "t3").await;
     let status = done.status.expect("status");
-    assert_eq!(status.phase, Some(Phase::Succeeded));
+    assert_eq!(job_outcome(&status.job_conditions), Some(true));
     assert_eq!(status.job.and_then(|j| j.exit_code), Some(0));
 
     let jobs = world
@@ -259,60 +241,31 @@ async fn a_restarted_runner_creates_no_second_job() {
         .await
         .expect("pods");
     assert_eq!(pods.items.len(), 1);
-    assert_eq!(
-        provisioned
-            .provisioner
-            .calls
-            .load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "access asked once"
-    );
 
     second.stop("the second runner to stop").await;
 }
 
 #[tokio::test]
-async fn an_unavailable_provisioner_is_retried() {
-    let world = World::start("retry").await;
-    let provisioned = world.provision("t4", "t4-abcde", 1).await;
-    provisioned.provisioner.fail_first(2);
-    world
-        .ready_test_cluster("t4", "t4-abcde", &["sh", "-c", "echo ok"])
-        .await;
-    let runner = start_runner(&world, &provisioned.url);
-
-    let done = until_terminal(&world, "t4").await;
-    assert_eq!(done.status.and_then(|s| s.phase), Some(Phase::Succeeded));
-    assert_eq!(
-        provisioned
-            .provisioner
-            .calls
-            .load(std::sync::atomic::Ordering::SeqCst),
-        3,
-        "two refusals, then access"
-    );
-
-    runner.stop("the runner to stop").await;
-}
-
-#[tokio::test]
 async fn a_job_past_its_deadline_fails_with_deadline_exceeded() {
     let world = World::start("deadline").await;
-    let provisioned = world.provision("t5", "t5-abcde", 1).await;
+    let cluster = world.cloud_cluster("t5-abcde", 1).await;
     world
-        .ready_test_cluster("t5", "t5-abcde", &["sh", "-c", "echo waiting; sleep 60"])
+        .ready_test_cluster("t5", &cluster, &["sh", "-c", "echo waiting; sleep 60"])
         .await;
     let runner = start_runner_with(
         &world,
         runner::Settings {
             job_deadline: Duration::from_secs(1),
-            ..settings(&world, &provisioned.url)
+            ..settings(&world)
         },
     );
 
-    let done = until_terminal(&world, "t5").await;
+    let done = until_finished(&world, "t5").await;
     let status = done.status.expect("status");
-    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(
+        job_condition(&status),
+        ("Failed".to_owned(), "DeadlineExceeded".to_owned())
+    );
     let job = status.job.expect("job");
     assert_eq!(job.reason.as_deref(), Some("DeadlineExceeded"));
     let message = job.message.unwrap_or_default();
@@ -327,21 +280,21 @@ async fn a_job_past_its_deadline_fails_with_deadline_exceeded() {
 #[tokio::test]
 async fn a_container_that_cannot_start_fails_the_run_after_the_start_timeout() {
     let world = World::start("no-pull").await;
-    let provisioned = world.provision("t6", "t6-abcde", 1).await;
+    let cluster = world.cloud_cluster("t6-abcde", 1).await;
     world
-        .ready_test_cluster_with_image("t6", "t6-abcde", "registry.invalid/tests:1", &["true"])
+        .ready_test_cluster_with_image("t6", &cluster, "registry.invalid/tests:1", &["true"])
         .await;
     let runner = start_runner_with(
         &world,
         runner::Settings {
             start_timeout: Duration::from_secs(1),
-            ..settings(&world, &provisioned.url)
+            ..settings(&world)
         },
     );
 
-    let done = until_terminal(&world, "t6").await;
+    let done = until_finished(&world, "t6").await;
     let status = done.status.expect("status");
-    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(job_outcome(&status.job_conditions), Some(false));
     let job = status.job.expect("job");
     assert_eq!(job.exit_code, None);
     let reason = job.reason.unwrap_or_default();
@@ -369,66 +322,64 @@ async fn a_container_that_cannot_start_fails_the_run_after_the_start_timeout() {
 }
 
 /// A reconcile as a stale runner (a lagging cache, a second replica) would run it: on the
-/// object as it was read earlier.
+/// object as it was read earlier, with stores that have seen nothing yet.
 async fn reconcile_stale(
     world: &World,
-    provisioner: &str,
     stale: TestClusterGKE,
-) -> kube::runtime::controller::Action {
+) -> Result<kube::runtime::controller::Action, runner::Error> {
     let reporter = kube::runtime::events::Reporter {
         controller: "testcluster-runner".to_owned(),
         instance: None,
     };
+    let (jobs, _) = kube::runtime::reflector::store();
+    let (pods, _) = kube::runtime::reflector::store();
     let ctx = std::sync::Arc::new(runner::controller::Context::new(
         world.client.clone(),
-        runner::access::Provisioner::new(provisioner).expect("provisioner client"),
-        settings(world, provisioner),
+        settings(world),
         kube::runtime::events::Recorder::new(world.client.clone(), reporter),
+        jobs,
+        pods,
     ));
     within(
         "the stale reconcile",
         runner::controller::reconcile(std::sync::Arc::new(stale), ctx),
     )
     .await
-    .expect("a conflict is re-read and reconciled, not an error")
 }
 
 #[tokio::test]
-async fn a_status_write_based_on_a_stale_object_conflicts_and_regresses_nothing() {
+async fn a_status_write_based_on_a_stale_object_conflicts_and_loses_nothing() {
     let world = World::start("stale").await;
-    let provisioned = world.provision("t7", "t7-abcde", 1).await;
+    let cluster = world.cloud_cluster("t7-abcde", 1).await;
     let stale_ready = world
-        .ready_test_cluster("t7", "t7-abcde", &["sh", "-c", "echo ok"])
+        .ready_test_cluster("t7", &cluster, &["sh", "-c", "echo ok"])
         .await;
-    let runner = start_runner(&world, &provisioned.url);
-    let done = until_terminal(&world, "t7").await;
+    let runner = start_runner(&world);
+    let done = until_finished(&world, "t7").await;
     runner.stop("the runner to stop").await;
-    assert_eq!(
-        done.status.as_ref().and_then(|s| s.phase),
-        Some(Phase::Succeeded)
-    );
 
-    // The write itself: Running, decided on the Ready object, is refused with a conflict.
+    // The write itself: "job started", decided on the Ready object, is refused with a conflict
+    // instead of dropping the outcome recorded since.
     let api: Api<TestClusterGKE> = world.api();
-    let mut base = runner::status::Base::of(&stale_ready);
-    let running = runner::status::RunnerStatus {
-        phase: Some(Phase::Running),
-        ..runner::status::RunnerStatus::default()
-    };
-    let refused = running.apply(&api, "t7", &mut base).await;
+    let mut started = runner::status::RunnerStatus::of(&stale_ready);
+    started.job.name = Some("t7-runner".to_owned());
+    let refused = started.apply(&api, "t7").await;
     assert!(
         matches!(refused, Err(runner::Error::Conflict(_))),
         "{refused:?}"
     );
 
-    // A whole reconcile on the stale object: it conflicts, re-reads, and leaves the run be.
-    reconcile_stale(&world, &provisioned.url, stale_ready).await;
+    // A whole reconcile on the stale object conflicts, and writes nothing.
+    let reconciled = reconcile_stale(&world, stale_ready).await;
+    assert!(
+        matches!(reconciled, Err(runner::Error::Conflict(_))),
+        "{reconciled:?}"
+    );
     let after = api.get("t7").await.expect("get");
     assert_eq!(
         after.metadata.resource_version, done.metadata.resource_version,
         "nothing was written"
     );
-    assert_eq!(after.status.and_then(|s| s.phase), Some(Phase::Succeeded));
     let jobs = world
         .api::<Job>()
         .list(&ListParams::default())
@@ -438,51 +389,44 @@ async fn a_status_write_based_on_a_stale_object_conflicts_and_regresses_nothing(
 }
 
 #[tokio::test]
-async fn a_stale_runner_does_not_overwrite_the_provisioners_error() {
-    let world = World::start("stale-error").await;
-    world
-        .ready_test_cluster("t8", "t8-abcde", &["sh", "-c", "echo ok"])
+async fn a_run_the_provisioner_ended_gets_no_job_outcome() {
+    let world = World::start("ended").await;
+    let cluster = world.cloud_cluster("t8-abcde", 1).await;
+    let ready = world
+        .ready_test_cluster("t8", &cluster, &["sh", "-c", "echo ok"])
         .await;
     let api: Api<TestClusterGKE> = world.api();
-    let status = |manager: &str, status: serde_json::Value| {
-        let api = api.clone();
-        let manager = manager.to_owned();
-        async move {
-            let patch = serde_json::json!({
-                "apiVersion": "clusters.ci.cilium.io/v1alpha2",
-                "kind": "TestClusterGKE",
-                "metadata": {"name": "t8"},
-                "status": status,
-            });
-            api.patch_status(
-                "t8",
-                &kube::api::PatchParams::apply(&manager).force(),
-                &kube::api::Patch::Apply(&patch),
-            )
-            .await
-            .expect("status")
-        }
-    };
-    // The runner's cache still says Running (its Job is gone, so it would record Failed) ...
-    let stale_running = status(
-        "testcluster-runner",
-        serde_json::json!({"phase": "Running", "job": {"name": "t8-runner"}}),
+    // The runner recorded its job (whose Job is gone now, so it would record JobDeleted) ...
+    let mut started = runner::status::RunnerStatus::of(&ready);
+    started.job.name = Some("t8-runner".to_owned());
+    started.apply(&api, "t8").await.expect("job recorded");
+    let running = api.get("t8").await.expect("get");
+    // ... and the provisioner has ended the run since.
+    let patch = serde_json::json!({
+        "apiVersion": "clusters.ci.cilium.io/v1alpha2",
+        "kind": "TestClusterGKE",
+        "metadata": {"name": "t8"},
+        "status": {"phase": "Error", "error": {"code": "QuotaExceeded", "message": "no quota"}},
+    });
+    api.patch_status(
+        "t8",
+        &kube::api::PatchParams::apply("testcluster-provisioner").force(),
+        &kube::api::Patch::Apply(&patch),
     )
-    .await;
-    // ... while the provisioner has moved the run to Error.
-    status(
-        "testcluster-provisioner",
-        serde_json::json!({"phase": "Error", "error": {"code": "QuotaExceeded", "message": "no quota"}}),
-    )
-    .await;
+    .await
+    .expect("status Error");
 
-    reconcile_stale(&world, "http://127.0.0.1:9", stale_running).await;
-    let after = api.get("t8").await.expect("get");
-    let status = after.status.expect("status");
-    assert_eq!(status.phase, Some(Phase::Error));
-    assert_eq!(
-        status.job.and_then(|j| j.reason),
-        None,
-        "no outcome recorded"
+    // On the fresh object the runner has nothing to do in phase Error ...
+    let ended = api.get("t8").await.expect("get");
+    reconcile_stale(&world, ended).await.expect("nothing to do");
+    // ... and on the stale one its write conflicts.
+    let stale = reconcile_stale(&world, running).await;
+    assert!(
+        matches!(stale, Err(runner::Error::Conflict(_))),
+        "{stale:?}"
     );
+    let status = api.get("t8").await.expect("get").status.expect("status");
+    assert_eq!(status.phase, Some(Phase::Error));
+    assert!(status.job_conditions.is_empty(), "no outcome recorded");
+    assert_eq!(status.job.and_then(|j| j.reason), None);
 }

@@ -1,17 +1,14 @@
 //! The runner's integration-test world: a simulator (the management cluster, with the
-//! TestClusterGKE CRD), a real test cluster in its cloud, and a small in-test
-//! ProvisionerService that hands out that cluster's kubeconfig over real gRPC, as the
-//! provisioner would.
+//! TestClusterGKE CRD), a real test cluster in its cloud, and test clusters marked Ready with
+//! that cluster's kubeconfig Secret, as the provisioner leaves them.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::wait::{Condition, await_condition, conditions};
@@ -20,19 +17,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use sim::cloud::{ClusterKey, Provider, TestCluster};
 use sim::{SimConfig, Simulator};
-use testcluster_api::internal::v1::provisioner_service_server::{
-    ProvisionerService, ProvisionerServiceServer,
-};
-use testcluster_api::internal::v1::{
-    GetClusterAccessRequest, GetClusterAccessResponse, ListTemplatesRequest, ListTemplatesResponse,
-    ValidateSpecRequest, ValidateSpecResponse,
-};
 use testcluster_resources::TestClusterGKE;
-use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::sync::{CancellationToken, DropGuard};
-use tonic::{Request, Response, Status};
+use tokio_util::sync::CancellationToken;
 
 /// The longest any wait in these tests may take.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -133,31 +120,16 @@ impl World {
         cluster
     }
 
-    /// A cloud cluster `cluster_name` with `nodes` nodes, and a fake provisioner that hands out its
-    /// kubeconfig for the test cluster `name` of this world's namespace.
-    pub async fn provision(&self, name: &str, cluster_name: &str, nodes: u32) -> Provisioned {
-        let cluster = self.cloud_cluster(cluster_name, nodes).await;
-        let provisioner = FakeProvisioner::default();
-        provisioner.add(&self.namespace, name, &cluster).await;
-        let stop = CancellationToken::new();
-        let url = provisioner.serve(stop.clone()).await;
-        Provisioned {
-            cluster,
-            provisioner,
-            url,
-            _serving: stop.drop_guard(),
-        }
-    }
-
-    /// Creates a TestClusterGKE with a job running `command`, and marks it Ready as the
-    /// provisioner would (its own field manager, its own fields).
+    /// Creates a TestClusterGKE with a job running `command` on `cluster`, and leaves it as the
+    /// provisioner would: its kubeconfig Secret written, then marked Ready (with the provisioner's
+    /// field manager and fields).
     pub async fn ready_test_cluster(
         &self,
         name: &str,
-        cluster_name: &str,
+        cluster: &TestCluster,
         command: &[&str],
     ) -> TestClusterGKE {
-        self.ready_test_cluster_with_image(name, cluster_name, "busybox", command)
+        self.ready_test_cluster_with_image(name, cluster, "busybox", command)
             .await
     }
 
@@ -165,10 +137,11 @@ impl World {
     pub async fn ready_test_cluster_with_image(
         &self,
         name: &str,
-        cluster_name: &str,
+        cluster: &TestCluster,
         image: &str,
         command: &[&str],
     ) -> TestClusterGKE {
+        let cluster_name = cluster.key().name.clone();
         let api: Api<TestClusterGKE> = self.api();
         let resource: TestClusterGKE = serde_json::from_value(json!({
             "apiVersion": "clusters.ci.cilium.io/v1alpha2",
@@ -186,9 +159,24 @@ impl World {
             },
         }))
         .expect("resource");
-        api.create(&PostParams::default(), &resource)
+        let created = api
+            .create(&PostParams::default(), &resource)
             .await
             .expect("create TestClusterGKE");
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {
+                "name": format!("{name}-kubeconfig"),
+                "namespace": self.namespace,
+                "labels": {"clusters.ci.cilium.io/test-cluster": name},
+                "ownerReferences": [created.controller_owner_ref(&())],
+            },
+            "stringData": {"kubeconfig": cluster.api().kubeconfig_yaml()},
+        }))
+        .expect("secret");
+        self.api::<Secret>()
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("create the kubeconfig Secret");
         let status = json!({
             "apiVersion": "clusters.ci.cilium.io/v1alpha2",
             "kind": "TestClusterGKE",
@@ -214,102 +202,6 @@ impl World {
     }
 }
 
-/// A cloud cluster and the fake provisioner that serves it, until this is dropped.
-pub struct Provisioned {
-    pub cluster: Arc<TestCluster>,
-    pub provisioner: FakeProvisioner,
-    /// Where the provisioner serves, for the runner's settings.
-    pub url: String,
-    _serving: DropGuard,
-}
-
-/// What the in-test provisioner knows: the kubeconfig of each test cluster by `namespace/name`.
-#[derive(Clone, Default)]
-pub struct FakeProvisioner {
-    clusters: Arc<Mutex<HashMap<String, GetClusterAccessResponse>>>,
-    /// Calls answered UNAVAILABLE before the real answers start.
-    unavailable_first: Arc<AtomicU32>,
-    pub calls: Arc<AtomicU32>,
-}
-
-impl FakeProvisioner {
-    pub async fn add(&self, namespace: &str, name: &str, cluster: &TestCluster) {
-        let response = GetClusterAccessResponse {
-            kubeconfig: cluster.api().kubeconfig_yaml(),
-            endpoint: cluster.api().https_url(),
-            ca_certificate: cluster.api().ca_pem().to_owned(),
-            token: cluster.api().admin_token().to_owned(),
-            expire_time: None,
-            cluster_name: cluster.key().name.clone(),
-            location: cluster.key().location.clone(),
-        };
-        self.clusters
-            .lock()
-            .await
-            .insert(format!("{namespace}/{name}"), response);
-    }
-
-    pub fn fail_first(&self, calls: u32) {
-        self.unavailable_first.store(calls, Ordering::SeqCst);
-    }
-
-    /// Serves on a free loopback port until `shutdown`; returns its URL.
-    pub async fn serve(&self, shutdown: CancellationToken) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        let service = ProvisionerServiceServer::new(self.clone());
-        tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(listener),
-                    shutdown.cancelled_owned(),
-                )
-                .await
-                .expect("provisioner serves");
-        });
-        url
-    }
-}
-
-#[tonic::async_trait]
-impl ProvisionerService for FakeProvisioner {
-    async fn list_templates(
-        &self,
-        _: Request<ListTemplatesRequest>,
-    ) -> Result<Response<ListTemplatesResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn validate_spec(
-        &self,
-        _: Request<ValidateSpecRequest>,
-    ) -> Result<Response<ValidateSpecResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn get_cluster_access(
-        &self,
-        request: Request<GetClusterAccessRequest>,
-    ) -> Result<Response<GetClusterAccessResponse>, Status> {
-        let call = self.calls.fetch_add(1, Ordering::SeqCst);
-        if call < self.unavailable_first.load(Ordering::SeqCst) {
-            return Err(Status::unavailable("provisioner is starting"));
-        }
-        let request = request.into_inner();
-        let key = format!("{}/{}", request.namespace, request.name);
-        self.clusters
-            .lock()
-            .await
-            .get(&key)
-            .cloned()
-            .map(Response::new)
-            .ok_or_else(|| Status::not_found(format!("test cluster {key} not found")))
-    }
-}
-
 /// A runner started by [`start_runner`]; [`RunningRunner::stop`] stops it.
 pub struct RunningRunner {
     shutdown: CancellationToken,
@@ -328,9 +220,8 @@ impl RunningRunner {
 }
 
 /// Settings for a runner of the world's namespace, with a job deadline ample for any test job.
-pub fn settings(world: &World, provisioner: &str) -> runner::Settings {
+pub fn settings(world: &World) -> runner::Settings {
     runner::Settings {
-        provisioner: provisioner.to_owned(),
         job_deadline: Duration::from_secs(120),
         namespace: Some(world.namespace.clone()),
         ..runner::Settings::default()
@@ -338,8 +229,8 @@ pub fn settings(world: &World, provisioner: &str) -> runner::Settings {
 }
 
 /// Starts the runner with [`settings`].
-pub fn start_runner(world: &World, provisioner: &str) -> RunningRunner {
-    start_runner_with(world, settings(world, provisioner))
+pub fn start_runner(world: &World) -> RunningRunner {
+    start_runner_with(world, settings(world))
 }
 
 /// Starts the runner with `settings`.
