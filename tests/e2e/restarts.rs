@@ -1,15 +1,21 @@
 //! Killing and restarting the provisioner or the runner in the middle of a lifecycle neither
-//! duplicates work (no second Job, no second cloud cluster) nor loses the run.
-
-use k8s_openapi::api::batch::v1::Job;
-use kube::Api;
-use kube::api::ListParams;
-use tcctl::suite::Component;
-use testcluster_api::v1 as api;
+//! duplicates work (no second Job, no second cloud cluster) nor loses the run; with lost races
+//! (injected 409s) on top, the phase still only moves forward, to exactly one end.
 
 use std::time::Duration;
 
-use crate::support::{NAMESPACE, job_request, phase_of, start_with_cluster_create, until_phase};
+use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::batch::v1::Job;
+use kube::Api;
+use kube::api::ListParams;
+use kube::runtime::watcher;
+use tcctl::suite::Component;
+use testcluster_api::v1 as api;
+use testcluster_resources::{Phase, TestClusterGKE};
+
+use crate::support::{
+    NAMESPACE, TIMEOUT, job_request, phase_of, start_with_cluster_create, until_phase,
+};
 
 #[tokio::test]
 async fn restarting_provisioner_and_runner_mid_run_duplicates_nothing() {
@@ -70,4 +76,90 @@ async fn restarting_provisioner_and_runner_mid_run_duplicates_nothing() {
     if !running_job.is_empty() {
         assert_eq!(jobs[0].metadata.name.as_deref(), Some(running_job.as_str()));
     }
+}
+
+/// Where a phase stands in a run, for checking that phases only move forward.
+fn rank(phase: Phase) -> u8 {
+    match phase {
+        Phase::Pending => 0,
+        Phase::Provisioning => 1,
+        Phase::Ready => 2,
+        Phase::Running => 3,
+        Phase::Succeeded | Phase::Failed | Phase::Error => 4,
+        Phase::Deleting => 5,
+    }
+}
+
+#[tokio::test]
+async fn under_conflicts_and_restarts_the_phase_only_moves_forward_to_one_end() {
+    let mut env = start_with_cluster_create(Duration::from_secs(1)).await;
+    let client = env.suite.client().await.expect("client");
+    let resources: Api<TestClusterGKE> = Api::namespaced(client, NAMESPACE);
+    // Every phase every write leaves behind, straight from the API server's watch.
+    let recorded = {
+        let config = watcher::Config::default().fields("metadata.name=conflicted");
+        let mut events = watcher::watcher(resources.clone(), config).boxed();
+        tokio::spawn(async move {
+            let mut phases: Vec<Phase> = Vec::new();
+            while let Some(event) = events.try_next().await.expect("watch") {
+                let (watcher::Event::Apply(object) | watcher::Event::InitApply(object)) = event
+                else {
+                    continue;
+                };
+                let phase = object.status.and_then(|status| status.phase);
+                if let Some(phase) = phase.filter(|phase| phases.last() != Some(phase)) {
+                    phases.push(phase);
+                }
+                if object.metadata.deletion_timestamp.is_some() {
+                    break;
+                }
+            }
+            phases
+        })
+    };
+
+    // A third of all updates and patches, from every service, lose a race.
+    env.suite.simulator().api().faults().set_conflict_rate(333);
+    let created = env
+        .create(job_request(
+            "conflicted",
+            1,
+            &["sh", "-c", "sleep 1; echo done"],
+        ))
+        .await;
+    let mut stream = env.watch(&created.name, &created.resource_version).await;
+    until_phase(&mut stream, api::Phase::Provisioning).await;
+    env.suite
+        .kill_and_restart(Component::Provisioner)
+        .await
+        .expect("provisioner restarts");
+    until_phase(&mut stream, api::Phase::Running).await;
+    env.suite
+        .kill_and_restart(Component::Runner)
+        .await
+        .expect("runner restarts");
+    let done = until_phase(&mut stream, api::Phase::Succeeded).await;
+    let cluster_name = done.status.clone().unwrap_or_default().cluster_name;
+    env.wait_cloud_cluster_deleted(&cluster_name).await;
+    env.suite.simulator().api().faults().clear();
+
+    // Deleting ends the recording.
+    env.broker()
+        .delete_test_cluster(api::DeleteTestClusterRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: created.name.clone(),
+        })
+        .await
+        .expect("delete");
+    let phases = tokio::time::timeout(TIMEOUT, recorded)
+        .await
+        .expect("the recording ends with the deletion")
+        .expect("recording");
+    assert!(
+        phases.windows(2).all(|pair| rank(pair[0]) <= rank(pair[1])),
+        "a phase moved back: {phases:?}"
+    );
+    let ends: Vec<Phase> = phases.iter().copied().filter(|p| p.is_terminal()).collect();
+    assert_eq!(ends, [Phase::Succeeded], "{phases:?}");
+    assert!(phases.contains(&Phase::Running), "{phases:?}");
 }

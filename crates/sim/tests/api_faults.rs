@@ -1,4 +1,4 @@
-//! Injected API faults (500s, 429s with Retry-After, latency, dropped and flaky watches) as kube-rs
+//! Injected API faults (500s, 429s with Retry-After, 409s, latency, dropped and flaky watches) as kube-rs
 //! clients see them, and the request counters.
 
 mod common;
@@ -60,6 +60,43 @@ async fn injected_500s_are_internal_errors_for_outside_clients_only() {
         names(cms.list(&ListParams::default()).await.expect("list")),
         ["inside"]
     );
+}
+
+#[tokio::test]
+async fn injected_conflicts_refuse_updates_and_patches_without_writing() {
+    let (api, client) = start("faults-409", "f409").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "f409");
+    let created = cms
+        .create(&PostParams::default(), &configmap("c"))
+        .await
+        .expect("create");
+    api.faults().set_conflict_rate(1000);
+    let message = "Operation cannot be fulfilled on configmaps \"c\": the object has been \
+                   modified; please apply your changes to the latest version and try again";
+    let patch = json!({"data": {"k": "v"}});
+    assert_status(
+        cms.patch("c", &PatchParams::default(), &Patch::Merge(&patch))
+            .await,
+        409,
+        "Conflict",
+        message,
+    );
+    assert_status(
+        cms.replace("c", &PostParams::default(), &created).await,
+        409,
+        "Conflict",
+        message,
+    );
+    // Reads and creates are not writes to an existing object.
+    let unchanged = cms.get("c").await.expect("get");
+    assert_eq!(unchanged.resource_version(), created.resource_version());
+    cms.create(&PostParams::default(), &configmap("d"))
+        .await
+        .expect("create");
+    api.faults().clear();
+    cms.patch("c", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch once cleared");
 }
 
 #[tokio::test]

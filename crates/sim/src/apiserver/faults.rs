@@ -14,6 +14,9 @@ pub struct ApiFaults {
     error_500_per_mille: AtomicU32,
     /// Per mille of requests answered 429 TooManyRequests.
     error_429_per_mille: AtomicU32,
+    /// Per mille of updates and patches of an object answered 409 Conflict, as when another
+    /// writer got there first.
+    conflict_per_mille: AtomicU32,
     latency_ms: AtomicU64,
     /// Ends each new watch after its first event.
     flaky_watches: AtomicBool,
@@ -40,6 +43,13 @@ impl ApiFaults {
             .store(per_mille.min(1000), Ordering::Relaxed);
     }
 
+    /// Answers `per_mille`/1000 of updates and patches of an object with 409 Conflict ("the
+    /// object has been modified"), without writing.
+    pub fn set_conflict_rate(&self, per_mille: u32) {
+        self.conflict_per_mille
+            .store(per_mille.min(1000), Ordering::Relaxed);
+    }
+
     /// Delays every request by `latency`.
     pub fn set_latency(&self, latency: Duration) {
         self.latency_ms
@@ -60,8 +70,15 @@ impl ApiFaults {
     pub fn clear(&self) {
         self.set_error_rate(0);
         self.set_throttle_rate(0);
+        self.set_conflict_rate(0);
         self.set_latency(Duration::ZERO);
         self.set_flaky_watches(false);
+    }
+
+    /// Whether this update or patch of an object is to be refused with a conflict.
+    pub(crate) fn roll_conflict(&self) -> bool {
+        let rate = self.conflict_per_mille.load(Ordering::Relaxed);
+        rate > 0 && rand::random_range(0..1000) < rate
     }
 
     pub(crate) fn latency(&self) -> Duration {

@@ -78,6 +78,19 @@ async fn dispatch(State(state): State<Arc<ServerState>>, request: Request) -> Re
                     .into_response(),
             };
         }
+        if let Route::Resource(r) = &route
+            && let Some(name) = &r.name
+            && matches!(*request.method(), Method::PUT | Method::PATCH)
+            && state.faults.roll_conflict()
+        {
+            return ApiError::conflict(
+                &r.group,
+                &r.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            )
+            .into_response();
+        }
     }
     let result = match route {
         Route::Root => Ok(json_response(

@@ -67,6 +67,8 @@ impl Error {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
                     e.is_conflict()
                 }
+                finalizer::Error::AddFinalizer(kube::Error::Api(status))
+                | finalizer::Error::RemoveFinalizer(kube::Error::Api(status)) => status.code == 409,
                 _ => false,
             },
             _ => false,

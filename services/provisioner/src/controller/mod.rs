@@ -77,6 +77,8 @@ pub const REASON_PROVISIONING_TIMEOUT: &str = classify::CODE_PROVISIONING_TIMEOU
 /// change in the cloud that updates several objects at once (dependents leaving
 /// DependencyNotReady) would be written to the status piece by piece.
 const DEBOUNCE: Duration = Duration::from_millis(5);
+/// Retry after a write lost a race (409), should the watch not bring the newer object first.
+const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 
 /// What every reconcile needs.
 pub struct Context {
@@ -248,11 +250,13 @@ fn error_policy(tc: Arc<TestClusterGKE>, error: &Error, context: Arc<Context>) -
         tracing::debug!(name = %tc.name_any(), %error, "waiting for teardown");
         return Action::await_change();
     }
-    let wait = context.backoff(&object_key(&tc));
     if error.is_conflict() {
-        tracing::debug!(name = %tc.name_any(), retry_in = ?wait, "stale read, retrying");
-        return Action::requeue(wait);
+        // A lost race, not a failure: decide again on fresh data, which the watch usually brings
+        // first. Backing off further with each lost race would stall a busy object.
+        tracing::debug!(name = %tc.name_any(), retry_in = ?CONFLICT_RETRY, "stale read, retrying");
+        return Action::requeue(CONFLICT_RETRY);
     }
+    let wait = context.backoff(&object_key(&tc));
     tracing::warn!(
         name = %tc.name_any(),
         namespace = tc.namespace().unwrap_or_default(),
