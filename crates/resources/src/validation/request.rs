@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 
 use testcluster_api::v1 as api;
 
-use super::limits::{MAX_INIT_MANIFEST_BYTES, NAME_SUFFIX_LEN};
+use super::limits::{
+    MAX_COMMAND_ARGS, MAX_ENV, MAX_IMAGES_TO_TEST, MAX_INIT_MANIFEST_BYTES, NAME_SUFFIX_LEN,
+};
 use super::names::{check_name, check_prefix};
 use super::object_meta;
 use super::path::{FieldPath, fields};
-use super::spec::{self, SpecContext, Templates};
+use super::spec::{self, Counts, SpecContext, Templates};
 use super::text::{self, Text};
 use super::violation::{Message, Reason, Violations};
 use crate::metadata;
@@ -67,7 +69,7 @@ pub fn check_create(
     check_namespace(&mut violations, &namespace);
     let name = requested_name(&mut violations, request.name, request.name_prefix);
 
-    let mut spec: TestClusterGKESpec = request.spec.unwrap_or_default().into();
+    let mut spec = checked_conversion(&mut violations, request.spec.unwrap_or_default());
     check_init_manifest(&mut violations, request.init_manifest.as_deref(), &spec);
     // The ConfigMap the broker will create is the run's own; its name is known now unless it is
     // generated.
@@ -139,6 +141,39 @@ pub fn check_create(
         annotations,
     };
     (checked, violations)
+}
+
+/// The request's spec as the object's. Its lists' lengths are checked first: an oversized list
+/// is reported and dropped rather than converted item by item (100,000 env entries would cost
+/// more to convert than everything else together), and the rest of the spec is still checked.
+fn checked_conversion(
+    violations: &mut Violations,
+    mut spec: api::TestClusterSpec,
+) -> TestClusterGKESpec {
+    let job = spec.job_spec.as_mut();
+    let images_to_test = job.as_ref().map_or(0, |job| job.images_to_test.len());
+    let runner = job.and_then(|job| job.runner.as_mut());
+    let counts = Counts {
+        env: runner.as_ref().map_or(0, |r| r.env.len()),
+        command: runner.as_ref().map_or(0, |r| r.command.len()),
+        images_to_test,
+    };
+    if !spec::check_counts(violations, counts)
+        && let Some(job) = spec.job_spec.as_mut()
+    {
+        if counts.images_to_test > MAX_IMAGES_TO_TEST {
+            job.images_to_test.clear();
+        }
+        if let Some(runner) = job.runner.as_mut() {
+            if counts.env > MAX_ENV {
+                runner.env.clear();
+            }
+            if counts.command > MAX_COMMAND_ARGS {
+                runner.command.clear();
+            }
+        }
+    }
+    spec.into()
 }
 
 fn requested_name(violations: &mut Violations, name: String, prefix: String) -> RequestedName {

@@ -41,13 +41,8 @@ pub struct SpecContext<'a> {
 /// Checks `spec` at `spec`.
 pub fn check(violations: &mut Violations, spec: &TestClusterGKESpec, context: SpecContext<'_>) {
     let root = FieldPath::of(fields::SPEC);
-    let runner = spec.job_spec.as_ref().and_then(|job| job.runner.as_ref());
-    let images = spec
-        .job_spec
-        .as_ref()
-        .and_then(|job| job.images_to_test.as_ref());
     // Counts before any per-item work; the total size only when the counts are sane.
-    let counts_ok = counts_within_limits(violations, &root, runner, images);
+    let counts_ok = check_counts(violations, Counts::of(spec));
     if counts_ok && spec_bytes(spec) > MAX_SPEC_BYTES {
         violations.add(
             root.clone(),
@@ -236,34 +231,47 @@ fn check_location(violations: &mut Violations, root: &FieldPath, spec: &TestClus
     }
 }
 
+/// The lengths of a spec's lists, which are checked before anything else.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counts {
+    pub env: usize,
+    pub command: usize,
+    pub images_to_test: usize,
+}
+
+impl Counts {
+    pub fn of(spec: &TestClusterGKESpec) -> Counts {
+        let job = spec.job_spec.as_ref();
+        let runner = job.and_then(|job| job.runner.as_ref());
+        Counts {
+            env: runner.map_or(0, |r| r.env.len()),
+            command: runner.map_or(0, |r| r.command.len()),
+            images_to_test: job
+                .and_then(|job| job.images_to_test.as_ref())
+                .map_or(0, BTreeMap::len),
+        }
+    }
+}
+
 /// One violation per list or map over its limit; false if there was any.
-fn counts_within_limits(
-    violations: &mut Violations,
-    root: &FieldPath,
-    runner: Option<&JobRunnerSpec>,
-    images: Option<&BTreeMap<String, String>>,
-) -> bool {
-    let job = root.field(fields::JOB_SPEC);
+pub fn check_counts(violations: &mut Violations, counts: Counts) -> bool {
+    let job = FieldPath::of(fields::SPEC).field(fields::JOB_SPEC);
     let runner_path = job.field(fields::RUNNER);
-    let counts = [
-        (
-            runner_path.field(fields::ENV),
-            runner.map_or(0, |r| r.env.len()),
-            MAX_ENV,
-        ),
+    let limits = [
+        (runner_path.field(fields::ENV), counts.env, MAX_ENV),
         (
             runner_path.field(fields::COMMAND),
-            runner.map_or(0, |r| r.command.len()),
+            counts.command,
             MAX_COMMAND_ARGS,
         ),
         (
             job.field(fields::IMAGES_TO_TEST),
-            images.map_or(0, BTreeMap::len),
+            counts.images_to_test,
             MAX_IMAGES_TO_TEST,
         ),
     ];
     let mut ok = true;
-    for (path, count, max) in counts {
+    for (path, count, max) in limits {
         if count > max {
             violations.add(
                 path,
