@@ -70,11 +70,13 @@ impl TestClusterService for Broker {
         request: Request<api::CreateTestClusterRequest>,
     ) -> Result<Response<api::CreateTestClusterResponse>, Status> {
         let (plan, mut violations) = validate::check(request.into_inner(), &self.default_namespace);
-        // A request known to be invalid is answered at once, without asking anyone. Only then is
-        // the provisioner asked the one thing it alone knows: whether the template exists.
-        if violations.is_empty() {
-            let templates = self.provisioner.template_names().await?;
-            validate::check_template(&plan, &templates, &mut violations);
+        // The provisioner is asked the one thing it alone knows: which templates exist. When it
+        // is down, a request already known to be invalid still gets its violations rather than
+        // UNAVAILABLE.
+        match self.provisioner.template_names().await {
+            Ok(templates) => validate::check_template(&plan, &templates, &mut violations),
+            Err(status) if violations.is_empty() => return Err(status),
+            Err(_) => {}
         }
         validate::into_result(violations)?;
         let created = create::create(&self.client, &plan).await?;

@@ -475,6 +475,21 @@ async fn invalid_requests_name_the_field_and_create_nothing() {
             .collect();
         assert_eq!(fields, vec![field.to_owned()], "{request:?}");
     }
+    // Several problems at once are all named, the provisioner's template check among them.
+    let several = create_request(
+        "Upper",
+        api::TestClusterSpec {
+            nodes: Some(0),
+            config_template: Some("nope".to_owned()),
+            ..Default::default()
+        },
+    );
+    let status = env.create(several).await.expect_err("invalid");
+    let fields: Vec<String> = field_violations(&status)
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["name", "spec.nodes", "spec.config_template"]);
     let mut missing_namespace = create_request("ok", api::TestClusterSpec::default());
     missing_namespace.namespace = "nowhere".to_owned();
     let status = env
@@ -563,16 +578,9 @@ async fn bad_inputs_are_refused_at_once_naming_the_field_and_nothing_is_created(
         ),
         (
             "100,000 env entries",
-            with_runner(|r| {
-                r.env = vec![
-                    api::EnvVar {
-                        name: "A".to_owned(),
-                        value: None,
-                        value_from: None
-                    };
-                    100_000
-                ]
-            }),
+            // Empty entries: each is also an invalid name, so a check that looked at items before
+            // counting them would report 100,000 violations instead of one.
+            with_runner(|r| r.env = vec![api::EnvVar::default(); 100_000]),
             "spec.job_spec.runner.env",
             "TOO_MANY",
         ),

@@ -63,11 +63,10 @@ pub fn check(violations: &mut Violations, spec: &TestClusterGKESpec, context: Sp
     }
 
     let template = root.field(fields::CONFIG_TEMPLATE);
-    let template_ok = match non_empty(violations, &template, &spec.config_template) {
-        Some(value) => text::check(violations, &template, value, MAX_IDENTIFIER_LEN, Text::Line),
-        None => spec.config_template.is_none(),
-    };
-    if template_ok && let Templates::OneOf(known) = context.templates {
+    if let Some(value) = non_empty(violations, &template, &spec.config_template) {
+        text::check(violations, &template, value, MAX_IDENTIFIER_LEN, Text::Line);
+    }
+    if let Templates::OneOf(known) = context.templates {
         check_template(violations, spec, known);
     }
 
@@ -133,15 +132,20 @@ pub fn check(violations: &mut Violations, spec: &TestClusterGKESpec, context: Sp
     }
 }
 
-/// Checks that `spec.configTemplate` (or the default template) is one of `known`.
+/// Checks that `spec.configTemplate` (or the default template) is one of `known`. A name already
+/// reported (empty, too long) is not looked up.
 pub fn check_template(violations: &mut Violations, spec: &TestClusterGKESpec, known: &[&str]) {
+    let path = FieldPath::of(fields::SPEC).field(fields::CONFIG_TEMPLATE);
+    if violations.has(&path) {
+        return;
+    }
     let template = spec
         .config_template
         .as_deref()
         .unwrap_or(DEFAULT_CONFIG_TEMPLATE);
     if !known.contains(&template) {
         violations.add(
-            FieldPath::of(fields::SPEC).field(fields::CONFIG_TEMPLATE),
+            path,
             Reason::UnknownTemplate,
             format!(
                 "unknown template {}; known templates: {}",
