@@ -43,15 +43,17 @@ pub fn check(violations: &mut Violations, spec: &TestClusterGKESpec, context: Sp
     let root = FieldPath::of(fields::SPEC);
     // Counts before any per-item work; the total size only when the counts are sane.
     let counts_ok = check_counts(violations, Counts::of(spec));
-    if counts_ok && spec_bytes(spec) > MAX_SPEC_BYTES {
-        violations.add(
-            root.clone(),
-            Reason::TooLarge,
-            format!(
-                "the spec's strings must add up to at most {MAX_SPEC_BYTES} bytes, got {}",
-                spec_bytes(spec)
-            ),
-        );
+    if counts_ok {
+        let bytes = spec_bytes(spec);
+        if bytes > MAX_SPEC_BYTES {
+            violations.add(
+                root.clone(),
+                Reason::TooLarge,
+                format!(
+                    "the spec's strings must add up to at most {MAX_SPEC_BYTES} bytes, got {bytes}"
+                ),
+            );
+        }
     }
 
     let project = root.field(fields::PROJECT);
