@@ -12,6 +12,8 @@
 //! - [`convert`]: conversions to and from the gRPC API (`testcluster_api::v1`).
 //! - [`job_pod`]: the test job's pod, and how its containers say the job ended.
 //! - [`object_names`]: Kubernetes' rules for namespace and object names.
+//! - [`validation`]: validation, defaulting and input limits of requests and objects, with field
+//!   paths in the request's or the object's names.
 
 pub mod convert;
 pub mod crd;
@@ -21,6 +23,7 @@ pub mod metadata;
 pub mod object_names;
 pub mod spec;
 pub mod status;
+pub mod validation;
 
 pub use spec::{JobRunnerSpec, JobSpec, TestClusterGKE, TestClusterGKESpec};
 pub use status::{Condition, ErrorStatus, JobStatus, Phase, PhaseTimestamps, TestClusterGKEStatus};

@@ -17,6 +17,11 @@ pub fn object_name_problem(name: &str) -> Option<String> {
     dns_problem(name, MAX_SUBDOMAIN_LEN, true)
 }
 
+/// Name of the ConfigMap the broker creates for a request's init manifest (`<name>-user`).
+pub fn user_config_map(name: &str) -> String {
+    format!("{name}-user")
+}
+
 fn dns_problem(name: &str, max: usize, dots: bool) -> Option<String> {
     if name.is_empty() {
         return Some("must not be empty".to_owned());

@@ -70,25 +70,15 @@ impl TestClusterService for Broker {
         request: Request<api::CreateTestClusterRequest>,
     ) -> Result<Response<api::CreateTestClusterResponse>, Status> {
         let (plan, mut violations) = validate::check(request.into_inner(), &self.default_namespace);
-        // The provisioner knows the templates and cloud limits. When it is down, a request that is
-        // already known to be invalid still gets its violations rather than UNAVAILABLE.
-        match self
-            .provisioner
-            .validate(
-                &plan.namespace,
-                &plan.naming.representative(),
-                plan.naming.field(),
-                &plan.spec,
-            )
-            .await
-        {
-            Ok(theirs) => violations.merge(theirs),
+        // The provisioner is asked the one thing it alone knows: which templates exist. When it
+        // is down, a request already known to be invalid still gets its violations rather than
+        // UNAVAILABLE.
+        match self.provisioner.template_names().await {
+            Ok(templates) => validate::check_template(&plan, &templates, &mut violations),
             Err(status) if violations.is_empty() => return Err(status),
             Err(_) => {}
         }
-        if !violations.is_empty() {
-            return Err(invalid_argument(violations.into_vec()));
-        }
+        validate::into_result(violations)?;
         let created = create::create(&self.client, &plan).await?;
         Ok(Response::new(api::CreateTestClusterResponse {
             test_cluster: Some(to_test_cluster(&created)),

@@ -23,7 +23,7 @@ use tonic_types::FieldViolation;
 
 use crate::errors::{is_already_exists, is_not_found, kube_status};
 use crate::names;
-use crate::validate::{CreatePlan, Naming};
+use crate::validate::{CreatePlan, RequestedName};
 
 /// Generated names collide rarely (27^5 per prefix); a few attempts make a failure vanishingly rare.
 const NAME_ATTEMPTS: usize = 5;
@@ -33,11 +33,11 @@ pub async fn create(client: &kube::Client, plan: &CreatePlan) -> Result<TestClus
     let clusters: Api<TestClusterGKE> = Api::namespaced(client.clone(), &plan.namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &plan.namespace);
     for _ in 0..NAME_ATTEMPTS {
-        let name = match &plan.naming {
-            Naming::Exact(name) => name.clone(),
-            Naming::Prefix(prefix) => names::generate(prefix),
+        let name = match &plan.name {
+            RequestedName::Exact(name) => name.clone(),
+            RequestedName::Prefix(prefix) => names::generate(prefix),
         };
-        let generated = matches!(plan.naming, Naming::Prefix(_));
+        let generated = matches!(plan.name, RequestedName::Prefix(_));
 
         let config_map = match &plan.init_manifest {
             Some(manifest) => {
@@ -85,7 +85,7 @@ pub async fn create(client: &kube::Client, plan: &CreatePlan) -> Result<TestClus
     }
     Err(Status::aborted(format!(
         "no free name with prefix {:?} after {NAME_ATTEMPTS} attempts; retry",
-        plan.naming.representative()
+        plan.name.representative()
     )))
 }
 
@@ -109,7 +109,7 @@ fn resource(plan: &CreatePlan, name: &str) -> TestClusterGKE {
     {
         runner.config_map = Some(names::user_config_map(name));
     }
-    let mut object = TestClusterGKE::new(name, spec.into());
+    let mut object = TestClusterGKE::new(name, spec);
     object.metadata.namespace = Some(plan.namespace.clone());
     object.metadata.labels = non_empty(&plan.labels);
     object.metadata.annotations = non_empty(&plan.annotations);

@@ -3,8 +3,9 @@
 //! A CI job (through `tcctl`, `buf curl` or any gRPC client) talks only to the broker:
 //!
 //! - [`TestClusterService`](testcluster_api::v1::test_cluster_service_server::TestClusterService)
-//!   (`clusters`): `CreateTestCluster` checks and defaults the request (`validate`, plus the
-//!   provisioner's own `ValidateSpec` over internal gRPC, `provisioner`), then writes the user
+//!   (`clusters`): `CreateTestCluster` checks and defaults the request with the shared rules
+//!   (`validate`; the provisioner's `ListTemplates` over internal gRPC says which templates exist,
+//!   `provisioner`), then writes the user
 //!   ConfigMap and the `TestClusterGKE` object that owns it (`create`). `Get`/`List`/`Delete` read
 //!   and delete objects; `WatchTestCluster` streams a snapshot per change from a Kubernetes watch
 //!   (`watch`).
@@ -34,7 +35,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use layers::{GrpcTraceLayer, Layered};
-pub use names::{MAX_NAME_LEN, MAX_NAME_PREFIX_LEN};
+pub use testcluster_resources::validation::limits::{MAX_NAME_LEN, MAX_NAME_PREFIX_LEN};
 
 /// The broker's configuration. Every flag has a `TESTCLUSTER_*` environment fallback; the defaults
 /// match the ports `tcctl up` uses.

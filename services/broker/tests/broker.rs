@@ -1,7 +1,8 @@
 //! The broker against an in-process simulator over real HTTPS, reached by a real tonic client.
 //!
 //! The provisioner is played by a small `ProvisionerService` served over loopback gRPC (services do
-//! not depend on each other's crates); it knows one template, `basic`. Status changes that the
+//! not depend on each other's crates); it knows one template, `basic`, which is all the broker
+//! asks it (`ListTemplates`): every other rule the broker checks itself. Status changes that the
 //! provisioner and runner would make are written here with `/status` patches.
 
 use std::net::SocketAddr;
@@ -55,19 +56,12 @@ impl ProvisionerService for FakeProvisioner {
 
     async fn validate_spec(
         &self,
-        request: Request<internal::ValidateSpecRequest>,
+        _: Request<internal::ValidateSpecRequest>,
     ) -> Result<Response<internal::ValidateSpecResponse>, Status> {
-        let spec = request.into_inner().spec.unwrap_or_default();
-        let mut violations = Vec::new();
-        if spec.config_template.as_deref() != Some("basic") {
-            // The real provisioner's camelCase path: the broker must rewrite it.
-            violations.push(internal::FieldViolation {
-                field: "spec.configTemplate".to_owned(),
-                description: "unknown template".to_owned(),
-                reason: "UNKNOWN_TEMPLATE".to_owned(),
-            });
-        }
-        Ok(Response::new(internal::ValidateSpecResponse { violations }))
+        // The broker validates with the shared rules; asking this would be a bug.
+        Err(Status::unimplemented(
+            "the broker must not need ValidateSpec",
+        ))
     }
 
     async fn get_cluster_access(
@@ -481,6 +475,21 @@ async fn invalid_requests_name_the_field_and_create_nothing() {
             .collect();
         assert_eq!(fields, vec![field.to_owned()], "{request:?}");
     }
+    // Several problems at once are all named, the provisioner's template check among them.
+    let several = create_request(
+        "Upper",
+        api::TestClusterSpec {
+            nodes: Some(0),
+            config_template: Some("nope".to_owned()),
+            ..Default::default()
+        },
+    );
+    let status = env.create(several).await.expect_err("invalid");
+    let fields: Vec<String> = field_violations(&status)
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["name", "spec.nodes", "spec.config_template"]);
     let mut missing_namespace = create_request("ok", api::TestClusterSpec::default());
     missing_namespace.namespace = "nowhere".to_owned();
     let status = env
@@ -490,6 +499,168 @@ async fn invalid_requests_name_the_field_and_create_nothing() {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(field_violations(&status)[0].field, "namespace");
     assert_eq!(env.count().await, (0, 0));
+}
+
+/// The bad inputs of issue 7, each refused with INVALID_ARGUMENT naming the field in the request's
+/// own names, within 100 ms, with nothing created.
+#[tokio::test]
+async fn bad_inputs_are_refused_at_once_naming_the_field_and_nothing_is_created() {
+    let mut env = start(true).await;
+    let with_runner = |edit: fn(&mut api::JobRunnerSpec)| {
+        let mut spec = job(Some("busybox"), &["true"]);
+        if let Some(runner) = spec.job_spec.as_mut().and_then(|j| j.runner.as_mut()) {
+            edit(runner);
+        }
+        let mut request = create_request("bad", spec);
+        // With a manifest, a request that got through would leave a ConfigMap too.
+        request.init_manifest = Some("kind: Namespace".to_owned());
+        request
+    };
+    let located = |location: &str, region: Option<&str>| {
+        create_request(
+            "bad",
+            api::TestClusterSpec {
+                location: Some(location.to_owned()),
+                region: region.map(str::to_owned),
+                ..Default::default()
+            },
+        )
+    };
+    let mut reserved_label = create_request("bad", api::TestClusterSpec::default());
+    reserved_label.labels.insert(
+        "clusters.ci.cilium.io/test-cluster".to_owned(),
+        "other-run".to_owned(),
+    );
+    let mut oversize_description = create_request("bad", api::TestClusterSpec::default());
+    oversize_description.description = "d".repeat(128 * 1024 + 1);
+    let cases: Vec<(&str, api::CreateTestClusterRequest, &str, &str)> = vec![
+        (
+            "NUL byte in an env name",
+            with_runner(|r| {
+                r.env = vec![api::EnvVar {
+                    name: "A\0B".to_owned(),
+                    value: Some("x".to_owned()),
+                    value_from: None,
+                }]
+            }),
+            "spec.job_spec.runner.env[0].name",
+            "INVALID_NAME",
+        ),
+        (
+            "location mars-1",
+            located("mars-1", None),
+            "spec.location",
+            "INVALID_VALUE",
+        ),
+        (
+            "region of another location",
+            located("europe-west2-b", Some("us-east1")),
+            "spec.region",
+            "MISMATCH",
+        ),
+        (
+            "empty valueFrom",
+            with_runner(|r| {
+                r.env = vec![api::EnvVar {
+                    name: "V".to_owned(),
+                    value: None,
+                    value_from: Some(api::EnvVarSource::default()),
+                }]
+            }),
+            "spec.job_spec.runner.env[0].value_from",
+            "REQUIRED",
+        ),
+        (
+            "reserved label",
+            reserved_label,
+            "labels[clusters.ci.cilium.io/test-cluster]",
+            "RESERVED",
+        ),
+        (
+            "100,000 env entries",
+            // Empty entries: each is also an invalid name, so a check that looked at items before
+            // counting them would report 100,000 violations instead of one.
+            with_runner(|r| r.env = vec![api::EnvVar::default(); 100_000]),
+            "spec.job_spec.runner.env",
+            "TOO_MANY",
+        ),
+        (
+            "oversize description",
+            oversize_description,
+            "description",
+            "TOO_LONG",
+        ),
+        (
+            "secretKeyRef to another run's kubeconfig",
+            with_runner(|r| {
+                r.env = vec![api::EnvVar {
+                    name: "STOLEN".to_owned(),
+                    value: None,
+                    value_from: Some(api::EnvVarSource {
+                        secret_key_ref: Some(api::SecretKeySelector {
+                            name: "victim-kubeconfig".to_owned(),
+                            key: "kubeconfig".to_owned(),
+                            optional: None,
+                        }),
+                        ..Default::default()
+                    }),
+                }]
+            }),
+            "spec.job_spec.runner.env[0].value_from.secret_key_ref",
+            "FORBIDDEN",
+        ),
+        (
+            "configMapKeyRef to another run's ConfigMap",
+            with_runner(|r| {
+                r.env = vec![api::EnvVar {
+                    name: "MANIFEST".to_owned(),
+                    value: None,
+                    value_from: Some(api::EnvVarSource {
+                        config_map_key_ref: Some(api::ConfigMapKeySelector {
+                            name: "victim-user".to_owned(),
+                            key: "init-manifest".to_owned(),
+                            optional: None,
+                        }),
+                        ..Default::default()
+                    }),
+                }]
+            }),
+            "spec.job_spec.runner.env[0].value_from.config_map_key_ref.name",
+            "FORBIDDEN",
+        ),
+    ];
+    for (what, request, field, reason) in cases {
+        let started = std::time::Instant::now();
+        let result = env.create(request).await;
+        let took = started.elapsed();
+        let status = result.expect_err(what);
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        let violations: Vec<(String, String)> = field_violations(&status)
+            .into_iter()
+            .map(|v| (v.field, v.reason))
+            .collect();
+        assert_eq!(
+            violations,
+            [(field.to_owned(), reason.to_owned())],
+            "{what}"
+        );
+        assert!(
+            took < Duration::from_millis(100),
+            "{what}: answered in {took:?}"
+        );
+    }
+    assert_eq!(env.count().await, (0, 0));
+    let config_maps: Api<ConfigMap> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let names: Vec<String> = config_maps
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(|cm| cm.name_any())
+        .filter(|name| name != "kube-root-ca.crt")
+        .collect();
+    assert_eq!(names, Vec::<String>::new());
 }
 
 #[tokio::test]

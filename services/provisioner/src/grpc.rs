@@ -11,6 +11,7 @@ use testcluster_api::internal::v1::{
 };
 use testcluster_resources::TestClusterGKESpec;
 use testcluster_resources::convert::time::to_timestamp;
+use testcluster_resources::validation::Reason;
 use tonic::{Request, Response, Status};
 
 use crate::access::{AccessError, AccessIssuer};
@@ -50,7 +51,7 @@ impl ProvisionerService for ProvisionerApi {
     ) -> Result<Response<ValidateSpecResponse>, Status> {
         let request = request.into_inner();
         let spec: TestClusterGKESpec = request.spec.map(Into::into).unwrap_or_default();
-        let violations = validation::validate(&request.name, &spec);
+        let violations = validation::validate_spec(&request.name, &spec);
         Ok(Response::new(ValidateSpecResponse { violations }))
     }
 
@@ -66,7 +67,7 @@ impl ProvisionerService for ProvisionerApi {
                     FieldViolation {
                         field: field.to_owned(),
                         description: "is required".to_owned(),
-                        reason: validation::reason::REQUIRED.to_owned(),
+                        reason: Reason::Required.as_str().to_owned(),
                     }
                     .into(),
                 );

@@ -11,7 +11,8 @@
 //! - [`readiness`] folds those objects' conditions into the `Ready` condition; the phase follows
 //!   from the facts by `testcluster_resources::lifecycle`, and the provisioner alone writes it.
 //! - [`classify`] recognises the dependency failures that end a run (quota, zone stockout).
-//! - [`validation`] checks specs, for `ValidateSpec` and for objects applied with kubectl.
+//! - [`validation`] applies the shared rules (`testcluster_resources::validation`) with the
+//!   provisioner's templates, for `ValidateSpec` and for objects applied with kubectl.
 //! - [`access`] gives a kubeconfig that reaches one test cluster only.
 //! - [`grpc`] serves `testcluster.internal.v1.ProvisionerService` over those.
 //!

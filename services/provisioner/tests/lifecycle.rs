@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Node, SecretKeySelector};
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
@@ -322,7 +322,7 @@ async fn an_invalid_spec_applied_with_kubectl_is_refused_without_creating_anythi
     runner_of(&mut tc).image = None;
     create(&api, &tc).await;
 
-    let message = "spec.nodes: must be at least 1; spec.jobSpec.runner.image: a command needs an image to run in";
+    let message = "spec.nodes: must be at least 1, got 0; spec.jobSpec.runner.image: a command needs an image to run in";
     let status = wait_refused(&api, "bad", message).await;
     assert_eq!(
         status.cluster_name, None,
@@ -334,6 +334,40 @@ async fn an_invalid_spec_applied_with_kubectl_is_refused_without_creating_anythi
 
     // It can still be deleted: the finalizer does not hold an object that never had a cluster.
     delete_and_wait_gone(&api, "bad", "the refused object is gone").await;
+    provisioner.stop().await;
+}
+
+/// A job may not read another run's cluster credentials: an object created with kubectl whose
+/// env reads a Secret (here another run's kubeconfig) is refused, naming the field in the
+/// object's own camelCase path.
+#[tokio::test]
+async fn a_kubectl_object_reading_a_secret_is_refused() {
+    let ns = "secret-ref";
+    let (env, api) = Env::in_namespace(Duration::from_millis(200), ns).await;
+    let provisioner = env.provisioner().await;
+    let mut tc = seed_example(ns, "thief", 1);
+    runner_of(&mut tc).env = vec![EnvVar {
+        name: "STOLEN".into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: "victim-kubeconfig".into(),
+                key: "kubeconfig".into(),
+                optional: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+    }];
+    create(&api, &tc).await;
+
+    let message = "spec.jobSpec.runner.env[0].valueFrom.secretKeyRef: a job may not read Secrets: \
+                   the namespace's Secrets include every run's cluster credentials. The job's \
+                   own test cluster is reachable through $KUBECONFIG; pass other values with \
+                   value, or in the run's ConfigMap";
+    let status = wait_refused(&api, "thief", message).await;
+    assert_eq!(status.cluster_name, None, "refused before anything exists");
+    wait_for_warning(&env.client, ns, "thief", "InvalidSpec").await;
+    env.assert_nothing_created(ns).await;
     provisioner.stop().await;
 }
 

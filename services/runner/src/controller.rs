@@ -24,6 +24,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use parking_lot::Mutex;
+use testcluster_resources::validation::{self, Naming, ObjectParts, Templates, Violations};
 use testcluster_resources::{JobRunnerSpec, Phase, TestClusterGKE};
 
 use crate::Settings;
@@ -32,6 +33,9 @@ use crate::job::{self, JobInputs};
 use crate::names;
 use crate::outcome::{self, Outcome};
 use crate::status::RunnerStatus;
+
+/// `job.reason` of a run whose job was never started because its spec is invalid.
+pub const REASON_INVALID_JOB_SPEC: &str = "InvalidJobSpec";
 
 /// First retry delay after a failed reconcile; doubles per consecutive failure.
 const RETRY_INITIAL: Duration = Duration::from_millis(500);
@@ -160,14 +164,15 @@ impl Run<'_> {
 
     /// Ready: the Job exists (created now, or found from before a restart) and is recorded.
     async fn start(&self, mut status: RunnerStatus) -> Result<Action, Error> {
-        if self.runner.image.as_deref().unwrap_or_default().is_empty() {
-            // Objects applied with kubectl skip the broker's validation; fail the run plainly
-            // instead of leaving it Ready forever.
+        // The spec may have changed (kubectl) since the provisioner checked it: a job that would
+        // read what is not its own (another run's Secret) must not start, nor one that cannot.
+        let violations = self.violations();
+        if !violations.is_empty() {
             let outcome = Outcome {
                 succeeded: false,
                 exit_code: None,
-                reason: "InvalidJobSpec".to_owned(),
-                message: "spec.jobSpec.runner.image is required to run a job".to_owned(),
+                reason: REASON_INVALID_JOB_SPEC.to_owned(),
+                message: violations.summary(Naming::Crd),
                 completion_time: None,
             };
             return self.finish(status, outcome).await;
@@ -183,6 +188,21 @@ impl Run<'_> {
         tracing::info!(namespace = %self.namespace, name = %self.name, job = %self.job_name(), "job started");
         // The Job and its pod are watched: their changes bring the next reconcile.
         Ok(Action::await_change())
+    }
+
+    /// What the shared rules find wrong with the object, templates aside (the provisioner's).
+    fn violations(&self) -> Violations {
+        let empty = Default::default();
+        let metadata = &self.resource.metadata;
+        validation::validate_object(
+            ObjectParts {
+                name: &self.name,
+                labels: metadata.labels.as_ref().unwrap_or(&empty),
+                annotations: metadata.annotations.as_ref().unwrap_or(&empty),
+                spec: &self.resource.spec,
+            },
+            Templates::Any,
+        )
     }
 
     /// This run's Job: from the store, or, when the store does not have it (yet: it may have been

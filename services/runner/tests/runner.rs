@@ -430,3 +430,46 @@ async fn a_run_the_provisioner_ended_gets_no_job_outcome() {
     assert!(status.job_conditions.is_empty(), "no outcome recorded");
     assert_eq!(status.job.and_then(|j| j.reason), None);
 }
+
+#[tokio::test]
+async fn a_job_reading_another_runs_secret_never_starts() {
+    let world = World::start("no-secrets").await;
+    let cluster = world.cloud_cluster("t9-abcde", 1).await;
+    world
+        .ready_test_cluster("t9", &cluster, &["sh", "-c", "echo ok"])
+        .await;
+    // Edited with kubectl after the provisioner checked it.
+    let api: Api<TestClusterGKE> = world.api();
+    let patch = serde_json::json!({"spec": {"jobSpec": {"runner": {"env": [
+        {"name": "FROM_USER", "value": "yes"},
+        {"name": "STOLEN", "valueFrom": {"secretKeyRef": {"name": "other-kubeconfig", "key": "kubeconfig"}}},
+    ]}}}});
+    api.patch(
+        "t9",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .expect("edit");
+    let runner = start_runner(&world);
+
+    let done = until_finished(&world, "t9").await;
+    let status = done.status.expect("status");
+    assert_eq!(
+        job_condition(&status),
+        ("Failed".to_owned(), "InvalidJobSpec".to_owned())
+    );
+    let message = status.job.and_then(|job| job.message).unwrap_or_default();
+    assert!(
+        message.contains("spec.jobSpec.runner.env[1].valueFrom.secretKeyRef"),
+        "{message}"
+    );
+    let jobs = world
+        .api::<Job>()
+        .list(&ListParams::default())
+        .await
+        .expect("jobs");
+    assert!(jobs.items.is_empty(), "no Job was created");
+
+    runner.stop("the runner to stop").await;
+}

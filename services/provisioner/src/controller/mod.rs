@@ -274,7 +274,7 @@ async fn apply(tc: &TestClusterGKE, context: &Context) -> Result<Action, Error> 
     if status.phase.is_some_and(Phase::is_terminal) {
         return teardown::tear_down_after_run(tc, context, &status).await;
     }
-    let violations = validation::validate(&tc.name_any(), &tc.spec);
+    let violations = validation::validate(tc);
     if !violations.is_empty() {
         return provision::reject(tc, context, &status, &validation::summary(&violations)).await;
     }
