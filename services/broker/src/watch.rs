@@ -12,6 +12,7 @@
 //! with the API server: still ahead of it, it is refused as INVALID_ARGUMENT. The stream ends after
 //! a terminal phase (Succeeded, Failed, Error) or the deletion.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,13 +106,13 @@ async fn start(
     {
         // Replay the changes after `since` when the window has them all; otherwise start from
         // the current state, which the client has unless it is newer.
-        let (known, replay) = match subscription.replay.take() {
-            Some(replay) => (since, replay),
-            None => (since, vec![Change::Applied(Arc::clone(&object))]),
-        };
+        let replay = subscription
+            .replay
+            .take()
+            .unwrap_or_else(|| vec![Change::Applied(Arc::clone(&object))]);
         return Ok(Start {
             object,
-            known,
+            known: since,
             replay,
         });
     }
@@ -167,31 +168,32 @@ fn snapshots(
             last.sent = version_of(&last.object).unwrap_or(0);
             yield snapshot(&last.object, false);
         }
-        for change in start.replay {
-            match last.take(change) {
-                Step::Skip => {}
-                Step::Send(message) => yield message,
-                Step::End(message) => {
-                    yield message;
-                    return;
-                }
-            }
-        }
-        if last.has_current() && is_terminal(&last.object) {
-            return;
-        }
+        let mut replay = VecDeque::from(start.replay);
+        let mut caught_up = false;
         loop {
-            let change = match subscription.recv().await {
-                Ok(change) => change,
-                Err(RecvError::Lagged(skipped)) => {
-                    // This client reads slower than its object changes: it gets the newest
-                    // versions, not each one.
-                    tracing::debug!(skipped, "watch stream fell behind");
-                    continue;
-                }
-                Err(RecvError::Closed) => {
-                    Err::<(), _>(Status::unavailable("the broker's informer stopped"))?;
-                    return;
+            let change = match replay.pop_front() {
+                Some(change) => change,
+                None => {
+                    // Replayed: a client that already has a terminal state gets nothing more.
+                    if !caught_up {
+                        caught_up = true;
+                        if last.has_current() && is_terminal(&last.object) {
+                            return;
+                        }
+                    }
+                    match subscription.recv().await {
+                        Ok(change) => change,
+                        Err(RecvError::Lagged(skipped)) => {
+                            // This client reads slower than its object changes: it gets the
+                            // newest versions, not each one.
+                            tracing::debug!(skipped, "watch stream fell behind");
+                            continue;
+                        }
+                        Err(RecvError::Closed) => {
+                            Err::<(), _>(Status::unavailable("the broker's informer stopped"))?;
+                            return;
+                        }
+                    }
                 }
             };
             match last.take(change) {

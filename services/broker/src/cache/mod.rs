@@ -81,20 +81,18 @@ impl ClusterCache {
     fn dispatch(&self, event: watcher::Event<TestClusterGKE>) {
         match event {
             watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
-                let object = Arc::new(object);
-                let version = version_of(&object).unwrap_or(0);
-                let key = ObjectRef::from_obj(&*object);
-                self.fanout.dispatch(key, version, Change::Applied(object));
+                self.send(Arc::new(object), Change::Applied)
             }
-            watcher::Event::Delete(object) => {
-                let object = Arc::new(object);
-                let version = version_of(&object).unwrap_or(0);
-                let key = ObjectRef::from_obj(&*object);
-                self.fanout.dispatch(key, version, Change::Deleted(object));
-            }
+            watcher::Event::Delete(object) => self.send(Arc::new(object), Change::Deleted),
             watcher::Event::Init => self.fanout.relisting(),
             watcher::Event::InitDone => self.fanout.relisted(&self.store),
         }
+    }
+
+    fn send(&self, object: Arc<TestClusterGKE>, change: fn(Arc<TestClusterGKE>) -> Change) {
+        let version = version_of(&object).unwrap_or(0);
+        let key = ObjectRef::from_obj(&*object);
+        self.fanout.dispatch(key, version, change(object));
     }
 
     /// Waits (up to [`READY_WAIT`]) for the reflector's first list. False when it has not
