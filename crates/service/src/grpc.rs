@@ -14,13 +14,13 @@ use std::task::{Context, Poll};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::Status;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -93,7 +93,10 @@ impl GrpcServer {
             .trace_fn(|request| tracing::debug_span!("grpc", path = %request.uri().path()))
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(listener),
+                // TCP_NODELAY on every accepted connection: without it, Nagle's algorithm holds a
+                // response's last small write (HTTP/2 trailers, SETTINGS) until the client's delayed
+                // ACK arrives, which added ~40 ms to a good share of calls on fresh connections.
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
                 shutdown.cancelled_owned(),
             )
             .await?;

@@ -1,29 +1,37 @@
 //! `testcluster.v1.TestClusterService`: each handler reads top-down, check → Kubernetes → answer.
+//!
+//! Reads (Get, List, Watch) come from the shared informer ([`ClusterCache`]); writes go to the API
+//! server and return once the informer has seen them (boundedly), so that a client's next read on
+//! this broker sees its own write.
+
+use std::time::Duration;
 
 use kube::Api;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::DeleteParams;
 use service::grpc::until_shutdown;
-use testcluster_api::errors::invalid_argument;
 use testcluster_api::v1 as api;
 use testcluster_api::v1::test_cluster_service_server::TestClusterService;
 use testcluster_resources::TestClusterGKE;
 use testcluster_resources::convert::to_test_cluster;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use tonic_types::FieldViolation;
 
+use crate::cache::ClusterCache;
+use crate::cache::version::version_of;
 use crate::errors::kube_status;
 use crate::provisioner::Provisioner;
 use crate::watch::{SnapshotStream, watch};
-use crate::{create, validate};
+use crate::{create, list, validate};
 
-/// List page size when the caller leaves it to the server, and the most it may ask for.
-const DEFAULT_PAGE_SIZE: u32 = 100;
-const MAX_PAGE_SIZE: u32 = 1000;
+/// How long a write waits for the informer to deliver it before answering anyway (a later read
+/// that misses the cache asks the API server, so this bounds staleness, not correctness).
+const WRITE_VISIBLE_WAIT: Duration = Duration::from_secs(2);
 
-/// The handlers' shared state: a Kubernetes client and the provisioner's client.
+/// The handlers' shared state: a Kubernetes client, the shared informer and the provisioner's
+/// client.
 pub struct Broker {
     client: kube::Client,
+    cache: ClusterCache,
     provisioner: Provisioner,
     default_namespace: String,
     /// Cancelled when the server shuts down: open watches then end with UNAVAILABLE, so that the
@@ -34,12 +42,14 @@ pub struct Broker {
 impl Broker {
     pub fn new(
         client: kube::Client,
+        cache: ClusterCache,
         provisioner: Provisioner,
         default_namespace: String,
         shutdown: CancellationToken,
     ) -> Self {
         Broker {
             client,
+            cache,
             provisioner,
             default_namespace,
             shutdown,
@@ -80,6 +90,9 @@ impl TestClusterService for Broker {
         }
         validate::into_result(violations)?;
         let created = create::create(&self.client, &plan).await?;
+        if let Some(version) = version_of(&created) {
+            self.cache.wait_seen(version, WRITE_VISIBLE_WAIT).await;
+        }
         Ok(Response::new(api::CreateTestClusterResponse {
             test_cluster: Some(to_test_cluster(&created)),
         }))
@@ -91,12 +104,24 @@ impl TestClusterService for Broker {
     ) -> Result<Response<api::GetTestClusterResponse>, Status> {
         let request = request.into_inner();
         let clusters = self.object_api(&request.namespace, &request.name)?;
-        let object = clusters
-            .get(&request.name)
-            .await
-            .map_err(|e| kube_status(&format!("TestClusterGKE {}", request.name), e))?;
+        let namespace = self.namespace(&request.namespace);
+        let cached = match self.cache.ready().await {
+            true => self.cache.get(namespace, &request.name),
+            false => None,
+        };
+        let test_cluster = match cached {
+            Some(object) => to_test_cluster(&object),
+            // Not cached: created moments ago through another replica, or the informer lags or
+            // is not up yet. Only the API server may say NOT_FOUND.
+            None => to_test_cluster(
+                &clusters
+                    .get(&request.name)
+                    .await
+                    .map_err(|e| kube_status(&format!("TestClusterGKE {}", request.name), e))?,
+            ),
+        };
         Ok(Response::new(api::GetTestClusterResponse {
-            test_cluster: Some(to_test_cluster(&object)),
+            test_cluster: Some(test_cluster),
         }))
     }
 
@@ -105,46 +130,14 @@ impl TestClusterService for Broker {
         request: Request<api::ListTestClustersRequest>,
     ) -> Result<Response<api::ListTestClustersResponse>, Status> {
         let request = request.into_inner();
-        let page_size = match u32::try_from(request.page_size) {
-            Ok(0) => DEFAULT_PAGE_SIZE,
-            Ok(size) => size.min(MAX_PAGE_SIZE),
-            Err(_) => {
-                return Err(invalid_argument(vec![FieldViolation::new(
-                    "page_size",
-                    "must not be negative",
-                )]));
-            }
-        };
         validate::check_list_namespace(&request.namespace)?;
-        // An empty namespace lists them all, as `kubectl get -A` does.
-        let clusters: Api<TestClusterGKE> = if request.namespace.is_empty() {
-            Api::all(self.client.clone())
-        } else {
-            Api::namespaced(self.client.clone(), &request.namespace)
-        };
-        let mut params = ListParams::default().limit(page_size);
-        if !request.label_selector.is_empty() {
-            params = params.labels(&request.label_selector);
+        let query = list::Query::new(&request)?;
+        if !self.cache.ready().await {
+            return Err(Status::unavailable(
+                "the broker has not read the test clusters yet; retry",
+            ));
         }
-        if !request.page_token.is_empty() {
-            params = params.continue_token(&request.page_token);
-        }
-        let list = clusters.list(&params).await.map_err(|error| match error {
-            kube::Error::Api(response) if response.code == 400 => {
-                // The API server rejects a bad selector or an expired continue token.
-                let field = if request.page_token.is_empty() {
-                    "label_selector"
-                } else {
-                    "page_token"
-                };
-                invalid_argument(vec![FieldViolation::new(field, response.message)])
-            }
-            error => kube_status("TestClusterGKE list", error),
-        })?;
-        Ok(Response::new(api::ListTestClustersResponse {
-            test_clusters: list.items.iter().map(to_test_cluster).collect(),
-            next_page_token: list.metadata.continue_.unwrap_or_default(),
-        }))
+        Ok(Response::new(query.page(self.cache.all())))
     }
 
     type WatchTestClusterStream = SnapshotStream;
@@ -155,8 +148,15 @@ impl TestClusterService for Broker {
     ) -> Result<Response<Self::WatchTestClusterStream>, Status> {
         let request = request.into_inner();
         let clusters = self.object_api(&request.namespace, &request.name)?;
-        let since = (!request.resource_version.is_empty()).then_some(request.resource_version);
-        let stream = watch(clusters, request.name, since).await?;
+        let namespace = self.namespace(&request.namespace);
+        let stream = watch(
+            &self.cache,
+            clusters,
+            namespace,
+            &request.name,
+            &request.resource_version,
+        )
+        .await?;
         Ok(Response::new(Box::pin(until_shutdown(
             stream,
             self.shutdown.clone(),
@@ -175,6 +175,17 @@ impl TestClusterService for Broker {
             .delete(&request.name, &DeleteParams::background())
             .await
             .map_err(|e| kube_status(&format!("TestClusterGKE {}", request.name), e))?;
+        let namespace = self.namespace(&request.namespace);
+        // Visible to this broker's next read before answering: a Get right after must not show
+        // the object as it was before the delete.
+        match deleted.as_ref().left().and_then(version_of) {
+            Some(version) => self.cache.wait_seen(version, WRITE_VISIBLE_WAIT).await,
+            None => {
+                self.cache
+                    .wait_gone(namespace, &request.name, WRITE_VISIBLE_WAIT)
+                    .await
+            }
+        };
         let test_cluster = match deleted.left() {
             Some(object) => {
                 let mut test_cluster = to_test_cluster(&object);

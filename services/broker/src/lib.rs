@@ -5,10 +5,14 @@
 //! - [`TestClusterService`](testcluster_api::v1::test_cluster_service_server::TestClusterService)
 //!   (`clusters`): `CreateTestCluster` checks and defaults the request with the shared rules
 //!   (`validate`; the provisioner's `ListTemplates` over internal gRPC says which templates exist,
-//!   `provisioner`), then writes the user
-//!   ConfigMap and the `TestClusterGKE` object that owns it (`create`). `Get`/`List`/`Delete` read
-//!   and delete objects; `WatchTestCluster` streams a snapshot per change from a Kubernetes watch
-//!   (`watch`).
+//!   `provisioner`), then writes the user ConfigMap and the `TestClusterGKE` object that owns it
+//!   (`create`). `Get`, `List` (`list`, paged by count and bytes) and `WatchTestCluster` (`watch`)
+//!   read from one shared informer (`cache`): a kube-rs reflector over every `TestClusterGKE`,
+//!   whose changes are fanned out to the open watch streams in-process. Any number of clients cost
+//!   the API server one list and one watch; each stream holds a bounded receiver, so a slow client
+//!   neither buffers without limit nor holds up the others. A cache miss is checked with the API
+//!   server before NOT_FOUND, and a write returns once the informer has it, so a client reads its
+//!   own writes.
 //! - [`LogService`](testcluster_api::v1::log_service_server::LogService) (`logs`): passed through
 //!   to logview, so CI needs one endpoint.
 //!
@@ -16,13 +20,16 @@
 //! run as several replicas. Cross-cutting concerns (tracing, in-flight limits) are tower layers
 //! around the handlers (`layers`); Kubernetes errors become gRPC statuses in one place (`errors`).
 
+mod cache;
 mod clusters;
 mod create;
 mod errors;
 mod layers;
+mod list;
 mod logs;
 mod names;
 mod provisioner;
+mod selector;
 mod validate;
 mod watch;
 
@@ -76,7 +83,21 @@ pub struct Settings {
     /// How long a call to the provisioner may take before the broker answers UNAVAILABLE.
     #[arg(long, env = "TESTCLUSTER_BROKER_PROVISIONER_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub provisioner_timeout: Duration,
+
+    /// Recent test-cluster changes kept (shared by all watches) so that a `WatchTestCluster` from
+    /// a `resource_version` replays what happened since; older versions start from the current
+    /// state.
+    #[arg(
+        long,
+        env = "TESTCLUSTER_BROKER_WATCH_WINDOW",
+        default_value_t = DEFAULT_WATCH_WINDOW
+    )]
+    pub watch_window: usize,
 }
+
+/// About the changes of a few hundred lifecycles: a few MiB at most, since the objects are shared
+/// with the store until they are replaced.
+const DEFAULT_WATCH_WINDOW: usize = 1024;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -86,6 +107,7 @@ impl Default for Settings {
             default_namespace: "test-clusters".to_owned(),
             max_concurrent_requests: 256,
             provisioner_timeout: Duration::from_secs(5),
+            watch_window: DEFAULT_WATCH_WINDOW,
         }
     }
 }
@@ -118,8 +140,10 @@ pub async fn run(
         shutdown.clone(),
     )
     .context("logview endpoint")?;
+    let cache = cache::ClusterCache::start(client.clone(), settings.watch_window, shutdown.clone());
     let broker = clusters::Broker::new(
         client,
+        cache,
         provisioner,
         settings.default_namespace.clone(),
         shutdown.clone(),

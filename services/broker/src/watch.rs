@@ -1,213 +1,253 @@
-//! `WatchTestCluster`: a snapshot per change of one object, straight from a Kubernetes watch.
+//! `WatchTestCluster`: a snapshot per change of one object, from the broker's shared informer.
 //!
-//! The watch is on that one object (`fieldSelector=metadata.name=<name>`), so the broker receives
-//! only its changes and never polls. It resumes from the last version seen when the API server ends a
-//! watch (timeouts, restarts), and carries on from the current state when that version is too old
-//! (410 Gone): that state is sent, but changes between the two are lost. The stream ends after a
-//! terminal phase (Succeeded, Failed, Error) or the deletion.
+//! A stream never opens a watch of its own: it subscribes to the object's changes in the
+//! [`ClusterCache`], so a thousand streams cost the API server what one does. Each stream holds a
+//! receiver on a bounded per-object channel; a client that reads slower than its object changes
+//! skips intermediate versions and gets the newest ones, and slows nobody else down.
+//!
+//! With a `resource_version` the stream carries on after it: the changes since are replayed from
+//! the cache's window of recent changes (so nothing between a create and its watch is missed);
+//! when the window no longer reaches back that far the stream starts with the current state, as
+//! after a 410 Gone. A version the reflector has not seen yet is waited for, boundedly, then checked
+//! with the API server: still ahead of it, it is refused as INVALID_ARGUMENT. The stream ends after
+//! a terminal phase (Succeeded, Failed, Error) or the deletion.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt as _};
+use futures::Stream;
 use kube::Api;
-use kube::api::{ListParams, WatchParams};
-use kube::core::WatchEvent;
+use kube::api::ListParams;
 use testcluster_api::errors::invalid_argument;
 use testcluster_api::v1 as api;
 use testcluster_resources::TestClusterGKE;
 use testcluster_resources::convert::to_test_cluster;
+use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
 use tonic_types::FieldViolation;
 
+use crate::cache::version::{self, version_of};
+use crate::cache::{Change, ClusterCache, Subscription, change_version};
 use crate::errors::kube_status;
 
 /// The stream `WatchTestCluster` answers with.
 pub type SnapshotStream =
     Pin<Box<dyn Stream<Item = Result<api::WatchTestClusterResponse, Status>> + Send>>;
 
-/// The API server ends a watch after this long; the broker then resumes it. Shorter than the usual
-/// proxies' idle timeouts.
-const WATCH_TIMEOUT_SECS: u32 = 290;
-/// Consecutive failures to (re)establish the watch before the stream gives up with UNAVAILABLE.
-const MAX_FAILURES: u32 = 8;
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a watch from a version the reflector has not delivered yet waits for it before asking
+/// the API server whether that version exists at all.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
 
-/// Starts watching `name`. Fails at once (NOT_FOUND, ...) when the object cannot be read; after that,
-/// problems come as the stream's last item.
-///
-/// `since` is a resource version the caller already has: the stream then replays every change after
-/// it instead of starting with the current state. That replay is only as good as the API server's
-/// history: when `since` (or, later, the version a resumed watch starts from) has been compacted away
-/// (410 Gone), the stream sends the current state and carries on from there, and the phases in
-/// between are never sent. Clients should therefore compare phases ("at least Ready") rather than
-/// expect to see each one.
+/// Where a stream starts: the object, and whether the client has that state already.
+struct Start {
+    object: Arc<TestClusterGKE>,
+    /// The version the client has: changes up to it are not sent.
+    known: u64,
+    /// Changes after `known` to send before the live ones.
+    replay: Vec<Change>,
+}
+
+/// Starts watching `namespace/name` for a client that has seen `since` (empty: nothing yet).
+/// Fails at once (NOT_FOUND, INVALID_ARGUMENT for `resource_version`, ...) when the stream
+/// cannot start; after that, problems come as the stream's last item.
 pub async fn watch(
-    clusters: Api<TestClusterGKE>,
-    name: String,
-    since: Option<String>,
+    cache: &ClusterCache,
+    api: Api<TestClusterGKE>,
+    namespace: &str,
+    name: &str,
+    since: &str,
 ) -> Result<SnapshotStream, Status> {
-    let what = format!("TestClusterGKE {}", name);
-    let current = clusters
-        .get(&name)
+    let since = match since {
+        "" => None,
+        since => Some(version::parse(since).ok_or_else(|| {
+            invalid_argument(vec![FieldViolation::new(
+                "resource_version",
+                format!(
+                    "{since:?} is not a resource version of this API server (they are integers)"
+                ),
+            )])
+        })?),
+    };
+    if let Some(since) = since {
+        // The reflector may not have delivered `since` yet (a create moments ago, or through
+        // another broker replica): wait for it, so the replay is complete.
+        cache.wait_seen(since, CATCH_UP_WAIT).await;
+    } else {
+        cache.ready().await;
+    }
+    let mut subscription = cache.subscribe(namespace, name, since);
+    let start = start(&mut subscription, &api, name, since).await?;
+    Ok(Box::pin(snapshots(subscription, start)))
+}
+
+/// Decides where the stream starts, from the cache when it can and the API server when it must.
+async fn start(
+    subscription: &mut Subscription,
+    api: &Api<TestClusterGKE>,
+    name: &str,
+    since: Option<u64>,
+) -> Result<Start, Status> {
+    let cached = subscription.current.clone();
+    let Some(since) = since else {
+        let object = match cached {
+            Some(object) => object,
+            None => Arc::new(live_get(api, name).await?),
+        };
+        return Ok(Start {
+            object,
+            known: 0,
+            replay: Vec::new(),
+        });
+    };
+    if let Some(object) = cached
+        && version_of(&object).is_some_and(|current| current >= since)
+    {
+        // Replay the changes after `since` when the window has them all; otherwise start from
+        // the current state, which the client has unless it is newer.
+        let replay = subscription
+            .replay
+            .take()
+            .unwrap_or_else(|| vec![Change::Applied(Arc::clone(&object))]);
+        return Ok(Start {
+            object,
+            known: since,
+            replay,
+        });
+    }
+    // The cache has not caught up with `since` within the wait (or the object is not cached):
+    // the API server decides. A list, not a get: its version says how far the API server is.
+    let what = format!("TestClusterGKE {name}");
+    let selector = format!("metadata.name={name}");
+    let list = api
+        .list(&ListParams::default().fields(&selector))
         .await
         .map_err(|e| kube_status(&what, e))?;
-    let stream = async_stream::try_stream! {
-        let mut sent_version = None;
-        let version = match since {
-            Some(since) => since,
-            None => {
-                sent_version = current.metadata.resource_version.clone();
-                yield snapshot(&current, false);
-                if is_terminal(&current) {
-                    return;
-                }
-                sent_version.clone().unwrap_or_default()
-            }
-        };
-        let mut latest = Latest { object: current, version, sent_version };
-        let mut failures = 0;
-        let mut first = true;
-        // Set on 410 Gone: read the current state before watching again.
-        let mut resync = false;
-        let selector = format!("metadata.name={name}");
-        let params = WatchParams::default()
-            .fields(&selector)
-            .timeout(WATCH_TIMEOUT_SECS);
+    let current = list
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(version::parse);
+    let Some(object) = list.items.into_iter().next() else {
+        return Err(Status::not_found(format!("{what}: not found")));
+    };
+    if current.is_some_and(|current| since > current) {
+        return Err(invalid_argument(vec![FieldViolation::new(
+            "resource_version",
+            format!(
+                "{since} is newer than the API server's current version {}; use a \
+                 resource_version from this service's answers, or none",
+                current.unwrap_or_default()
+            ),
+        )]));
+    }
+    let object = Arc::new(object);
+    Ok(Start {
+        replay: vec![Change::Applied(Arc::clone(&object))],
+        object,
+        known: since,
+    })
+}
+
+async fn live_get(api: &Api<TestClusterGKE>, name: &str) -> Result<TestClusterGKE, Status> {
+    api.get(name)
+        .await
+        .map_err(|e| kube_status(&format!("TestClusterGKE {name}"), e))
+}
+
+/// The stream itself: the start, then live changes, each version once and never an older one
+/// after a newer.
+fn snapshots(
+    mut subscription: Subscription,
+    start: Start,
+) -> impl Stream<Item = Result<api::WatchTestClusterResponse, Status>> + Send {
+    async_stream::try_stream! {
+        let mut last = Last { object: start.object, sent: start.known };
+        if start.known == 0 {
+            last.sent = version_of(&last.object).unwrap_or(0);
+            yield snapshot(&last.object, false);
+        }
+        let mut replay = VecDeque::from(start.replay);
+        let mut caught_up = false;
         loop {
-            if resync {
-                resync = false;
-                // Too old to replay: carry on from the current state, sent first (unless it was
-                // already), since the changes before it are lost. A list rather than a get: its
-                // version is the collection's, current even when the object has not changed since
-                // the history was compacted, so the next watch can start from it.
-                match clusters.list(&ListParams::default().fields(&selector)).await {
-                    Ok(list) => match list.items.into_iter().next() {
-                        Some(object) => {
-                            if let Some(snapshot) = latest.update(object) {
-                                yield snapshot;
-                            }
-                            if let Some(version) = list.metadata.resource_version {
-                                latest.version = version;
-                            }
-                            if is_terminal(&latest.object) {
-                                return;
-                            }
-                        }
-                        None => {
-                            yield snapshot(&latest.object, true);
+            let change = match replay.pop_front() {
+                Some(change) => change,
+                None => {
+                    // Replayed: a client that already has a terminal state gets nothing more.
+                    if !caught_up {
+                        caught_up = true;
+                        if last.has_current() && is_terminal(&last.object) {
                             return;
                         }
-                    },
-                    Err(error) => Err::<(), _>(kube_status(&what, error))?,
-                }
-            }
-            let events = match clusters.watch(&params, &latest.version).await {
-                Ok(events) => events,
-                // Some API servers answer a too old version with a 410 response rather than an
-                // ERROR event.
-                Err(kube::Error::Api(response)) if response.code == 410 => {
-                    tracing::debug!(%name, version = %latest.version, "watch version expired");
-                    resync = true;
-                    failures += 1;
-                    if failures >= MAX_FAILURES {
-                        Err::<(), _>(Status::unavailable(format!("{what}: the watch keeps failing")))?;
                     }
-                    tokio::time::sleep(backoff(failures)).await;
-                    continue;
-                }
-                Err(kube::Error::Api(response)) if first && matches!(response.code, 400 | 422) => {
-                    Err::<(), _>(invalid_argument(vec![FieldViolation::new(
-                        "resource_version",
-                        format!("cannot watch from {:?}: {}", latest.version, response.message),
-                    )]))?;
-                    return;
-                }
-                Err(error) => {
-                    failures += 1;
-                    if failures >= MAX_FAILURES {
-                        Err::<(), _>(kube_status(&what, error))?;
+                    match subscription.recv().await {
+                        Ok(change) => change,
+                        Err(RecvError::Lagged(skipped)) => {
+                            // This client reads slower than its object changes: it gets the
+                            // newest versions, not each one.
+                            tracing::debug!(skipped, "watch stream fell behind");
+                            continue;
+                        }
+                        Err(RecvError::Closed) => {
+                            Err::<(), _>(Status::unavailable("the broker's informer stopped"))?;
+                            return;
+                        }
                     }
-                    tokio::time::sleep(backoff(failures)).await;
-                    continue;
                 }
             };
-            first = false;
-            futures::pin_mut!(events);
-            while let Some(event) = events.next().await {
-                let event = match event {
-                    Ok(event) => event,
-                    Err(error) => {
-                        // A broken stream: resume from the last version after a pause.
-                        tracing::debug!(%error, %name, "watch interrupted");
-                        failures += 1;
-                        break;
-                    }
-                };
-                match event {
-                    WatchEvent::Added(object) | WatchEvent::Modified(object) => {
-                        failures = 0;
-                        if let Some(snapshot) = latest.update(object) {
-                            yield snapshot;
-                        }
-                        if is_terminal(&latest.object) {
-                            return;
-                        }
-                    }
-                    WatchEvent::Deleted(object) => {
-                        yield snapshot(&object, true);
-                        return;
-                    }
-                    WatchEvent::Bookmark(bookmark) => {
-                        failures = 0;
-                        latest.version = bookmark.metadata.resource_version;
-                    }
-                    WatchEvent::Error(status) if status.code == 410 => {
-                        tracing::debug!(%name, version = %latest.version, "watch version expired");
-                        resync = true;
-                        failures += 1;
-                        break;
-                    }
-                    WatchEvent::Error(status) => {
-                        tracing::debug!(code = status.code, message = %status.message, %name, "watch error");
-                        failures += 1;
-                        break;
-                    }
+            match last.take(change) {
+                Step::Skip => {}
+                Step::Send(message) => yield message,
+                Step::End(message) => {
+                    yield message;
+                    return;
                 }
             }
-            if failures >= MAX_FAILURES {
-                Err::<(), _>(Status::unavailable(format!("{what}: the watch keeps failing")))?;
-            }
-            if failures > 0 {
-                tokio::time::sleep(backoff(failures)).await;
-            }
         }
-    };
-    Ok(Box::pin(stream))
+    }
 }
 
-/// The object as the stream last saw it, so that each version is sent once, whether it comes from
-/// the watch or from reading the object again after 410 Gone.
-struct Latest {
-    object: TestClusterGKE,
-    /// Where the next watch resumes from.
-    version: String,
-    /// The version of the last snapshot sent, if any.
-    sent_version: Option<String>,
+/// What the stream has sent: the object last seen and the newest version sent (or known).
+struct Last {
+    object: Arc<TestClusterGKE>,
+    sent: u64,
 }
 
-impl Latest {
-    /// Takes `object` as the current state; returns its snapshot unless that version was sent.
-    fn update(&mut self, object: TestClusterGKE) -> Option<api::WatchTestClusterResponse> {
-        self.version = object.metadata.resource_version.clone().unwrap_or_default();
-        let unsent = self.sent_version.as_deref() != Some(self.version.as_str());
-        if unsent {
-            self.sent_version = Some(self.version.clone());
+enum Step {
+    Skip,
+    Send(api::WatchTestClusterResponse),
+    /// The last message: a terminal phase or the deletion.
+    End(api::WatchTestClusterResponse),
+}
+
+impl Last {
+    /// Whether the client has the object's current state (it may have an older one when the
+    /// store is a change ahead of the channel: that change is still to come).
+    fn has_current(&self) -> bool {
+        version_of(&self.object).is_some_and(|current| current <= self.sent)
+    }
+
+    fn take(&mut self, change: Change) -> Step {
+        let version = change_version(&change);
+        match change {
+            Change::Applied(object) => {
+                // The store can be one change ahead of the channel: skip what was sent already.
+                if version <= self.sent {
+                    return Step::Skip;
+                }
+                self.sent = version;
+                self.object = object;
+                let message = snapshot(&self.object, false);
+                if is_terminal(&self.object) {
+                    Step::End(message)
+                } else {
+                    Step::Send(message)
+                }
+            }
+            Change::Deleted(object) => Step::End(snapshot(&object, true)),
+            Change::Vanished => Step::End(snapshot(&self.object, true)),
         }
-        let news = unsent.then(|| snapshot(&object, false));
-        self.object = object;
-        news
     }
 }
 
@@ -226,40 +266,58 @@ fn is_terminal(object: &TestClusterGKE) -> bool {
         .is_some_and(|phase| phase.is_terminal())
 }
 
-/// Doubling pauses between attempts, capped.
-fn backoff(failures: u32) -> Duration {
-    FIRST_BACKOFF
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
-        .min(MAX_BACKOFF)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(1), Duration::from_millis(100));
-        assert_eq!(backoff(2), Duration::from_millis(200));
-        assert_eq!(backoff(4), Duration::from_millis(800));
-        assert_eq!(backoff(20), MAX_BACKOFF);
+    fn at(version: u64, phase: Option<&str>) -> Arc<TestClusterGKE> {
+        let mut object = TestClusterGKE::new("t1", Default::default());
+        object.metadata.resource_version = Some(version.to_string());
+        if let Some(phase) = phase {
+            object.status =
+                serde_json::from_value(serde_json::json!({ "phase": phase })).expect("status");
+        }
+        Arc::new(object)
     }
 
     #[test]
-    fn each_version_is_sent_once() {
-        let at = |version: &str| {
-            let mut object = TestClusterGKE::new("t1", Default::default());
-            object.metadata.resource_version = Some(version.to_owned());
-            object
+    fn each_version_is_sent_once_and_never_an_older_one() {
+        let mut last = Last {
+            object: at(2, None),
+            sent: 2,
         };
-        let mut latest = Latest {
-            object: at("1"),
-            version: "1".to_owned(),
-            sent_version: Some("1".to_owned()),
+        assert!(matches!(
+            last.take(Change::Applied(at(2, None))),
+            Step::Skip
+        ));
+        assert!(matches!(
+            last.take(Change::Applied(at(1, None))),
+            Step::Skip
+        ));
+        assert!(matches!(
+            last.take(Change::Applied(at(3, Some("Ready")))),
+            Step::Send(_)
+        ));
+        assert_eq!(last.sent, 3);
+        assert!(matches!(
+            last.take(Change::Applied(at(5, Some("Failed")))),
+            Step::End(_)
+        ));
+    }
+
+    #[test]
+    fn a_vanished_object_ends_with_its_last_state_marked_deleted() {
+        let mut last = Last {
+            object: at(4, Some("Ready")),
+            sent: 4,
         };
-        assert!(latest.update(at("1")).is_none());
-        assert!(latest.update(at("2")).is_some());
-        assert_eq!(latest.version, "2");
-        assert!(latest.update(at("2")).is_none());
+        let Step::End(message) = last.take(Change::Vanished) else {
+            panic!("ends");
+        };
+        assert!(message.deleted);
+        assert_eq!(
+            message.test_cluster.map(|cluster| cluster.resource_version),
+            Some("4".to_owned())
+        );
     }
 }

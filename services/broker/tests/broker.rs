@@ -102,6 +102,8 @@ struct Env {
     client: kube::Client,
     broker: TestClusterServiceClient<Channel>,
     channel: Channel,
+    /// The broker's address, for tests that need connections of their own.
+    endpoint: String,
     stop: CancellationToken,
     /// The broker's `run`, to see it return after `stop`.
     served: Option<JoinHandle<anyhow::Result<()>>>,
@@ -126,6 +128,16 @@ async fn start(with_provisioner: bool) -> Env {
 /// Starts the simulator and the broker, with the fake provisioner and [`EndlessLogview`] when asked
 /// (a closed port otherwise).
 async fn start_with(with_provisioner: bool, with_logview: bool) -> Env {
+    start_full(
+        with_provisioner,
+        with_logview,
+        broker::Settings::default().watch_window,
+    )
+    .await
+}
+
+/// As [`start_with`], with the broker keeping `watch_window` recent changes to replay.
+async fn start_full(with_provisioner: bool, with_logview: bool, watch_window: usize) -> Env {
     service::install_crypto();
     let sim = Simulator::start(SimConfig::default()).await.expect("sim");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -182,6 +194,7 @@ async fn start_with(with_provisioner: bool, with_logview: bool) -> Env {
         provisioner_endpoint: format!("http://{provisioner}"),
         logview_endpoint: format!("http://{logview}"),
         provisioner_timeout: Duration::from_secs(2),
+        watch_window,
         ..broker::Settings::default()
     };
     let served = tokio::spawn(broker::run(
@@ -190,7 +203,8 @@ async fn start_with(with_provisioner: bool, with_logview: bool) -> Env {
         settings,
         stop.clone(),
     ));
-    let channel = Channel::from_shared(format!("http://{address}"))
+    let endpoint = format!("http://{address}");
+    let channel = Channel::from_shared(endpoint.clone())
         .expect("endpoint")
         .connect()
         .await
@@ -201,6 +215,7 @@ async fn start_with(with_provisioner: bool, with_logview: bool) -> Env {
         client,
         broker: TestClusterServiceClient::new(channel.clone()),
         channel,
+        endpoint,
         stop,
         served: Some(served),
     }
@@ -960,28 +975,238 @@ async fn shutdown_ends_open_streams_with_unavailable_and_returns() {
 }
 
 #[tokio::test]
-async fn a_watch_from_a_compacted_version_starts_from_the_current_state() {
-    let mut env = start(true).await;
+async fn a_watch_from_a_version_older_than_the_window_starts_from_the_current_state() {
+    // The broker keeps the last 2 changes: three after the create push it out of the window, as
+    // etcd compaction pushes a version out of the API server's history.
+    let mut env = start_full(true, false, 2).await;
     let created = env
         .create(create_request("old", api::TestClusterSpec::default()))
         .await
         .expect("created");
-    env.set_phase("old", "Pending").await;
-    env.set_phase("old", "Provisioning").await;
-    // As after etcd compaction: the history since `created` is gone (410 Gone).
-    env.sim.api().compact_history();
+    for phase in ["Pending", "Provisioning", "Ready"] {
+        env.set_phase("old", phase).await;
+    }
+    // Once the broker has seen Ready (its informer delivers changes a moment after the writes):
+    let mut current = env.watch("old", String::new()).await.expect("watch");
+    while next_phase(&mut current).await != Some((api::Phase::Ready, false)) {}
+    drop(current);
+
     let mut stream = env
         .watch("old", created.resource_version)
         .await
         .expect("watch");
-    // Pending is lost; the current state comes first, then changes as usual.
-    expect_snapshots(&mut stream, &[(api::Phase::Provisioning, false)]).await;
-    env.set_phase("old", "Ready").await;
+    // Pending and Provisioning are lost; the current state comes first, then changes as usual.
+    expect_snapshots(&mut stream, &[(api::Phase::Ready, false)]).await;
+    env.set_phase("old", "Running").await;
     env.set_phase("old", "Error").await;
     expect_snapshots(
         &mut stream,
-        &[(api::Phase::Ready, false), (api::Phase::Error, false)],
+        &[(api::Phase::Running, false), (api::Phase::Error, false)],
     )
     .await;
     assert_eq!(next_phase(&mut stream).await, None);
+}
+
+/// A `TestClusterGKE` created straight through the Kubernetes API (as with kubectl), with a
+/// description of `description_bytes`.
+async fn create_directly(env: &Env, name: &str, description_bytes: usize) -> TestClusterGKE {
+    let mut object = TestClusterGKE::new(name, Default::default());
+    if description_bytes > 0 {
+        object.metadata.annotations = Some(
+            [(
+                "ci.cilium.io/cluster-description".to_owned(),
+                "d".repeat(description_bytes),
+            )]
+            .into(),
+        );
+    }
+    env.clusters()
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("created")
+}
+
+#[tokio::test]
+async fn five_hundred_watches_on_fifty_clusters_cost_one_api_server_watch() {
+    let env = start(true).await;
+    let counters = env.sim.api().counters();
+    let names: Vec<String> = (0..50).map(|i| format!("w{i:02}")).collect();
+    let mut last = None;
+    for name in &names {
+        last = Some(create_directly(&env, name, 0).await);
+    }
+    let last = last.expect("created");
+    // Once the broker's informer has delivered the last create (and so all before it), no stream
+    // misses its cluster in the cache.
+    let mut client = env.broker.clone();
+    client
+        .watch_test_cluster(api::WatchTestClusterRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: last.name_any(),
+            resource_version: last.metadata.resource_version.clone().expect("version"),
+        })
+        .await
+        .expect("watch");
+    // Ten connections: a server may cap the streams of one HTTP/2 connection (often at 200).
+    let mut channels = Vec::new();
+    for _ in 0..10 {
+        let channel = Channel::from_shared(env.endpoint.clone())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        channels.push(channel);
+    }
+    let mut streams = Vec::new();
+    for (at, name) in names.iter().cycle().take(500).enumerate() {
+        let mut client = TestClusterServiceClient::new(channels[at % channels.len()].clone());
+        let request = api::WatchTestClusterRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: name.clone(),
+            resource_version: String::new(),
+        };
+        let stream = client
+            .watch_test_cluster(request)
+            .await
+            .expect("watch")
+            .into_inner();
+        streams.push((name.clone(), stream));
+    }
+    // Every stream starts with its cluster's current state...
+    for (_, stream) in &mut streams {
+        expect_snapshots(stream, &[(api::Phase::Unspecified, false)]).await;
+    }
+    // ...and gets each change of its own cluster, and only those.
+    for name in &names {
+        env.set_phase(name, "Ready").await;
+    }
+    for (name, stream) in &mut streams {
+        let message = tokio::time::timeout(TIMEOUT, stream.message())
+            .await
+            .expect("watch stalled")
+            .expect("watch error")
+            .expect("open");
+        let cluster = message.test_cluster.expect("snapshot");
+        assert_eq!(&cluster.name, name);
+        assert_eq!(cluster.status.map(|s| s.phase()), Some(api::Phase::Ready));
+    }
+    for name in names.iter().take(10) {
+        env.set_phase(name, "Succeeded").await;
+    }
+    for (name, stream) in streams.iter_mut().take(10) {
+        expect_snapshots(stream, &[(api::Phase::Succeeded, false)]).await;
+        assert_eq!(
+            next_phase(stream).await,
+            None,
+            "{name} ends after Succeeded"
+        );
+    }
+
+    // One watch and one list on the API server for all of it; the streams asked nothing else.
+    assert_eq!(
+        counters.get("watch", "testclustersgke"),
+        1,
+        "{:?}",
+        counters.snapshot()
+    );
+    assert_eq!(
+        counters.get("list", "testclustersgke"),
+        1,
+        "{:?}",
+        counters.snapshot()
+    );
+    assert_eq!(
+        counters.get("get", "testclustersgke"),
+        0,
+        "{:?}",
+        counters.snapshot()
+    );
+}
+
+#[tokio::test]
+async fn a_list_of_large_objects_pages_under_the_message_limit() {
+    let mut env = start(true).await;
+    // 200 clusters with 100 KB descriptions: 20 MB in all, five times gRPC's 4 MiB limit.
+    let mut last = None;
+    for i in 0..200 {
+        last = Some(create_directly(&env, &format!("big-{i:03}"), 100 * 1024).await);
+    }
+    let last = last.expect("created");
+    // Watching the last one from its version returns once the broker's informer has delivered
+    // it, and so every object created before it.
+    env.watch(
+        &last.name_any(),
+        last.metadata.resource_version.clone().expect("version"),
+    )
+    .await
+    .expect("watch");
+
+    let mut names = std::collections::BTreeSet::new();
+    let mut pages = 0;
+    let mut request = api::ListTestClustersRequest {
+        namespace: NAMESPACE.to_owned(),
+        ..Default::default()
+    };
+    loop {
+        let page = env
+            .broker
+            .list_test_clusters(request.clone())
+            .await
+            .expect("a page within the client's 4 MiB limit")
+            .into_inner();
+        pages += 1;
+        let bytes = prost::Message::encoded_len(&page);
+        assert!(bytes < 4 * 1024 * 1024, "page {pages}: {bytes} bytes");
+        for cluster in &page.test_clusters {
+            assert!(names.insert(cluster.name.clone()), "{} twice", cluster.name);
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    assert_eq!(names.len(), 200);
+    assert!(pages >= 10, "{pages} pages of at most 2 MiB");
+}
+
+#[tokio::test]
+async fn reads_right_after_a_write_see_it_and_bad_versions_are_refused() {
+    let mut env = start(true).await;
+    // Created behind the broker's back (kubectl, another replica): its informer may not have it
+    // yet, but Get and Watch still find it rather than answering NOT_FOUND.
+    let object = create_directly(&env, "fresh", 0).await;
+    let got = env.get("fresh").await.expect("found");
+    assert_eq!(Some(got.uid), object.metadata.uid.clone());
+    let version = object.metadata.resource_version.clone().expect("version");
+    let mut stream = env.watch("fresh", version.clone()).await.expect("watch");
+    // The client has that version: the next message is the next change.
+    env.set_phase("fresh", "Pending").await;
+    expect_snapshots(&mut stream, &[(api::Phase::Pending, false)]).await;
+
+    // A version the API server never issued is refused, naming the field, within a bound.
+    let started = std::time::Instant::now();
+    let future = (version.parse::<u64>().expect("integer") + 1_000_000).to_string();
+    assert_eq!(
+        invalid_fields(env.watch("fresh", future).await),
+        ["resource_version"]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        invalid_fields(env.watch("fresh", "not-a-version".to_owned()).await),
+        ["resource_version"]
+    );
+
+    // Deleted through the broker: gone for the next read at once.
+    let created = env
+        .create(create_request("short", api::TestClusterSpec::default()))
+        .await
+        .expect("created");
+    assert_eq!(env.get("short").await.expect("found").uid, created.uid);
+    env.delete("short").await.expect("deleted");
+    let missing = env.get("short").await.expect_err("gone");
+    assert_eq!(missing.code(), Code::NotFound);
 }
