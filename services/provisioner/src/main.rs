@@ -9,7 +9,7 @@ use service::cli::{CommonArgs, CommonEnv, Started};
 
 /// Turns TestClusterGKE objects into GKE test clusters and serves ProvisionerService.
 #[derive(Debug, Parser)]
-#[command(name = "provisioner", version)]
+#[command(name = "testcluster-provisioner", version)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
@@ -81,11 +81,11 @@ mod tests {
 
     #[test]
     fn provision_timeout_defaults_to_30_minutes() {
-        let cli = Cli::try_parse_from(["provisioner"]).map(|cli| cli.provision_timeout);
+        let cli = Cli::try_parse_from(["testcluster-provisioner"]).map(|cli| cli.provision_timeout);
         assert_eq!(cli.ok(), Some(provisioner::DEFAULT_PROVISION_TIMEOUT));
-        let cli = Cli::try_parse_from(["provisioner", "--provision-timeout", "45s"])
+        let cli = Cli::try_parse_from(["testcluster-provisioner", "--provision-timeout", "45s"])
             .map(|cli| cli.provision_timeout);
         assert_eq!(cli.ok(), Some(Duration::from_secs(45)));
-        assert!(Cli::try_parse_from(["provisioner", "--provision-timeout", "soon"]).is_err());
+        assert!(Cli::try_parse_from(["testcluster-provisioner", "--provision-timeout", "soon"]).is_err());
     }
 }
