@@ -53,6 +53,15 @@ pub fn parse<A: Parser>(env: CommonEnv) -> A {
     A::from_arg_matches_mut(&mut matches).unwrap_or_else(|error| error.format(&mut command).exit())
 }
 
+/// Parses `args` as [`parse`] parses the process's arguments; for tests of a binary's flags.
+pub fn try_parse_from<A: Parser>(
+    env: CommonEnv,
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> Result<A, clap::Error> {
+    let mut matches = command_with_env::<A>(env).try_get_matches_from(args)?;
+    A::from_arg_matches_mut(&mut matches)
+}
+
 /// `A`'s command, with `env` attached to the common flags.
 fn command_with_env<A: CommandFactory>(env: CommonEnv) -> clap::Command {
     A::command()
@@ -111,8 +120,6 @@ pub async fn serve_metrics(
 
 #[cfg(test)]
 mod tests {
-    use clap::FromArgMatches as _;
-
     use super::*;
 
     #[derive(Debug, Parser)]
@@ -129,10 +136,7 @@ mod tests {
     };
 
     fn parse_from(args: &[&str]) -> Args {
-        let matches = command_with_env::<Args>(ENV)
-            .try_get_matches_from(args)
-            .expect("parse");
-        Args::from_arg_matches(&matches).expect("arguments")
+        try_parse_from(ENV, args).expect("parse")
     }
 
     #[test]

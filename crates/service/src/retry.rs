@@ -69,7 +69,7 @@ impl RetryPolicy {
     pub fn backoff(&self) -> Backoff {
         Backoff {
             policy: *self,
-            pauses: self.builder().build(),
+            pauses: None,
         }
     }
 }
@@ -78,18 +78,22 @@ impl RetryPolicy {
 #[derive(Debug)]
 pub struct Backoff {
     policy: RetryPolicy,
-    pauses: ExponentialBackoff,
+    /// Made at the first failure, so that [`Backoff::reset`] after every success costs nothing.
+    pauses: Option<ExponentialBackoff>,
 }
 
 impl Backoff {
     /// The pause before the next attempt, or `None` once the policy's attempts are used up.
     pub fn next_pause(&mut self) -> Option<Duration> {
-        self.pauses.next()
+        let policy = &self.policy;
+        self.pauses
+            .get_or_insert_with(|| policy.builder().build())
+            .next()
     }
 
     /// Starts over from the first pause: after a success.
     pub fn reset(&mut self) {
-        self.pauses = self.policy.builder().build();
+        self.pauses = None;
     }
 }
 

@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tonic_types::FieldViolation;
 
-use crate::errors::kube_status;
 use crate::provisioner::Provisioner;
 use crate::watch::{SnapshotStream, watch};
 use crate::{create, validate};
+use service::kube_errors::kube_status;
 
 /// List page size when the caller leaves it to the server, and the most it may ask for.
 const DEFAULT_PAGE_SIZE: u32 = 100;

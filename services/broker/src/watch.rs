@@ -20,7 +20,8 @@ use testcluster_resources::convert::to_test_cluster;
 use tonic::Status;
 use tonic_types::FieldViolation;
 
-use crate::errors::kube_status;
+use service::kube_errors::kube_status;
+use service::retry::RetryPolicy;
 
 /// The stream `WatchTestCluster` answers with.
 pub type SnapshotStream =
@@ -29,10 +30,13 @@ pub type SnapshotStream =
 /// The API server ends a watch after this long; the broker then resumes it. Shorter than the usual
 /// proxies' idle timeouts.
 const WATCH_TIMEOUT_SECS: u32 = 290;
-/// Consecutive failures to (re)establish the watch before the stream gives up with UNAVAILABLE.
-const MAX_FAILURES: u32 = 8;
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Pauses between attempts to (re)establish the watch; after the last, the stream gives up with
+/// UNAVAILABLE (the eighth consecutive failure). Jitter, because one API-server restart cuts every
+/// open watch at once.
+const RETRY: RetryPolicy =
+    RetryPolicy::exponential(Duration::from_millis(100), Duration::from_secs(5))
+        .with_max_attempts(7)
+        .with_jitter();
 
 /// Starts watching `name`. Fails at once (NOT_FOUND, ...) when the object cannot be read; after that,
 /// problems come as the stream's last item.
@@ -67,7 +71,7 @@ pub async fn watch(
             }
         };
         let mut latest = Latest { object: current, version, sent_version };
-        let mut failures = 0;
+        let mut pauses = RETRY.backoff();
         let mut first = true;
         // Set on 410 Gone: read the current state before watching again.
         let mut resync = false;
@@ -110,11 +114,11 @@ pub async fn watch(
                 Err(kube::Error::Api(response)) if response.code == 410 => {
                     tracing::debug!(%name, version = %latest.version, "watch version expired");
                     resync = true;
-                    failures += 1;
-                    if failures >= MAX_FAILURES {
+                    let Some(pause) = pauses.next_pause() else {
                         Err::<(), _>(Status::unavailable(format!("{what}: the watch keeps failing")))?;
-                    }
-                    tokio::time::sleep(backoff(failures)).await;
+                        return;
+                    };
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
                 Err(kube::Error::Api(response)) if first && matches!(response.code, 400 | 422) => {
@@ -125,15 +129,16 @@ pub async fn watch(
                     return;
                 }
                 Err(error) => {
-                    failures += 1;
-                    if failures >= MAX_FAILURES {
+                    let Some(pause) = pauses.next_pause() else {
                         Err::<(), _>(kube_status(&what, error))?;
-                    }
-                    tokio::time::sleep(backoff(failures)).await;
+                        return;
+                    };
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
             };
             first = false;
+            let mut interrupted = false;
             futures::pin_mut!(events);
             while let Some(event) = events.next().await {
                 let event = match event {
@@ -141,13 +146,13 @@ pub async fn watch(
                     Err(error) => {
                         // A broken stream: resume from the last version after a pause.
                         tracing::debug!(%error, %name, "watch interrupted");
-                        failures += 1;
+                        interrupted = true;
                         break;
                     }
                 };
                 match event {
                     WatchEvent::Added(object) | WatchEvent::Modified(object) => {
-                        failures = 0;
+                        pauses.reset();
                         if let Some(snapshot) = latest.update(object) {
                             yield snapshot;
                         }
@@ -160,27 +165,29 @@ pub async fn watch(
                         return;
                     }
                     WatchEvent::Bookmark(bookmark) => {
-                        failures = 0;
+                        pauses.reset();
                         latest.version = bookmark.metadata.resource_version;
                     }
                     WatchEvent::Error(status) if status.code == 410 => {
                         tracing::debug!(%name, version = %latest.version, "watch version expired");
                         resync = true;
-                        failures += 1;
+                        interrupted = true;
                         break;
                     }
                     WatchEvent::Error(status) => {
                         tracing::debug!(code = status.code, message = %status.message, %name, "watch error");
-                        failures += 1;
+                        interrupted = true;
                         break;
                     }
                 }
             }
-            if failures >= MAX_FAILURES {
-                Err::<(), _>(Status::unavailable(format!("{what}: the watch keeps failing")))?;
-            }
-            if failures > 0 {
-                tokio::time::sleep(backoff(failures)).await;
+            // A watch the API server ended normally (its timeout) resumes at once.
+            if interrupted {
+                let Some(pause) = pauses.next_pause() else {
+                    Err::<(), _>(Status::unavailable(format!("{what}: the watch keeps failing")))?;
+                    return;
+                };
+                tokio::time::sleep(pause).await;
             }
         }
     };
@@ -226,23 +233,14 @@ fn is_terminal(object: &TestClusterGKE) -> bool {
         .is_some_and(|phase| phase.is_terminal())
 }
 
-/// Doubling pauses between attempts, capped.
-fn backoff(failures: u32) -> Duration {
-    FIRST_BACKOFF
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
-        .min(MAX_BACKOFF)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(1), Duration::from_millis(100));
-        assert_eq!(backoff(2), Duration::from_millis(200));
-        assert_eq!(backoff(4), Duration::from_millis(800));
-        assert_eq!(backoff(20), MAX_BACKOFF);
+    fn the_watch_gives_up_on_the_eighth_failure_in_a_row() {
+        let mut pauses = RETRY.backoff();
+        assert_eq!(std::iter::from_fn(|| pauses.next_pause()).count(), 7);
     }
 
     #[test]

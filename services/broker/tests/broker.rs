@@ -16,6 +16,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, ResourceExt as _};
 use serde_json::json;
+use service::metrics::Metrics;
 use sim::{SimConfig, Simulator};
 use testcluster_api::errors::field_violations;
 use testcluster_api::internal::v1 as internal;
@@ -164,7 +165,7 @@ async fn start_with(with_provisioner: bool, with_logview: bool) -> Env {
     let provisioner = if with_provisioner {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let server = service::grpc::GrpcServer::new()
+        let server = service::grpc::GrpcServer::new(&Metrics::new())
             .add_service(ProvisionerServiceServer::new(FakeProvisioner));
         tokio::spawn(server.serve(listener, stop.clone()));
         address
@@ -175,8 +176,8 @@ async fn start_with(with_provisioner: bool, with_logview: bool) -> Env {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         // Its own token: it outlives the broker's shutdown, as a separate service would.
-        let server =
-            service::grpc::GrpcServer::new().add_service(LogServiceServer::new(EndlessLogview));
+        let server = service::grpc::GrpcServer::new(&Metrics::new())
+            .add_service(LogServiceServer::new(EndlessLogview));
         tokio::spawn(server.serve(listener, CancellationToken::new()));
         address
     } else {
@@ -194,6 +195,7 @@ async fn start_with(with_provisioner: bool, with_logview: bool) -> Env {
         client.clone(),
         listener,
         settings,
+        Metrics::new(),
         stop.clone(),
     ));
     let channel = Channel::from_shared(format!("http://{address}"))

@@ -282,7 +282,12 @@ pub async fn check_crd(client: &kube::Client) -> anyhow::Result<()> {
 }
 
 /// Runs the controller until `shutdown` is cancelled, then lets in-flight reconciles finish.
-pub async fn run(client: kube::Client, settings: Arc<Settings>, shutdown: CancellationToken) {
+pub async fn run(
+    client: kube::Client,
+    settings: Arc<Settings>,
+    metrics: service::metrics::ControllerMetrics,
+    shutdown: CancellationToken,
+) {
     let mut controller = Controller::new(
         Api::<TestClusterGKE>::all(client.clone()),
         watcher::Config::default(),
@@ -307,7 +312,11 @@ pub async fn run(client: kube::Client, settings: Arc<Settings>, shutdown: Cancel
     controller
         .with_config(controller::Config::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, context)
+        .run(
+            metrics.instrument(reconcile, Error::label, Some(crate::metrics::lifecycle)),
+            error_policy,
+            context,
+        )
         .for_each(|result| {
             match result {
                 Ok((object, _)) => tracing::debug!(%object, "reconciled"),

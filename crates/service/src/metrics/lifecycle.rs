@@ -2,9 +2,14 @@
 //!
 //! The durations come from the object's own timestamps, not from when a controller happened to
 //! see it, so they are right however late a watch delivers a change. Each phase an object left is
-//! observed once: the clock remembers per object how many phases it already counted, and forgets
-//! the object once its history is finished. After a restart only phases left after the start are
-//! counted, so none is counted twice; those left while the process was down are not counted.
+//! observed once: the clock remembers per object how many phases it already counted. After a
+//! restart only phases left after the start are counted, so none is counted twice; those left
+//! while the process was down are not counted.
+//!
+//! An object is remembered for as long as the clock runs (a finished object is still seen while
+//! it is kept as the run's record, and must not be counted again), up to [`MAX_TRACKED`] objects;
+//! the clock then starts afresh as after a restart. That costs a few bytes per object, against the
+//! whole object that the controller's store holds anyway.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -18,8 +23,6 @@ pub struct Lifecycle {
     pub key: String,
     /// Each phase entered so far, with when, in order.
     pub entered: Vec<(&'static str, SystemTime)>,
-    /// No phase will follow the last one (or its time is not measured): forget the object.
-    pub finished: bool,
 }
 
 impl Lifecycle {
@@ -34,17 +37,31 @@ impl Lifecycle {
     }
 }
 
-/// Objects still in their lifecycle beyond which the clock starts afresh; only reached if
-/// objects vanish without a finished history, and starting afresh only loses observations.
-const MAX_TRACKED: usize = 100_000;
+/// Objects remembered before the clock starts afresh.
+pub const MAX_TRACKED: usize = 10_000;
 
 /// Remembers, per object, how many phases of its history were already observed.
 #[derive(Debug)]
 pub(super) struct PhaseClock {
-    /// Phases left before this are not counted: they may have been counted by the previous
-    /// process. Status timestamps have whole seconds, so this is the start rounded down.
+    state: Mutex<ClockState>,
+}
+
+#[derive(Debug)]
+struct ClockState {
+    /// Phases left before this are not counted: they may have been counted before (by the
+    /// previous process, or before the clock started afresh). Status timestamps have whole
+    /// seconds, so this is the start rounded down.
     since: SystemTime,
-    counted: Mutex<HashMap<String, usize>>,
+    counted: HashMap<String, usize>,
+}
+
+/// `time` rounded down to the second.
+fn whole_seconds(time: SystemTime) -> SystemTime {
+    let seconds = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|since_epoch| Duration::from_secs(since_epoch.as_secs()))
+        .unwrap_or_default();
+    SystemTime::UNIX_EPOCH + seconds
 }
 
 impl PhaseClock {
@@ -53,34 +70,32 @@ impl PhaseClock {
     }
 
     fn since(start: SystemTime) -> PhaseClock {
-        let seconds = start
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|since_epoch| Duration::from_secs(since_epoch.as_secs()))
-            .unwrap_or_default();
         PhaseClock {
-            since: SystemTime::UNIX_EPOCH + seconds,
-            counted: Mutex::default(),
+            state: Mutex::new(ClockState {
+                since: whole_seconds(start),
+                counted: HashMap::new(),
+            }),
         }
     }
 
     /// The phases `history` left that were not observed before, with the time spent in each.
     pub(super) fn newly_left(&self, history: &Lifecycle) -> Vec<(&'static str, Duration)> {
-        let mut counted = self.counted.lock();
-        let already = counted.get(&history.key).copied().unwrap_or(0);
+        let mut state = self.state.lock();
+        let already = state.counted.get(&history.key).copied().unwrap_or(0);
+        let since = state.since;
         let new: Vec<_> = history
             .left()
             .skip(already)
-            .filter(|(_, _, left)| *left >= self.since)
+            .filter(|(_, _, left)| *left >= since)
             .map(|(phase, spent, _)| (phase, spent))
             .collect();
         let total = history.entered.len().saturating_sub(1);
-        if history.finished {
-            counted.remove(&history.key);
-        } else if total > already {
-            if counted.len() >= MAX_TRACKED {
-                counted.clear();
+        if total > already {
+            if state.counted.len() >= MAX_TRACKED && !state.counted.contains_key(&history.key) {
+                state.counted.clear();
+                state.since = whole_seconds(SystemTime::now());
             }
-            counted.insert(history.key.clone(), total);
+            state.counted.insert(history.key.clone(), total);
         }
         new
     }
@@ -94,14 +109,13 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
     }
 
-    fn history(key: &str, entered: &[(&'static str, u64)], finished: bool) -> Lifecycle {
+    fn history(key: &str, entered: &[(&'static str, u64)]) -> Lifecycle {
         Lifecycle {
             key: key.to_owned(),
             entered: entered
                 .iter()
                 .map(|(phase, seconds)| (*phase, at(*seconds)))
                 .collect(),
-            finished,
         }
     }
 
@@ -116,14 +130,11 @@ mod tests {
     fn each_phase_left_is_observed_once() {
         let clock = PhaseClock::since(at(100));
         let pending = [("Pending", 100)];
-        assert_eq!(secs(clock.newly_left(&history("a", &pending, false))), []);
+        assert_eq!(secs(clock.newly_left(&history("a", &pending))), []);
         let provisioning = [("Pending", 100), ("Provisioning", 101)];
-        let seen = clock.newly_left(&history("a", &provisioning, false));
+        let seen = clock.newly_left(&history("a", &provisioning));
         assert_eq!(secs(seen), [("Pending", 1)]);
-        assert_eq!(
-            secs(clock.newly_left(&history("a", &provisioning, false))),
-            []
-        );
+        assert_eq!(secs(clock.newly_left(&history("a", &provisioning))), []);
         // Two phases left between two sightings: both observed.
         let done = [
             ("Pending", 100),
@@ -132,15 +143,15 @@ mod tests {
             ("Running", 162),
             ("Succeeded", 200),
         ];
-        let seen = clock.newly_left(&history("a", &done, true));
+        let seen = clock.newly_left(&history("a", &done));
         assert_eq!(
             secs(seen),
             [("Provisioning", 60), ("Ready", 1), ("Running", 38)]
         );
-        assert!(
-            clock.counted.lock().is_empty(),
-            "a finished history is forgotten"
-        );
+        // Kept as the run's record, the object is seen again: nothing is counted twice.
+        assert_eq!(secs(clock.newly_left(&history("a", &done))), []);
+        let other = clock.newly_left(&history("b", &[("Pending", 100), ("Provisioning", 105)]));
+        assert_eq!(secs(other), [("Pending", 5)]);
     }
 
     #[test]
@@ -149,7 +160,6 @@ mod tests {
         let seen = clock.newly_left(&history(
             "a",
             &[("Pending", 100), ("Provisioning", 120), ("Ready", 150)],
-            false,
         ));
         assert_eq!(secs(seen), [("Provisioning", 30)]);
     }
@@ -157,11 +167,7 @@ mod tests {
     #[test]
     fn skewed_timestamps_give_zero_not_a_panic() {
         let clock = PhaseClock::since(at(0));
-        let seen = clock.newly_left(&history(
-            "a",
-            &[("Pending", 10), ("Provisioning", 9)],
-            false,
-        ));
+        let seen = clock.newly_left(&history("a", &[("Pending", 10), ("Provisioning", 9)]));
         assert_eq!(secs(seen), [("Pending", 0)]);
     }
 }
