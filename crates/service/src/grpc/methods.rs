@@ -79,6 +79,11 @@ impl Methods {
         Ok(Methods { by_path, unknown })
     }
 
+    /// Every method of the server.
+    pub fn iter(&self) -> impl Iterator<Item = &Method> {
+        self.by_path.values().map(|method| method.as_ref())
+    }
+
     /// The method a request path calls; the shared "unknown" method for any other path.
     pub fn get(&self, path: &str) -> Arc<Method> {
         self.by_path.get(path).unwrap_or(&self.unknown).clone()

@@ -24,6 +24,11 @@ pub struct ObserveLayer {
 
 impl ObserveLayer {
     pub fn new(metrics: GrpcMetrics, methods: Arc<Methods>) -> ObserveLayer {
+        // Every stream method shows 0 open streams from the start: a series that appears only
+        // once a stream opened would read as "unknown" rather than "none" until then.
+        for method in methods.iter().filter(|method| method.streams_responses) {
+            metrics.declare_streams(&method.labels);
+        }
         ObserveLayer { metrics, methods }
     }
 }

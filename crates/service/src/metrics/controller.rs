@@ -111,13 +111,14 @@ impl ControllerMetrics {
     /// `lifecycle`, when given, reads an object's phase history; each phase the object is seen
     /// to have left is then observed once in `testcluster_phase_duration_seconds`. Give it in one
     /// controller only (the one that sees every phase), or phases are counted twice.
-    pub fn instrument<K, C, E, Fut>(
+    pub fn instrument<K, C, E, R, Fut>(
         &self,
-        mut reconcile: impl FnMut(Arc<K>, Arc<C>) -> Fut,
+        mut reconcile: R,
         error_kind: fn(&E) -> &'static str,
         lifecycle: Option<fn(&K) -> Option<Lifecycle>>,
-    ) -> impl FnMut(Arc<K>, Arc<C>) -> ReconcileFuture<E>
+    ) -> impl FnMut(Arc<K>, Arc<C>) -> ReconcileFuture<E> + use<K, C, E, R, Fut>
     where
+        R: FnMut(Arc<K>, Arc<C>) -> Fut,
         Fut: Future<Output = Result<Action, E>> + Send + 'static,
         E: 'static,
     {
@@ -161,5 +162,87 @@ impl ControllerMetrics {
                 .get_or_create(&PhaseLabels { phase })
                 .observe(spent.as_secs_f64());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    #[derive(Debug, PartialEq)]
+    struct Failure(&'static str);
+
+    fn kind(failure: &Failure) -> &'static str {
+        failure.0
+    }
+
+    async fn reconcile(object: Arc<u8>, _context: Arc<()>) -> Result<Action, Failure> {
+        match *object {
+            0 => Ok(Action::await_change()),
+            _ => Err(Failure("conflict")),
+        }
+    }
+
+    fn lines(metrics: &Metrics, prefix: &str) -> Vec<String> {
+        metrics
+            .encode()
+            .lines()
+            .filter(|line| line.starts_with(prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn reconciles_are_counted_timed_and_their_errors_labelled_by_kind() {
+        let metrics = Metrics::new();
+        let mut instrumented = metrics.controller("test").instrument(reconcile, kind, None);
+        let context = Arc::new(());
+        assert!(instrumented(Arc::new(0), context.clone()).await.is_ok());
+        let failed = instrumented(Arc::new(1), context.clone()).await;
+        assert_eq!(failed.err(), Some(Failure("conflict")));
+        assert_eq!(
+            lines(&metrics, "testcluster_reconcile_total"),
+            [r#"testcluster_reconcile_total{controller="test"} 2"#]
+        );
+        assert_eq!(
+            lines(&metrics, "testcluster_reconcile_errors_total"),
+            [r#"testcluster_reconcile_errors_total{controller="test",error="conflict"} 1"#]
+        );
+        assert_eq!(
+            lines(&metrics, "testcluster_reconcile_duration_seconds_count"),
+            [r#"testcluster_reconcile_duration_seconds_count{controller="test"} 2"#]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_lifecycle_of_each_reconciled_object_feeds_the_phase_durations() {
+        fn history(object: &u8) -> Option<Lifecycle> {
+            let now = SystemTime::now();
+            let entered = match object {
+                0 => vec![("Pending", now)],
+                _ => vec![("Pending", now - Duration::from_secs(3)), ("Ready", now)],
+            };
+            Some(Lifecycle {
+                key: "uid".to_owned(),
+                entered,
+            })
+        }
+        let metrics = Metrics::new();
+        let controller = metrics.controller("test");
+        let mut instrumented = controller.instrument(reconcile, kind, Some(history));
+        let _ = instrumented(Arc::new(0), Arc::new(())).await;
+        let _ = instrumented(Arc::new(1), Arc::new(())).await;
+        let _ = instrumented(Arc::new(1), Arc::new(())).await;
+        assert_eq!(
+            lines(&metrics, "testcluster_phase_duration_seconds_sum"),
+            [r#"testcluster_phase_duration_seconds_sum{phase="Pending"} 3.0"#]
+        );
+        assert_eq!(
+            lines(&metrics, "testcluster_phase_duration_seconds_count"),
+            [r#"testcluster_phase_duration_seconds_count{phase="Pending"} 1"#]
+        );
     }
 }

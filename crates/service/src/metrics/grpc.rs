@@ -81,6 +81,11 @@ impl GrpcMetrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Exposes the open streams of `method`, at 0 until one opens.
+    pub fn declare_streams(&self, method: &MethodLabels) {
+        drop(self.open_streams.get_or_create(method));
+    }
+
     /// One more open stream of `method`; the gauge goes down when the returned guard drops.
     pub fn stream_opened(&self, method: &MethodLabels) -> OpenStream {
         let gauge = self.open_streams.get_or_create_owned(method);
