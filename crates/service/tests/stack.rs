@@ -15,10 +15,14 @@ use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 
 const BOUND: Duration = Duration::from_secs(10);
 
 struct Server {
+    channel: Channel,
     health: HealthClient<Channel>,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -40,7 +44,8 @@ async fn serve(limits: Limits) -> Server {
         .await
         .expect("connect");
     Server {
-        health: HealthClient::new(channel),
+        health: HealthClient::new(channel.clone()),
+        channel,
         metrics,
         shutdown,
         task,
@@ -48,6 +53,10 @@ async fn serve(limits: Limits) -> Server {
 }
 
 impl Server {
+    fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     async fn watch(&self) -> Result<Streaming<HealthCheckResponse>, tonic::Status> {
         let mut stream = self
             .health
@@ -138,6 +147,51 @@ async fn open_streams_are_bounded_for_their_whole_life() {
     assert!(counted("RESOURCE_EXHAUSTED") >= Some(1.0));
     assert_eq!(counted("CANCELLED"), Some(1.0), "the dropped stream");
     drop((second, third));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_that_ends_gives_its_slot_back_before_the_client_sees_its_end() {
+    let server = serve(Limits {
+        max_calls: 64,
+        max_streams: 1,
+    })
+    .await;
+    // Reflection answers each request and ends its stream once the client's side is done.
+    let mut reflection = ServerReflectionClient::new(server.channel());
+    let list = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter([list.clone()]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let mut count = 0;
+    while let Some(_answer) = tokio::time::timeout(BOUND, answers.message())
+        .await
+        .expect("answered in time")
+        .expect("an answer")
+    {
+        count += 1;
+    }
+    assert_eq!(count, 1);
+
+    // No waiting: the slot was given back when the stream's status left the server.
+    let watch = server.watch().await.expect("the only slot is free again");
+    let refused = reflection
+        .server_reflection_info(tokio_stream::iter([list]))
+        .await
+        .expect_err("the watch holds the only slot");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert_eq!(
+        server.sample(
+            r#"grpc_server_handled_total{grpc_service="grpc.reflection.v1.ServerReflection",grpc_method="ServerReflectionInfo",grpc_type="bidi_stream",grpc_code="OK"}"#
+        ),
+        Some(1.0)
+    );
+    drop(watch);
     server.stop().await;
 }
 
