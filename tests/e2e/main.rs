@@ -8,6 +8,7 @@ mod support;
 mod clients;
 mod infra_failure;
 mod lifecycle;
+mod metrics;
 mod restarts;
 mod seed;
 mod tcctl_run;

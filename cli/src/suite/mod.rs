@@ -5,6 +5,10 @@
 //! Used by `tcctl up`, `tcctl run --local` and the end-to-end tests. Each service runs as its own
 //! task with its own [`CancellationToken`] and Kubernetes client, so a test can stop and restart one
 //! mid-lifecycle ([`Suite::restart`]) as a crash and a new pod would.
+//!
+//! Each service also has its own metrics registry, served with `/healthz` on its own HTTP port
+//! ([`Suite::metrics_url`]) as its binary would serve it. The registry and its port outlive a
+//! restart of the service, so counts carry on across restarts.
 
 mod setup;
 
@@ -14,9 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use service::metrics::Metrics;
 use sim::{SimConfig, Simulator};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Namespace the suite creates for test clusters (the services' default).
 pub const NAMESPACE: &str = "test-clusters";
@@ -31,6 +36,9 @@ pub struct SuiteConfig {
     /// Where to write the management cluster's kubeconfig; `None`: a file in a temporary directory
     /// removed with the suite.
     pub kubeconfig: Option<PathBuf>,
+    /// Where each service serves `/metrics` and `/healthz`; a service not named here gets a free
+    /// port on the loopback interface (tests). `tcctl up` uses [`Component::default_metrics_listen`].
+    pub metrics_listen: BTreeMap<Component, SocketAddr>,
     /// The simulator's configuration (delays, faults).
     pub sim: SimConfig,
 }
@@ -42,6 +50,7 @@ impl Default for SuiteConfig {
         SuiteConfig {
             broker_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             kubeconfig: None,
+            metrics_listen: BTreeMap::new(),
             sim,
         }
     }
@@ -79,6 +88,16 @@ impl Component {
         Component::Logview,
         Component::Broker,
     ];
+
+    /// Where the service's binary serves its metrics by default, as in its `--metrics-listen`.
+    pub fn default_metrics_listen(self) -> &'static str {
+        match self {
+            Component::Broker => broker::DEFAULT_METRICS_LISTEN,
+            Component::Provisioner => provisioner::DEFAULT_METRICS_LISTEN,
+            Component::Logview => logview::DEFAULT_METRICS_LISTEN,
+            Component::Runner => runner::DEFAULT_METRICS_LISTEN,
+        }
+    }
 }
 
 /// A running service: its stop token and its task.
@@ -92,6 +111,9 @@ pub struct Suite {
     // Field order is drop order: the services stop before the simulator they talk to.
     running: BTreeMap<Component, Running>,
     addresses: BTreeMap<Component, SocketAddr>,
+    metrics: BTreeMap<Component, (Metrics, SocketAddr)>,
+    /// Stops the metrics servers when the suite goes.
+    _metrics_stop: DropGuard,
     kubeconfig: PathBuf,
     sim: Simulator,
     _dir: tempfile::TempDir,
@@ -130,9 +152,31 @@ impl Suite {
                 .with_context(|| format!("binding {component:?}"))?;
             addresses.insert(component, listener.local_addr()?);
         }
+        let metrics_stop = CancellationToken::new();
+        let mut metrics = BTreeMap::new();
+        for component in Component::ALL {
+            let address = config
+                .metrics_listen
+                .get(&component)
+                .copied()
+                .unwrap_or(loopback);
+            let listener = service::grpc::bind(address)
+                .await
+                .with_context(|| format!("binding {component:?}'s metrics"))?;
+            let address = listener.local_addr()?;
+            let registry = Metrics::new();
+            tokio::spawn(service::cli::serve_metrics(
+                listener,
+                registry.clone(),
+                metrics_stop.clone(),
+            ));
+            metrics.insert(component, (registry, address));
+        }
         let mut suite = Suite {
             running: BTreeMap::new(),
             addresses,
+            metrics,
+            _metrics_stop: metrics_stop.drop_guard(),
             kubeconfig,
             sim,
             _dir: dir,
@@ -154,6 +198,22 @@ impl Suite {
         self.addresses
             .get(&component)
             .map(|address| format!("http://{address}"))
+    }
+
+    /// Where a service serves its Prometheus metrics, such as `http://127.0.0.1:9101/metrics`.
+    pub fn metrics_url(&self, component: Component) -> String {
+        self.metrics
+            .get(&component)
+            .map(|(_, address)| format!("http://{address}/metrics"))
+            .unwrap_or_default()
+    }
+
+    /// A service's metrics registry.
+    fn metrics(&self, component: Component) -> Metrics {
+        self.metrics
+            .get(&component)
+            .map(|(metrics, _)| metrics.clone())
+            .unwrap_or_default()
     }
 
     /// The management cluster's kubeconfig (mode 0600: it holds the admin token).

@@ -83,18 +83,36 @@ pub fn service_future(
     let provisioner = suite.endpoint_or_empty(Component::Provisioner);
     let logview = suite.endpoint_or_empty(Component::Logview);
     let needs_listener = || listener.context("no address for a gRPC service");
+    let metrics = suite.metrics(component);
     Ok(match component {
         Component::Provisioner => {
             let settings = provisioner::Settings {
                 metadata_host: Some(suite.simulator().gke().metadata_host()),
                 ..provisioner::Settings::default()
             };
-            Box::pin(provisioner::run(client, needs_listener()?, settings, stop))
+            Box::pin(provisioner::run(
+                client,
+                needs_listener()?,
+                settings,
+                metrics,
+                stop,
+            ))
         }
-        Component::Runner => Box::pin(runner::run(client, runner::Settings::default(), stop)),
+        Component::Runner => Box::pin(runner::run(
+            client,
+            runner::Settings::default(),
+            metrics,
+            stop,
+        )),
         Component::Logview => {
             let settings = logview::Settings::default();
-            Box::pin(logview::run(client, needs_listener()?, settings, stop))
+            Box::pin(logview::run(
+                client,
+                needs_listener()?,
+                settings,
+                metrics,
+                stop,
+            ))
         }
         Component::Broker => {
             let settings = broker::Settings {
@@ -103,7 +121,13 @@ pub fn service_future(
                 default_namespace: NAMESPACE.to_owned(),
                 ..broker::Settings::default()
             };
-            Box::pin(broker::run(client, needs_listener()?, settings, stop))
+            Box::pin(broker::run(
+                client,
+                needs_listener()?,
+                settings,
+                metrics,
+                stop,
+            ))
         }
     })
 }

@@ -3,12 +3,14 @@
 //! Each binary flattens [`CommonArgs`] into its own `clap::Parser`, parses with [`parse`] and then
 //! calls [`CommonArgs::start`], so its `main.rs` declares only the flags that are its own.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::telemetry::{self, LogFormat};
 
 /// Flags every service has. Their environment fallbacks differ per service (see [`CommonEnv`]), so
@@ -22,6 +24,10 @@ pub struct CommonArgs {
     /// Log format on stderr: text for terminals, json in a cluster.
     #[arg(long, value_enum, default_value_t)]
     pub log_format: LogFormat,
+
+    /// Address of the HTTP server for Prometheus `/metrics` and the `/healthz` liveness probe.
+    #[arg(long)]
+    pub metrics_listen: SocketAddr,
 }
 
 /// The environment variables a service reads for [`CommonArgs`]' flags when they are not given.
@@ -31,6 +37,11 @@ pub struct CommonEnv {
     pub kubeconfig: &'static str,
     /// Fallback for `--log-format`.
     pub log_format: &'static str,
+    /// Fallback for `--metrics-listen`.
+    pub metrics_listen: &'static str,
+    /// Default of `--metrics-listen`: each service has its own port, so that `tcctl up` and a
+    /// machine running several services need no flags.
+    pub default_metrics_listen: &'static str,
 }
 
 /// Parses the process's arguments into `A`, which flattens [`CommonArgs`], with `env` as the
@@ -42,11 +53,26 @@ pub fn parse<A: Parser>(env: CommonEnv) -> A {
     A::from_arg_matches_mut(&mut matches).unwrap_or_else(|error| error.format(&mut command).exit())
 }
 
+/// Parses `args` as [`parse`] parses the process's arguments; for tests of a binary's flags.
+pub fn try_parse_from<A: Parser>(
+    env: CommonEnv,
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> Result<A, clap::Error> {
+    let mut matches = command_with_env::<A>(env).try_get_matches_from(args)?;
+    A::from_arg_matches_mut(&mut matches)
+}
+
 /// `A`'s command, with `env` attached to the common flags.
 fn command_with_env<A: CommandFactory>(env: CommonEnv) -> clap::Command {
     A::command()
         .mut_arg("kubeconfig", |arg| arg.env(env.kubeconfig))
         .mut_arg("log_format", |arg| arg.env(env.log_format))
+        // The field has no default of its own (it differs per service): not required once it has one.
+        .mut_arg("metrics_listen", |arg| {
+            arg.env(env.metrics_listen)
+                .default_value(env.default_metrics_listen)
+                .required(false)
+        })
 }
 
 /// What a started service runs with.
@@ -55,19 +81,40 @@ pub struct Started {
     pub client: kube::Client,
     /// Cancelled on SIGINT or SIGTERM.
     pub shutdown: CancellationToken,
+    /// The service's metrics, served on `--metrics-listen` until shutdown.
+    pub metrics: Metrics,
 }
 
 impl CommonArgs {
-    /// Sets up the process (logging, rustls' crypto provider, shutdown on a signal) and connects to
-    /// the management cluster.
+    /// Sets up the process (logging, rustls' crypto provider, shutdown on a signal), starts serving
+    /// `/metrics` and `/healthz`, and connects to the management cluster.
     pub async fn start(&self) -> anyhow::Result<Started> {
         telemetry::init(self.log_format);
         crate::install_crypto();
         let shutdown = crate::shutdown::on_signal();
+        let metrics = Metrics::new();
+        let listener = crate::grpc::bind(self.metrics_listen).await?;
+        tokio::spawn(serve_metrics(listener, metrics.clone(), shutdown.clone()));
         let client = crate::kube_client(self.kubeconfig.as_deref())
             .await
             .context("connecting to the management cluster")?;
-        Ok(Started { client, shutdown })
+        Ok(Started {
+            client,
+            shutdown,
+            metrics,
+        })
+    }
+}
+
+/// Serves the metrics until shutdown. A failure of the metrics server is logged rather than
+/// fatal: the service itself still works.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    if let Err(error) = crate::metrics::http::serve(listener, metrics, shutdown).await {
+        tracing::error!(%error, "the metrics server stopped");
     }
 }
 
@@ -84,7 +131,13 @@ mod tests {
     const ENV: CommonEnv = CommonEnv {
         kubeconfig: "TESTCLUSTER_TEST_KUBECONFIG",
         log_format: "TESTCLUSTER_TEST_LOG_FORMAT",
+        metrics_listen: "TESTCLUSTER_TEST_METRICS_LISTEN",
+        default_metrics_listen: "127.0.0.1:9199",
     };
+
+    fn parse_from(args: &[&str]) -> Args {
+        try_parse_from(ENV, args).expect("parse")
+    }
 
     #[test]
     fn the_common_flags_fall_back_to_the_services_environment() {
@@ -93,17 +146,32 @@ mod tests {
             .get_arguments()
             .filter_map(|arg| arg.get_env())
             .collect();
-        assert_eq!(envs, [ENV.kubeconfig, ENV.log_format]);
+        assert_eq!(envs, [ENV.kubeconfig, ENV.log_format, ENV.metrics_listen]);
         command.debug_assert();
     }
 
     #[test]
     fn the_common_flags_parse() {
-        let args = Args::try_parse_from(["test", "--kubeconfig", "/k", "--log-format", "json"])
-            .expect("parse");
+        let args = parse_from(&[
+            "test",
+            "--kubeconfig",
+            "/k",
+            "--log-format",
+            "json",
+            "--metrics-listen",
+            "0.0.0.0:9000",
+        ]);
         assert_eq!(args.common.kubeconfig, Some(PathBuf::from("/k")));
         assert_eq!(args.common.log_format, LogFormat::Json);
-        let args = Args::try_parse_from(["test"]).expect("parse");
+        assert_eq!(
+            args.common.metrics_listen,
+            SocketAddr::from(([0, 0, 0, 0], 9000))
+        );
+        let args = parse_from(&["test"]);
         assert_eq!(args.common.log_format, LogFormat::Text);
+        assert_eq!(
+            args.common.metrics_listen,
+            SocketAddr::from(([127, 0, 0, 1], 9199))
+        );
     }
 }

@@ -2,8 +2,14 @@
 //!
 //! - [`cli::CommonArgs`]: the flags every service has (kubeconfig, log format), and
 //!   [`CommonArgs::start`](cli::CommonArgs::start), which sets up the process from them.
-//! - [`grpc::GrpcServer`]: a tonic server that always carries `grpc.health.v1.Health` and
-//!   reflection v1 and v1alpha, and stops on a [`CancellationToken`](tokio_util::sync::CancellationToken).
+//! - [`grpc::GrpcServer`]: a tonic server with one tower stack around every call (tracing,
+//!   metrics, an authentication slot, limits on calls and open streams) that always carries
+//!   `grpc.health.v1.Health` and reflection v1 and v1alpha, and stops on a
+//!   [`CancellationToken`](tokio_util::sync::CancellationToken).
+//! - [`metrics::Metrics`]: a service's Prometheus registry, shared by its gRPC stack and its
+//!   controllers, served on `/metrics` by [`metrics::http::serve`].
+//! - [`kube_errors::kube_status`]: the one Kubernetes→gRPC status mapping.
+//! - [`retry`]: the one retry and backoff policy.
 //! - [`telemetry::init`]: tracing to stderr, readable or JSON.
 //! - [`kube_client`]: a Kubernetes client from a kubeconfig path or the usual inference.
 //! - [`shutdown::on_signal`]: a token cancelled on SIGINT or SIGTERM.
@@ -11,6 +17,9 @@
 
 pub mod cli;
 pub mod grpc;
+pub mod kube_errors;
+pub mod metrics;
+pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
 

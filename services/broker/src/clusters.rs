@@ -18,10 +18,10 @@ use tonic::{Request, Response, Status};
 
 use crate::cache::ClusterCache;
 use crate::cache::version::version_of;
-use crate::errors::kube_status;
 use crate::provisioner::Provisioner;
 use crate::watch::{SnapshotStream, watch};
 use crate::{create, list, validate};
+use service::kube_errors::kube_status;
 
 /// How long a write waits for the informer to deliver it before answering anyway (a later read
 /// that misses the cache asks the API server, so this bounds staleness, not correctness).

@@ -17,14 +17,13 @@
 //!   to logview, so CI needs one endpoint.
 //!
 //! The broker holds no state of its own: everything lives in the Kubernetes API, so it can restart or
-//! run as several replicas. Cross-cutting concerns (tracing, in-flight limits) are tower layers
-//! around the handlers (`layers`); Kubernetes errors become gRPC statuses in one place (`errors`).
+//! run as several replicas. Cross-cutting concerns (tracing, limits on calls and open streams,
+//! metrics, authentication) are the shared tower stack of `service::grpc::GrpcServer`;
+//! Kubernetes errors become gRPC statuses through `service::kube_errors`, as in every service.
 
 mod cache;
 mod clusters;
 mod create;
-mod errors;
-mod layers;
 mod list;
 mod logs;
 mod names;
@@ -36,12 +35,13 @@ mod watch;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use service::grpc::Limits;
+use service::metrics::Metrics;
 use testcluster_api::v1::log_service_server::LogServiceServer;
 use testcluster_api::v1::test_cluster_service_server::TestClusterServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use layers::{GrpcTraceLayer, Layered};
 pub use testcluster_resources::validation::limits::{MAX_NAME_LEN, MAX_NAME_PREFIX_LEN};
 
 /// The broker's configuration. Every flag has a `TESTCLUSTER_*` environment fallback; the defaults
@@ -72,13 +72,23 @@ pub struct Settings {
     )]
     pub default_namespace: String,
 
-    /// Calls handled at once; more wait for a slot (watches and log streams count while they open).
+    /// Calls handled at once (a stream counts until it has started); more are answered
+    /// RESOURCE_EXHAUSTED.
     #[arg(
         long,
         env = "TESTCLUSTER_BROKER_MAX_CONCURRENT_REQUESTS",
         default_value_t = 256
     )]
     pub max_concurrent_requests: usize,
+
+    /// Watch and log streams open at once, for their whole life; more are answered
+    /// RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "TESTCLUSTER_BROKER_MAX_OPEN_STREAMS",
+        default_value_t = 16_384
+    )]
+    pub max_open_streams: usize,
 
     /// How long a call to the provisioner may take before the broker answers UNAVAILABLE.
     #[arg(long, env = "TESTCLUSTER_BROKER_PROVISIONER_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -106,17 +116,22 @@ impl Default for Settings {
             logview_endpoint: "http://127.0.0.1:50053".to_owned(),
             default_namespace: "test-clusters".to_owned(),
             max_concurrent_requests: 256,
+            max_open_streams: 16_384,
             provisioner_timeout: Duration::from_secs(5),
             watch_window: DEFAULT_WATCH_WINDOW,
         }
     }
 }
 
+/// Where the broker serves `/metrics` and `/healthz` unless told otherwise.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9101";
+
 /// Largest request the broker decodes. A ConfigMap holds at most 1 MiB, so an init manifest cannot
 /// usefully be bigger; the rest of a request is small.
 const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 
-/// Serves the broker's gRPC API on `listener` until `shutdown` is cancelled.
+/// Serves the broker's gRPC API on `listener` until `shutdown` is cancelled, recording into
+/// `metrics`.
 ///
 /// At shutdown, open watches and log streams end with UNAVAILABLE (`server shutting down`), so the
 /// graceful shutdown returns promptly and clients know to reconnect; health turns NOT_SERVING.
@@ -127,6 +142,7 @@ pub async fn run(
     client: kube::Client,
     listener: TcpListener,
     settings: Settings,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let provisioner = provisioner::Provisioner::connect_lazy(
@@ -149,15 +165,16 @@ pub async fn run(
         shutdown.clone(),
     );
 
-    let layers = tower::ServiceBuilder::new().layer(GrpcTraceLayer).layer(
-        tower::limit::GlobalConcurrencyLimitLayer::new(settings.max_concurrent_requests),
-    );
     let clusters =
         TestClusterServiceServer::new(broker).max_decoding_message_size(MAX_REQUEST_BYTES);
     let logs = LogServiceServer::new(logs);
-    ::service::grpc::GrpcServer::new()
-        .add_service(Layered::new(clusters, &layers))
-        .add_service(Layered::new(logs, &layers))
+    ::service::grpc::GrpcServer::new(&metrics)
+        .limits(Limits {
+            max_calls: settings.max_concurrent_requests,
+            max_streams: settings.max_open_streams,
+        })
+        .add_service(clusters)
+        .add_service(logs)
         .serve(listener, shutdown)
         .await
 }

@@ -24,17 +24,23 @@ struct Args {
     settings: broker::Settings,
 }
 
-/// Unlike the broker's other variables these have no `BROKER_` infix; they stay as they are so that
-/// existing deployments keep working.
+/// Unlike the broker's other variables the first two have no `BROKER_` infix; they stay as they are
+/// so that existing deployments keep working.
 const ENV: CommonEnv = CommonEnv {
     kubeconfig: "TESTCLUSTER_KUBECONFIG",
     log_format: "TESTCLUSTER_LOG_FORMAT",
+    metrics_listen: "TESTCLUSTER_BROKER_METRICS_LISTEN",
+    default_metrics_listen: broker::DEFAULT_METRICS_LISTEN,
 };
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Args = service::cli::parse(ENV);
-    let Started { client, shutdown } = args.common.start().await?;
+    let Started {
+        client,
+        shutdown,
+        metrics,
+    } = args.common.start().await?;
     let listener = service::grpc::bind(args.listen).await?;
-    broker::run(client, listener, args.settings, shutdown).await
+    broker::run(client, listener, args.settings, metrics, shutdown).await
 }

@@ -17,6 +17,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, ResourceExt as _};
 use serde_json::json;
+use service::metrics::Metrics;
 use sim::{SimConfig, Simulator};
 use testcluster_api::errors::field_violations;
 use testcluster_api::internal::v1 as internal;
@@ -170,7 +171,7 @@ async fn start_full(with_provisioner: bool, with_logview: bool, watch_window: us
     let provisioner = if with_provisioner {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let server = service::grpc::GrpcServer::new()
+        let server = service::grpc::GrpcServer::new(&Metrics::new())
             .add_service(ProvisionerServiceServer::new(FakeProvisioner));
         tokio::spawn(server.serve(listener, stop.clone()));
         address
@@ -181,8 +182,8 @@ async fn start_full(with_provisioner: bool, with_logview: bool, watch_window: us
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         // Its own token: it outlives the broker's shutdown, as a separate service would.
-        let server =
-            service::grpc::GrpcServer::new().add_service(LogServiceServer::new(EndlessLogview));
+        let server = service::grpc::GrpcServer::new(&Metrics::new())
+            .add_service(LogServiceServer::new(EndlessLogview));
         tokio::spawn(server.serve(listener, CancellationToken::new()));
         address
     } else {
@@ -201,6 +202,7 @@ async fn start_full(with_provisioner: bool, with_logview: bool, watch_window: us
         client.clone(),
         listener,
         settings,
+        Metrics::new(),
         stop.clone(),
     ));
     let endpoint = format!("http://{address}");

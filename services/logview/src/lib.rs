@@ -26,6 +26,7 @@ pub mod watch;
 
 use std::time::Duration;
 
+use service::metrics::Metrics;
 use testcluster_api::v1::log_service_server::LogServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -49,15 +50,20 @@ impl Default for Settings {
     }
 }
 
-/// Serves LogService (with health and reflection) on `listener` until `shutdown` is cancelled.
+/// Where logview serves `/metrics` and `/healthz` unless told otherwise.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9103";
+
+/// Serves LogService (with health and reflection) on `listener` until `shutdown` is cancelled,
+/// recording into `metrics`.
 pub async fn run(
     client: kube::Client,
     listener: TcpListener,
     settings: Settings,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let logs = log_service::LogView::new(client, settings, shutdown.clone());
-    service::grpc::GrpcServer::new()
+    service::grpc::GrpcServer::new(&metrics)
         .add_service(LogServiceServer::new(logs))
         .serve(listener, shutdown)
         .await

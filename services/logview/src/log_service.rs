@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use kube::{Api, Client};
+use service::kube_errors::kube_status;
 use testcluster_api::errors::invalid_argument;
 use testcluster_api::v1::log_service_server::LogService;
 use testcluster_api::v1::{StreamLogsRequest, StreamLogsResponse};
@@ -56,19 +57,6 @@ fn violations(request: &StreamLogsRequest) -> Vec<FieldViolation> {
     violations
 }
 
-/// The gRPC status for a failed read of the test cluster.
-fn kube_status(error: kube::Error) -> Status {
-    match error {
-        kube::Error::Api(status) => match status.code {
-            400 => Status::invalid_argument(status.message),
-            403 => Status::permission_denied(status.message),
-            404 => Status::not_found(status.message),
-            _ => Status::unavailable(format!("reading the test cluster: {}", status.message)),
-        },
-        error => Status::unavailable(format!("reading the test cluster: {error}")),
-    }
-}
-
 #[tonic::async_trait]
 impl LogService for LogView {
     type StreamLogsStream = ReceiverStream<Result<StreamLogsResponse, Status>>;
@@ -90,7 +78,10 @@ impl LogService for LogView {
         let resource = resources
             .get_opt(&request.name)
             .await
-            .map_err(kube_status)?
+            .map_err(|error| {
+                let what = format!("TestClusterGKE {}/{}", request.namespace, request.name);
+                kube_status(&what, error)
+            })?
             .ok_or_else(|| {
                 Status::not_found(format!(
                     "test cluster {}/{} not found",
@@ -189,32 +180,6 @@ mod tests {
             violations[0].description.contains("DNS-1123"),
             "{}",
             violations[0].description
-        );
-    }
-
-    fn api_error(code: u16) -> kube::Error {
-        kube::Error::Api(
-            kube::core::Status::failure(&format!("answered {code}"), "")
-                .with_code(code)
-                .boxed(),
-        )
-    }
-
-    #[test]
-    fn api_errors_map_to_their_grpc_codes() {
-        let codes: Vec<tonic::Code> = [400, 403, 404, 500, 503]
-            .into_iter()
-            .map(|code| kube_status(api_error(code)).code())
-            .collect();
-        assert_eq!(
-            codes,
-            [
-                tonic::Code::InvalidArgument,
-                tonic::Code::PermissionDenied,
-                tonic::Code::NotFound,
-                tonic::Code::Unavailable,
-                tonic::Code::Unavailable,
-            ]
         );
     }
 

@@ -29,16 +29,22 @@ struct Args {
 const ENV: CommonEnv = CommonEnv {
     kubeconfig: "TESTCLUSTER_LOGVIEW_KUBECONFIG",
     log_format: "TESTCLUSTER_LOGVIEW_LOG_FORMAT",
+    metrics_listen: "TESTCLUSTER_LOGVIEW_METRICS_LISTEN",
+    default_metrics_listen: logview::DEFAULT_METRICS_LISTEN,
 };
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Args = service::cli::parse(ENV);
-    let Started { client, shutdown } = args.common.start().await?;
+    let Started {
+        client,
+        shutdown,
+        metrics,
+    } = args.common.start().await?;
     let listener = service::grpc::bind(args.listen).await?;
     let settings = logview::Settings {
         outcome_wait: Duration::from_secs(args.outcome_wait_seconds),
         max_streams: args.max_streams,
     };
-    logview::run(client, listener, settings, shutdown).await
+    logview::run(client, listener, settings, metrics, shutdown).await
 }

@@ -156,6 +156,7 @@ impl World {
             logview_client,
             listener,
             settings,
+            service::metrics::Metrics::new(),
             stop.clone(),
         ));
         let logs = LogServiceClient::connect(url).await.expect("connect");

@@ -15,6 +15,7 @@
 //!   provisioner's templates, for `ValidateSpec` and for objects applied with kubectl.
 //! - [`access`] gives a kubeconfig that reaches one test cluster only.
 //! - [`grpc`] serves `testcluster.internal.v1.ProvisionerService` over those.
+//! - [`metrics`] reads an object's phase history for the lifecycle phase durations.
 //!
 //! [`run`] starts the controller and the gRPC server together and stops both on shutdown.
 
@@ -22,6 +23,7 @@ pub mod access;
 pub mod classify;
 pub mod controller;
 pub mod grpc;
+pub mod metrics;
 pub mod readiness;
 pub mod template;
 pub mod validation;
@@ -29,6 +31,7 @@ pub mod validation;
 use std::sync::Arc;
 use std::time::Duration;
 
+use service::metrics::Metrics;
 use testcluster_api::internal::v1::provisioner_service_server::ProvisionerServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -68,28 +71,33 @@ impl Default for Settings {
     }
 }
 
+/// Where the provisioner serves `/metrics` and `/healthz` unless told otherwise.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9102";
+
 /// Runs the controller and the gRPC server (on `listener`) until `shutdown` is cancelled or one
-/// of them fails; then stops the other and returns.
+/// of them fails; then stops the other and returns. Both record into `metrics`.
 pub async fn run(
     client: kube::Client,
     listener: TcpListener,
     settings: Settings,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     service::install_crypto();
     controller::check_crd(&client).await?;
     let settings = Arc::new(settings);
     let access = Arc::new(access::AccessIssuer::new(client.clone(), &settings)?);
-    let server = service::grpc::GrpcServer::new().add_service(ProvisionerServiceServer::new(
-        grpc::ProvisionerApi::new(access.clone()),
-    ));
+    let server = service::grpc::GrpcServer::new(&metrics).add_service(
+        ProvisionerServiceServer::new(grpc::ProvisionerApi::new(access.clone())),
+    );
+    let controller_metrics = metrics.controller("provisioner");
     // A child token: one half failing stops the other without cancelling the caller's token,
     // which may be shared with other services (`tcctl up`).
     let stop = shutdown.child_token();
     let controller = {
         let stop = stop.clone();
         async move {
-            controller::run(client, settings, access, stop.clone()).await;
+            controller::run(client, settings, access, controller_metrics, stop.clone()).await;
             stop.cancel();
         }
     };

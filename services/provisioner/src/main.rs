@@ -58,12 +58,18 @@ struct Cli {
 const ENV: CommonEnv = CommonEnv {
     kubeconfig: "TESTCLUSTER_PROVISIONER_KUBECONFIG",
     log_format: "TESTCLUSTER_PROVISIONER_LOG_FORMAT",
+    metrics_listen: "TESTCLUSTER_PROVISIONER_METRICS_LISTEN",
+    default_metrics_listen: provisioner::DEFAULT_METRICS_LISTEN,
 };
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli: Cli = service::cli::parse(ENV);
-    let Started { client, shutdown } = cli.common.start().await?;
+    let Started {
+        client,
+        shutdown,
+        metrics,
+    } = cli.common.start().await?;
     let listener = service::grpc::bind(cli.listen).await?;
     let settings = provisioner::Settings {
         default_project: cli.default_project,
@@ -72,20 +78,24 @@ async fn main() -> anyhow::Result<()> {
         token_expiration: Duration::from_secs(cli.token_expiration_seconds),
         provision_timeout: cli.provision_timeout,
     };
-    provisioner::run(client, listener, settings, shutdown).await
+    provisioner::run(client, listener, settings, metrics, shutdown).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        service::cli::try_parse_from(ENV, args)
+    }
+
     #[test]
     fn provision_timeout_defaults_to_30_minutes() {
-        let cli = Cli::try_parse_from(["testcluster-provisioner"]).map(|cli| cli.provision_timeout);
+        let cli = parse(&["testcluster-provisioner"]).map(|cli| cli.provision_timeout);
         assert_eq!(cli.ok(), Some(provisioner::DEFAULT_PROVISION_TIMEOUT));
-        let cli = Cli::try_parse_from(["testcluster-provisioner", "--provision-timeout", "45s"])
+        let cli = parse(&["testcluster-provisioner", "--provision-timeout", "45s"])
             .map(|cli| cli.provision_timeout);
         assert_eq!(cli.ok(), Some(Duration::from_secs(45)));
-        assert!(Cli::try_parse_from(["testcluster-provisioner", "--provision-timeout", "soon"]).is_err());
+        assert!(parse(&["testcluster-provisioner", "--provision-timeout", "soon"]).is_err());
     }
 }

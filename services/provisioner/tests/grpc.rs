@@ -109,6 +109,7 @@ async fn run_refuses_to_start_without_the_crd() {
         client,
         listener,
         provisioner::Settings::default(),
+        service::metrics::Metrics::new(),
         tokio_util::sync::CancellationToken::new(),
     )
     .await

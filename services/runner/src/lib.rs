@@ -14,6 +14,9 @@
 //! what the runner recorded. The names it uses ([`names`]) and the status fields it owns are the
 //! contract in `docs/lifecycle.md`. The runner keeps no state of its own: a restarted runner picks
 //! up every run where the API server says it is.
+//!
+//! It serves no gRPC; its binary serves `/metrics` (reconcile counts, durations and errors by
+//! [`Error::kind`]) and the `/healthz` liveness probe over HTTP.
 
 pub mod controller;
 pub mod error;
@@ -33,6 +36,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, reflector};
 use kube::runtime::{Controller, WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource, ResourceExt as _};
+use service::metrics::Metrics;
 use testcluster_resources::TestClusterGKE;
 use tokio_util::sync::CancellationToken;
 
@@ -71,13 +75,17 @@ where
     }
 }
 
-/// Runs the controller until `shutdown` is cancelled.
+/// Where the runner serves `/metrics` and `/healthz` unless told otherwise.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9104";
+
+/// Runs the controller until `shutdown` is cancelled, recording into `metrics`.
 ///
 /// Fails at once if `TestClusterGKE` cannot be listed (the CRD is not installed, or RBAC denies
 /// it), rather than retrying in silence.
 pub async fn run(
     client: Client,
     settings: Settings,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let namespace = settings.namespace.clone();
@@ -134,7 +142,13 @@ pub async fn run(
             Some(ObjectRef::<TestClusterGKE>::new(&name).within(&namespace))
         })
         .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(controller::reconcile, controller::error_policy, ctx)
+        .run(
+            metrics
+                .controller("runner")
+                .instrument(controller::reconcile, Error::kind, None),
+            controller::error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile error");

@@ -28,16 +28,22 @@ struct Args {
 const ENV: CommonEnv = CommonEnv {
     kubeconfig: "TESTCLUSTER_RUNNER_KUBECONFIG",
     log_format: "TESTCLUSTER_RUNNER_LOG_FORMAT",
+    metrics_listen: "TESTCLUSTER_RUNNER_METRICS_LISTEN",
+    default_metrics_listen: runner::DEFAULT_METRICS_LISTEN,
 };
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Args = service::cli::parse(ENV);
-    let Started { client, shutdown } = args.common.start().await?;
+    let Started {
+        client,
+        shutdown,
+        metrics,
+    } = args.common.start().await?;
     let settings = runner::Settings {
         job_deadline: args.job_deadline,
         namespace: args.namespace,
         start_timeout: args.start_timeout,
     };
-    runner::run(client, settings, shutdown).await
+    runner::run(client, settings, metrics, shutdown).await
 }

@@ -1,13 +1,13 @@
-//! Why a reconcile fails, and how long to wait before the next attempt.
+//! Why a reconcile fails, and the policy for how long to wait before the next attempt.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use kube::runtime::finalizer;
+use service::retry::RetryPolicy;
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Pauses after consecutive failed reconciles of one object: 250 ms, doubling up to a minute.
+pub const RETRY: RetryPolicy =
+    RetryPolicy::exponential(Duration::from_millis(250), Duration::from_secs(60));
 
 /// Why a reconcile did not finish. The variant name is the `error` label of logs (and metrics).
 #[derive(Debug, thiserror::Error)]
@@ -73,56 +73,5 @@ impl Error {
             },
             _ => false,
         }
-    }
-}
-
-/// Consecutive failed reconciles per object (`namespace/name`), for exponential backoff.
-#[derive(Debug, Default)]
-pub struct Backoffs(Mutex<HashMap<String, u32>>);
-
-impl Backoffs {
-    /// Counts one more failure of `key` and returns how long to wait before the next attempt.
-    pub fn failed(&self, key: &str) -> Duration {
-        let mut failures = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let count = failures.entry(key.to_owned()).or_insert(0);
-        *count = count.saturating_add(1);
-        FIRST_BACKOFF
-            .saturating_mul(2u32.saturating_pow(count.saturating_sub(1).min(16)))
-            .min(MAX_BACKOFF)
-    }
-
-    /// Forgets `key`'s failures: after a success, or once the object is gone.
-    pub fn forget(&self, key: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
-    }
-
-    /// How many objects have failures on record.
-    pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failures_back_off_and_are_forgotten() {
-        let backoffs = Backoffs::default();
-        assert_eq!(backoffs.failed("ns/a"), Duration::from_millis(250));
-        assert_eq!(backoffs.failed("ns/a"), Duration::from_millis(500));
-        assert_eq!(backoffs.failed("ns/b"), Duration::from_millis(250));
-        for _ in 0..20 {
-            backoffs.failed("ns/a");
-        }
-        assert_eq!(backoffs.failed("ns/a"), MAX_BACKOFF);
-        assert_eq!(backoffs.len(), 2);
-        backoffs.forget("ns/a");
-        assert_eq!(backoffs.len(), 1);
-        assert_eq!(backoffs.failed("ns/a"), Duration::from_millis(250));
     }
 }

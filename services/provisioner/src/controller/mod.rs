@@ -46,7 +46,7 @@ use testcluster_resources::metadata::{GROUP, KIND, VERSION};
 use testcluster_resources::{Phase, TestClusterGKE};
 use tokio_util::sync::CancellationToken;
 
-pub use error::{Backoffs, Error};
+pub use error::Error;
 pub use naming::{generate_cluster_name, region_of};
 pub use stores::OwnedStores;
 
@@ -55,6 +55,7 @@ use crate::access::AccessIssuer;
 use crate::classify;
 use crate::template::OWNED_KINDS;
 use crate::validation;
+use service::retry::Backoffs;
 use teardown::Teardowns;
 
 /// Finalizer that keeps a `TestClusterGKE` until its cloud resources are gone.
@@ -111,7 +112,7 @@ impl Context {
             settings,
             access,
             recorder,
-            failures: Backoffs::default(),
+            failures: Backoffs::new(error::RETRY),
             owned,
             teardowns: Teardowns::default(),
         }
@@ -157,6 +158,7 @@ pub async fn run(
     client: kube::Client,
     settings: Arc<Settings>,
     access: Arc<AccessIssuer>,
+    metrics: service::metrics::ControllerMetrics,
     shutdown: CancellationToken,
 ) {
     let mut controller = Controller::new(
@@ -188,7 +190,11 @@ pub async fn run(
     controller
         .with_config(controller::Config::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, context)
+        .run(
+            metrics.instrument(reconcile, Error::label, Some(crate::metrics::lifecycle)),
+            error_policy,
+            context,
+        )
         .for_each(|result| {
             match result {
                 Ok((object, _)) => tracing::debug!(%object, "reconciled"),

@@ -121,6 +121,7 @@ impl Env {
             client,
             listener,
             settings,
+            service::metrics::Metrics::new(),
             shutdown.clone(),
         ));
         Provisioner {

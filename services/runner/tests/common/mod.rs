@@ -239,6 +239,7 @@ pub fn start_runner_with(world: &World, settings: runner::Settings) -> RunningRu
     let task = tokio::spawn(runner::run(
         world.client.clone(),
         settings,
+        service::metrics::Metrics::new(),
         shutdown.clone(),
     ));
     RunningRunner { shutdown, task }

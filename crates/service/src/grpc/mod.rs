@@ -1,14 +1,32 @@
-//! A tonic server with the services every testcluster server carries: health and reflection.
+//! A tonic server with what every testcluster server carries: one tower stack around every
+//! call, and health and reflection beside the server's own services.
+//!
+//! The stack, outermost first (each layer a module with one job):
+//!
+//! 1. tracing: tower-http's `TraceLayer` with its gRPC classifier, a span per call;
+//! 2. metrics ([`observe`]): calls by method and code, latency, open streams;
+//! 3. authentication ([`auth`]): a slot, [`AllowAll`] until callers are authenticated;
+//! 4. limits ([`limits`]): calls in progress and open streams, RESOURCE_EXHAUSTED beyond.
+//!
+//! The stack wraps the router, not each service, so tonic still routes by each service's name
+//! and every service (health and reflection too) gets the same stack.
 //!
 //! Shutdown is graceful: when the token is cancelled, health turns NOT_SERVING (its watchers are
 //! told, then their streams end), the server stops accepting calls and waits for the open ones.
 //! A server's own long-lived streams must end by themselves then, or that wait never ends: wrap
 //! them in [`until_shutdown`].
 
+pub mod auth;
+pub mod body;
+pub mod limits;
+pub mod methods;
+pub mod observe;
+
 use std::convert::Infallible;
 use std::future::Future as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use anyhow::Context as _;
@@ -23,21 +41,62 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
+use tower_http::trace::{
+    DefaultMakeSpan, DefaultOnBodyChunk, DefaultOnEos, DefaultOnFailure, DefaultOnRequest,
+    DefaultOnResponse, TraceLayer,
+};
+use tracing::Level;
+
+pub use auth::{AllowAll, Authenticate};
+pub use limits::Limits;
+
+use crate::metrics::{GrpcMetrics, Metrics};
 
 /// The message of the UNAVAILABLE status that ends streams still open at shutdown. UNAVAILABLE
 /// tells a client to retry: against another replica, or this one once it is back.
 pub const SHUTTING_DOWN: &str = "server shutting down";
 
-/// Builds up a server's own services, then serves them with health and reflection.
-#[derive(Default)]
+/// Every method a server may serve: the testcluster API, health, and reflection itself.
+const DESCRIPTOR_SETS: [&[u8]; 4] = [
+    testcluster_api::FILE_DESCRIPTOR_SET,
+    tonic_health::pb::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+];
+
+/// Builds up a server's own services, then serves them with health and reflection, behind the
+/// stack.
 pub struct GrpcServer {
     routes: RoutesBuilder,
     names: Vec<&'static str>,
+    metrics: GrpcMetrics,
+    limits: Limits,
+    authenticate: Arc<dyn Authenticate>,
 }
 
 impl GrpcServer {
-    pub fn new() -> Self {
-        GrpcServer::default()
+    /// A server recording into `metrics`, with the default [`Limits`] and no authentication.
+    pub fn new(metrics: &Metrics) -> Self {
+        GrpcServer {
+            routes: RoutesBuilder::default(),
+            names: Vec::new(),
+            metrics: metrics.grpc(),
+            limits: Limits::default(),
+            authenticate: Arc::new(AllowAll),
+        }
+    }
+
+    /// Bounds calls in progress and open streams.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Fills the authentication slot: every call passes `authenticate` first.
+    pub fn authenticate(mut self, authenticate: impl Authenticate) -> Self {
+        self.authenticate = Arc::new(authenticate);
+        self
     }
 
     /// Adds one of this server's services; health reports it SERVING while the server runs.
@@ -63,6 +122,13 @@ impl GrpcServer {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        let methods = Arc::new(methods::Methods::from_descriptor_sets(&DESCRIPTOR_SETS)?);
+        let stack = tower::ServiceBuilder::new()
+            .layer(trace_layer())
+            .layer(observe::ObserveLayer::new(self.metrics, methods.clone()))
+            .layer(auth::AuthLayer::new(self.authenticate))
+            .layer(limits::LimitLayer::new(self.limits, methods))
+            .into_inner();
         let (health_reporter, health) = tonic_health::server::health_reporter();
         for name in &self.names {
             health_reporter
@@ -74,23 +140,17 @@ impl GrpcServer {
             self.names.clone(),
             shutdown.clone(),
         ));
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(testcluster_api::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(testcluster_api::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
         let mut routes = self.routes;
         routes
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
         let local = listener.local_addr()?;
-        tracing::info!(address = %local, services = ?self.names, "gRPC server listening");
+        tracing::info!(address = %local, services = ?self.names, limits = ?self.limits, "gRPC server listening");
         Server::builder()
-            .trace_fn(|request| tracing::debug_span!("grpc", path = %request.uri().path()))
+            .layer(stack)
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(
                 // TCP_NODELAY on every accepted connection: without it, Nagle's algorithm holds a
@@ -102,6 +162,49 @@ impl GrpcServer {
             .await?;
         Ok(())
     }
+}
+
+/// Reflection over the testcluster API and health (the reflection builder adds its own service).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(testcluster_api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+type GrpcTraceLayer = TraceLayer<
+    SharedClassifier<GrpcErrorsAsFailures>,
+    DefaultMakeSpan,
+    DefaultOnRequest,
+    DefaultOnResponse,
+    DefaultOnBodyChunk,
+    DefaultOnEos,
+    DefaultOnFailure,
+>;
+
+/// tower-http's tracing with its gRPC classifier: a span per call (method and path, never
+/// headers, which may carry credentials), and a warning for calls that failed on the server's
+/// side. Codes that answer the caller's own request (not found, invalid, refused, cancelled) are
+/// outcomes, not failures, and stay at debug level with the response.
+fn trace_layer() -> GrpcTraceLayer {
+    let classifier = [
+        GrpcCode::Cancelled,
+        GrpcCode::InvalidArgument,
+        GrpcCode::NotFound,
+        GrpcCode::AlreadyExists,
+        GrpcCode::PermissionDenied,
+        GrpcCode::FailedPrecondition,
+        GrpcCode::Aborted,
+        GrpcCode::OutOfRange,
+        GrpcCode::Unauthenticated,
+    ]
+    .into_iter()
+    .fold(
+        GrpcErrorsAsFailures::new(),
+        GrpcErrorsAsFailures::with_success,
+    );
+    TraceLayer::new(SharedClassifier::new(classifier))
+        .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+        .on_failure(DefaultOnFailure::new().level(Level::WARN))
 }
 
 /// Once `shutdown` is cancelled: every service (and the server as a whole, `""`) NOT_SERVING, so
@@ -226,7 +329,8 @@ mod tests {
             .expect("bind");
         let endpoint = format!("http://{}", listener.local_addr().expect("address"));
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(GrpcServer::new().serve(listener, shutdown.clone()));
+        let server =
+            tokio::spawn(GrpcServer::new(&Metrics::new()).serve(listener, shutdown.clone()));
         let channel = tonic::transport::Endpoint::from_shared(endpoint)
             .expect("endpoint")
             .connect()
