@@ -23,10 +23,29 @@ const PROTO_FILES: &[&str] = &[
 /// File name of the encoded descriptor set in `OUT_DIR`, included by `lib.rs`.
 const DESCRIPTOR_FILE: &str = "testcluster_descriptor.bin";
 
+/// The `google.rpc` error details the servers attach to statuses (`google/` beside this file), in
+/// a descriptor set of their own: served through reflection only, never compiled to Rust
+/// (tonic-types has the types).
+const ERROR_DETAILS_PROTO: &str = "google/rpc/error_details.proto";
+const ERROR_DETAILS_DESCRIPTOR_FILE: &str = "error_details_descriptor.bin";
+
 fn main() -> Result<(), Box<dyn Error>> {
-    let proto_root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
+    let proto_root = manifest_dir.join("../../proto");
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     println!("cargo:rerun-if-changed={}", proto_root.display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("google").display()
+    );
+
+    let mut details = protox::Compiler::new([&manifest_dir])?;
+    details.include_source_info(true);
+    details.open_file(ERROR_DETAILS_PROTO)?;
+    fs::write(
+        out_dir.join(ERROR_DETAILS_DESCRIPTOR_FILE),
+        details.file_descriptor_set().encode_to_vec(),
+    )?;
 
     let mut compiler = protox::Compiler::new([&proto_root])?;
     // Imports (google/protobuf/timestamp.proto) must be in the set so that a

@@ -1,5 +1,6 @@
 //! Clients no one here wrote: `buf curl` lists every server's services through reflection (v1 and
-//! v1alpha), and each server's health check answers SERVING.
+//! v1alpha), each server's health check answers SERVING, and reflection serves the
+//! `google.rpc.BadRequest` that an INVALID_ARGUMENT carries.
 
 use tcctl::suite::Component;
 use tokio::process::Command;
@@ -9,18 +10,21 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::support::start;
 
-/// `buf` from `$BUF`, else from `PATH` (`npm install -g @bufbuild/buf`).
-async fn buf_curl(args: &[&str]) -> String {
+/// `buf curl` with `args`, `buf` from `$BUF`, else from `PATH` (`npm install -g @bufbuild/buf`).
+async fn run_buf_curl(args: &[&str]) -> std::process::Output {
     let program = std::env::var("BUF").unwrap_or_else(|_| "buf".to_owned());
-    let output = Command::new(&program)
+    Command::new(&program)
         .arg("curl")
         .args(["--protocol", "grpc", "--http2-prior-knowledge"])
         .args(args)
         .output()
         .await
-        .unwrap_or_else(|error| {
-            panic!("running {program} (npm install -g @bufbuild/buf): {error}")
-        });
+        .unwrap_or_else(|error| panic!("running {program} (npm install -g @bufbuild/buf): {error}"))
+}
+
+/// The standard output of a `buf curl` that must succeed.
+async fn buf_curl(args: &[&str]) -> String {
+    let output = run_buf_curl(args).await;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -87,4 +91,73 @@ async fn buf_curl_lists_each_servers_services_and_health_is_serving() {
             .status();
         assert_eq!(status, ServingStatus::Serving, "{component:?}");
     }
+}
+
+/// Decodes `google.rpc.BadRequest` bytes with the descriptor a server's reflection serves.
+fn decode_bad_request(descriptor: &[u8], value: &[u8]) -> serde_json::Value {
+    use prost::Message as _;
+    let file = prost_types::FileDescriptorProto::decode(descriptor).expect("a file descriptor");
+    let set = prost_types::FileDescriptorSet { file: vec![file] };
+    let pool = prost_reflect::DescriptorPool::from_file_descriptor_set(set).expect("a pool");
+    let bad_request = pool
+        .get_message_by_name("google.rpc.BadRequest")
+        .expect("served google.rpc.BadRequest");
+    let message = prost_reflect::DynamicMessage::decode(bad_request, value).expect("decodes");
+    serde_json::to_value(&message).expect("JSON")
+}
+
+/// A client that knows nothing but the server's address can read a refusal's field violations:
+/// reflection serves `google.rpc.BadRequest`. (grpcurl decodes details through reflection by
+/// itself; buf curl prints them as base64, since its error printer only knows the types built into
+/// it, so here the test takes buf curl's base64 and the descriptor reflection served.)
+#[tokio::test]
+async fn reflection_serves_the_error_details_of_a_refused_request() {
+    let env = start().await;
+    let endpoint = env.suite.endpoint(Component::Broker).expect("the broker");
+    let request = serde_json::json!({
+        "namespace": crate::support::NAMESPACE,
+        "name": "Not_A_Name",
+        "spec": {"nodes": 1},
+    })
+    .to_string();
+    let output = run_buf_curl(&[
+        "--data",
+        &request,
+        &format!("{endpoint}/testcluster.v1.TestClusterService/CreateTestCluster"),
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "refused: {stderr}");
+    let error: serde_json::Value = serde_json::from_str(&stderr).expect("buf curl's JSON error");
+    assert_eq!(error["code"], "invalid_argument", "{error:#}");
+    let detail = &error["details"][0];
+    assert_eq!(detail["type"], "google.rpc.BadRequest", "{error:#}");
+    let value = detail["value"].as_str().expect("the detail's bytes");
+
+    let lookup = serde_json::json!({"fileContainingSymbol": "google.rpc.BadRequest"}).to_string();
+    let reflected = buf_curl(&[
+        "--data",
+        &lookup,
+        &format!("{endpoint}/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+    ])
+    .await;
+    let reflected: serde_json::Value = serde_json::from_str(&reflected).expect("JSON");
+    let files = &reflected["fileDescriptorResponse"]["fileDescriptorProto"];
+    let descriptor = files[0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no file: {reflected:#}"));
+
+    use base64::Engine as _;
+    let decode = |text: &str| {
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(text.trim_end_matches('='))
+            .expect("base64")
+    };
+    let bad_request = decode_bad_request(&decode(descriptor), &decode(value));
+    let violations = bad_request["fieldViolations"]
+        .as_array()
+        .expect("violations");
+    assert_eq!(violations.len(), 1, "{bad_request:#}");
+    assert_eq!(violations[0]["field"], "name", "{bad_request:#}");
+    assert_eq!(violations[0]["reason"], "INVALID_NAME", "{bad_request:#}");
 }

@@ -4,7 +4,8 @@
 //!   `testcluster.v1.LogService`) with clients and servers.
 //! - [`internal::v1`]: service-to-service calls
 //!   (`testcluster.internal.v1.ProvisionerService`).
-//! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
+//! - [`FILE_DESCRIPTOR_SET`] and [`ERROR_DETAILS_FILE_DESCRIPTOR_SET`]: the encoded descriptors,
+//!   for gRPC reflection.
 //! - [`errors`]: `google.rpc` error details (`BadRequest`) on a [`tonic::Status`].
 //!
 //! Every message also implements serde with the proto3 JSON mapping, so the
@@ -14,7 +15,7 @@ mod descriptor;
 pub mod errors;
 mod generated;
 
-pub use descriptor::{FILE_DESCRIPTOR_SET, SERVICE_NAMES};
+pub use descriptor::{ERROR_DETAILS_FILE_DESCRIPTOR_SET, FILE_DESCRIPTOR_SET, SERVICE_NAMES};
 pub use generated::testcluster::{internal, v1};
 /// Well-known types (`google.protobuf.Timestamp`, ...) used by the messages.
 pub use pbjson_types;

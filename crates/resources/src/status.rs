@@ -131,7 +131,7 @@ pub struct JobStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorStatus {
-    /// Machine-readable code, such as ZoneStockout or QuotaExceeded.
+    /// Machine-readable code: ZoneStockout, QuotaExceeded, PermissionDenied or ProvisioningTimeout.
     pub code: String,
     /// Human-readable message, as reported by the cloud where possible.
     #[serde(default)]

@@ -8,6 +8,9 @@
 //!
 //! - quota, refused at once: `... googleapi: Error 403: Insufficient regional quota to satisfy
 //!   request: resource "CPUS": ..., forbidden, detail: `;
+//! - IAM, refused at once, also a 403 but not about quota: `... googleapi: Error 403: Required
+//!   "container.clusters.create" permission(s) for "projects/p"., forbidden` or `Permission
+//!   denied on resource project p.`;
 //! - stockout, when the operation ends: `... Error waiting for creating GKE cluster: Try a
 //!   different location, or try again later: Google Compute Engine does not have enough resources
 //!   available to fulfill request: <zone>., detail: `.
@@ -24,6 +27,8 @@ pub const REASON_UPDATE_FAILED: &str = "UpdateFailed";
 
 /// `status.error.code` of a run that hit the project's quota.
 pub const CODE_QUOTA_EXCEEDED: &str = "QuotaExceeded";
+/// `status.error.code` of a run whose credentials may not do what it needs (IAM).
+pub const CODE_PERMISSION_DENIED: &str = "PermissionDenied";
 /// `status.error.code` of a run whose zone had no capacity.
 pub const CODE_ZONE_STOCKOUT: &str = "ZoneStockout";
 /// `status.error.code` of a run whose dependencies did not become ready in time.
@@ -46,11 +51,21 @@ const STOCKOUT_MARKERS: &[&str] = &[
     "does not have enough resources available to fulfill",
     "GCE_STOCKOUT",
 ];
-/// A quota refusal: GKE's message, or the 403 Config Connector passes on.
+/// A quota refusal: GKE's message (regional, or "Quota exceeded for quota metric" from the
+/// Compute API), or the operation's error code.
 const QUOTA_MARKERS: &[&str] = &[
     "Insufficient regional quota",
-    "Error 403",
+    "Quota exceeded",
     "GCE_QUOTA_EXCEEDED",
+];
+/// A refusal by IAM. GKE answers both quota and permission failures with 403 `forbidden`, so a
+/// 403 that is not about quota is about permissions.
+const PERMISSION_MARKERS: &[&str] = &[
+    "Error 403",
+    "PERMISSION_DENIED",
+    "Permission denied",
+    "permission(s)",
+    "does not have permission",
 ];
 
 /// The classification of a failure message, or `None` for failures worth waiting out (Config
@@ -68,6 +83,13 @@ pub fn classify_message(message: &str) -> Option<Classification> {
         return Some(Classification {
             code: CODE_QUOTA_EXCEEDED,
             // The quota stays as it is until someone raises it.
+            retryable: false,
+        });
+    }
+    if PERMISSION_MARKERS.iter().any(|m| message.contains(m)) {
+        return Some(Classification {
+            code: CODE_PERMISSION_DENIED,
+            // The service account keeps its roles until someone grants more.
             retryable: false,
         });
     }
@@ -173,6 +195,10 @@ mod tests {
             code: "QuotaExceeded",
             retryable: false,
         });
+        let permission = Some(Classification {
+            code: "PermissionDenied",
+            retryable: false,
+        });
         let cases = [
             ("stockout (operation message)", STOCKOUT, stockout),
             ("stockout (instance error)", STOCKOUT_NEWER, stockout),
@@ -190,9 +216,32 @@ mod tests {
                 quota,
             ),
             (
-                "any 403",
-                "googleapi: Error 403: Permission denied, forbidden",
+                "quota, Compute API text",
+                "googleapi: Error 403: Quota exceeded for quota metric 'CPUS', forbidden",
                 quota,
+            ),
+            (
+                "IAM, a missing permission",
+                "Update call failed: error applying desired state: summary: error creating \
+                 cluster: googleapi: Error 403: Required \"container.clusters.create\" \
+                 permission(s) for \"projects/p\"., forbidden, detail: ",
+                permission,
+            ),
+            (
+                "IAM, a project the account cannot use",
+                "googleapi: Error 403: Permission denied on resource project p., forbidden",
+                permission,
+            ),
+            (
+                "IAM, the canonical status",
+                "rpc error: code = PermissionDenied desc = PERMISSION_DENIED: The caller does \
+                 not have permission",
+                permission,
+            ),
+            (
+                "any other 403",
+                "googleapi: Error 403: forbidden",
+                permission,
             ),
             ("a missing cluster is waited out", NOT_FOUND, None),
             (

@@ -164,10 +164,12 @@ impl GrpcServer {
     }
 }
 
-/// Reflection over the testcluster API and health (the reflection builder adds its own service).
+/// Reflection over the testcluster API, the `google.rpc` error details its statuses carry, and
+/// health (the reflection builder adds its own service).
 fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(testcluster_api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(testcluster_api::ERROR_DETAILS_FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
