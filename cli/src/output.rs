@@ -42,8 +42,8 @@ pub fn render(
             serde_json::to_string_pretty(&clusters[0])? + "\n"
         }
         Format::Json => serde_json::to_string_pretty(clusters)? + "\n",
-        Format::Yaml if single && clusters.len() == 1 => serde_yaml::to_string(&clusters[0])?,
-        Format::Yaml => serde_yaml::to_string(clusters)?,
+        Format::Yaml if single && clusters.len() == 1 => yaml_serde::to_string(&clusters[0])?,
+        Format::Yaml => yaml_serde::to_string(clusters)?,
     })
 }
 

@@ -36,7 +36,7 @@ pub fn build(
 fn read_manifest(path: &Path) -> anyhow::Result<TestClusterGKE> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_yaml::from_str(&text)
+    yaml_serde::from_str(&text)
         .with_context(|| format!("{} is not a TestClusterGKE manifest", path.display()))
 }
 
@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn manifest_with_flag_overrides() {
-        let manifest: TestClusterGKE = serde_yaml::from_str(
+        let manifest: TestClusterGKE = yaml_serde::from_str(
             "apiVersion: clusters.ci.cilium.io/v1alpha2\nkind: TestClusterGKE\n\
              metadata: {name: testme-1, namespace: test-clusters}\n\
              spec: {configTemplate: basic, nodes: 2, jobSpec: {runner: {image: cilium/cilium-test:8cfdbfe, command: [/usr/local/bin/test-gke.sh]}}}\n",

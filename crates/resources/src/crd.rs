@@ -15,6 +15,6 @@ pub fn crd() -> CustomResourceDefinition {
 }
 
 /// The CRD as a YAML document.
-pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(&crd())
+pub fn crd_yaml() -> Result<String, yaml_serde::Error> {
+    yaml_serde::to_string(&crd())
 }

@@ -29,7 +29,7 @@ fn committed_crd_matches_the_type() {
 #[test]
 fn committed_crd_parses_as_a_crd() {
     let committed = std::fs::read_to_string(committed_crd_path()).expect("committed CRD");
-    let parsed: CustomResourceDefinition = serde_yaml::from_str(&committed).expect("a CRD");
+    let parsed: CustomResourceDefinition = yaml_serde::from_str(&committed).expect("a CRD");
     // Not assert_eq: the Debug form of a CRD is pages long.
     assert!(
         parsed == crd(),

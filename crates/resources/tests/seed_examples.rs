@@ -13,12 +13,12 @@ const EXAMPLE_2: &str = include_str!("../testdata/seed-example-2.yaml");
 const ISSUE_11: &str = include_str!("../testdata/seed-issue-11.yaml");
 
 fn parse(yaml: &str) -> TestClusterGKE {
-    serde_yaml::from_str(yaml).expect("seed manifest deserializes")
+    yaml_serde::from_str(yaml).expect("seed manifest deserializes")
 }
 
 /// Spec and status of the manifest as generic JSON, and as the type writes them.
 fn written_and_reserialized(yaml: &str) -> (Value, Value) {
-    let written: Value = serde_yaml::from_str(yaml).expect("YAML");
+    let written: Value = yaml_serde::from_str(yaml).expect("YAML");
     let reserialized = serde_json::to_value(parse(yaml)).expect("serializes");
     let pick = |value: &Value| {
         serde_json::json!({

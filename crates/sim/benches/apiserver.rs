@@ -255,7 +255,7 @@ async fn run() -> anyhow::Result<()> {
     // Setup: CRDs and namespaces.
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for yaml in CNRM_CRDS {
-        let crd: CustomResourceDefinition = serde_yaml::from_str(yaml)?;
+        let crd: CustomResourceDefinition = yaml_serde::from_str(yaml)?;
         crds.create(&PostParams::default(), &crd).await?;
     }
     crds.create(&PostParams::default(), &serde_json::from_value(tcg_crd())?)

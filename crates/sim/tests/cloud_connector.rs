@@ -366,7 +366,7 @@ async fn cluster_set_becomes_ready_in_dependency_order_serves_kubectl_and_is_tor
     );
 
     let config = kube::Config::from_custom_kubeconfig(
-        serde_yaml::from_str(&kubeconfig).expect("kubeconfig parses"),
+        yaml_serde::from_str(&kubeconfig).expect("kubeconfig parses"),
         &kube::config::KubeConfigOptions::default(),
     )
     .await

@@ -312,7 +312,7 @@ async fn custom_resources_with_kubectl() {
     let yaml = sim
         .ok(&["get", "widget", "gear", "-n", "shop", "-o", "yaml"])
         .await;
-    let object: Value = serde_yaml::from_str(&yaml).expect("YAML");
+    let object: Value = yaml_serde::from_str(&yaml).expect("YAML");
     assert_eq!(object["apiVersion"], "example.com/v1");
     assert_eq!(object["kind"], "Widget");
     assert_eq!(object["metadata"]["name"], "gear");
@@ -544,7 +544,7 @@ async fn sigterm_stops_the_simulator_and_removes_its_kubeconfig() {
     );
     let stdout = std::fs::read_to_string(sim.dir.path().join("sim.out")).expect("stdout");
     let kubeconfig = std::fs::read_to_string(&sim.kubeconfig).expect("kubeconfig");
-    let config: Value = serde_yaml::from_str(&kubeconfig).expect("kubeconfig YAML");
+    let config: Value = yaml_serde::from_str(&kubeconfig).expect("kubeconfig YAML");
     let server = config["clusters"][0]["cluster"]["server"]
         .as_str()
         .expect("server");

@@ -59,7 +59,7 @@ pub enum AccessError {
     #[error("test cluster {cluster} API: {error}")]
     TestCluster { cluster: String, error: String },
     #[error("encoding the kubeconfig: {0}")]
-    Encode(#[from] serde_yaml::Error),
+    Encode(#[from] yaml_serde::Error),
 }
 
 /// Credentials for one test cluster. Secret: `Debug` leaves the token and kubeconfig out.
@@ -202,7 +202,7 @@ impl AccessIssuer {
         );
         tracing::info!(test_cluster = %qualified, cluster = cluster_name, "issued cluster access");
         Ok(ClusterAccess {
-            kubeconfig: serde_yaml::to_string(&config)?,
+            kubeconfig: yaml_serde::to_string(&config)?,
             endpoint,
             ca_pem,
             token,
@@ -417,7 +417,7 @@ mod tests {
     #[test]
     fn kubeconfig_round_trips_through_yaml() {
         let config = kubeconfig("c-abcde", "test-runner", "https://h:1", "PEM", "secret");
-        let yaml = serde_yaml::to_string(&config).unwrap_or_default();
+        let yaml = yaml_serde::to_string(&config).unwrap_or_default();
         let parsed = Kubeconfig::from_yaml(&yaml).unwrap_or_default();
         assert_eq!(parsed.current_context.as_deref(), Some("c-abcde"));
         assert_eq!(parsed.clusters[0].name, "c-abcde");

@@ -176,14 +176,14 @@ mod tests {
 
     /// The `spec` of a manifest as generic JSON, exactly as written.
     fn manifest_spec_json(yaml: &str) -> Value {
-        let manifest: Value = serde_yaml::from_str(yaml).expect("manifest is YAML");
+        let manifest: Value = yaml_serde::from_str(yaml).expect("manifest is YAML");
         manifest["spec"].clone()
     }
 
     #[test]
     fn proto_json_of_seed_spec_equals_crd_json() {
         for (name, yaml) in SEED_EXAMPLES {
-            let resource: TestClusterGKE = serde_yaml::from_str(yaml).expect(name);
+            let resource: TestClusterGKE = yaml_serde::from_str(yaml).expect(name);
             let crd_json = serde_json::to_value(&resource.spec).expect(name);
             let proto = api::TestClusterSpec::from(resource.spec.clone());
             let proto_json = serde_json::to_value(&proto).expect(name);
@@ -203,7 +203,7 @@ mod tests {
     #[test]
     fn seed_spec_json_is_a_valid_request_spec() {
         for (name, yaml) in SEED_EXAMPLES {
-            let resource: TestClusterGKE = serde_yaml::from_str(yaml).expect(name);
+            let resource: TestClusterGKE = yaml_serde::from_str(yaml).expect(name);
             let parsed: api::TestClusterSpec =
                 serde_json::from_value(manifest_spec_json(yaml)).expect(name);
             assert_eq!(parsed, api::TestClusterSpec::from(resource.spec), "{name}");
@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn spec_round_trips_through_proto() {
         for (name, yaml) in SEED_EXAMPLES {
-            let resource: TestClusterGKE = serde_yaml::from_str(yaml).expect(name);
+            let resource: TestClusterGKE = yaml_serde::from_str(yaml).expect(name);
             let back = TestClusterGKESpec::from(api::TestClusterSpec::from(resource.spec.clone()));
             assert_eq!(back, resource.spec, "{name}");
         }

@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn seed_status_converts() {
-        let resource: TestClusterGKE = serde_yaml::from_str(SEED_EXAMPLE_2).expect("seed example");
+        let resource: TestClusterGKE = yaml_serde::from_str(SEED_EXAMPLE_2).expect("seed example");
         let cluster = to_test_cluster(&resource);
 
         assert_eq!(cluster.namespace, "test-clusters");

@@ -303,7 +303,7 @@ async fn read_body(request: Request) -> Result<(HeaderMap, Value), ApiError> {
         // kubectl >= 1.32 creates simple built-in kinds this way.
         super::protobuf::decode(&bytes).ok_or_else(|| ApiError::unsupported_media_type(&media))?
     } else if media.contains("yaml") && !bytes.starts_with(b"{") {
-        serde_yaml::from_slice(&bytes)
+        yaml_serde::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
     } else {
         serde_json::from_slice(&bytes)

@@ -141,7 +141,7 @@ impl ApiServer {
 
     /// [`ApiServer::kubeconfig`] as YAML, ready to be written to a file.
     pub fn kubeconfig_yaml(&self) -> String {
-        serde_yaml::to_string(&self.kubeconfig()).unwrap_or_default()
+        yaml_serde::to_string(&self.kubeconfig()).unwrap_or_default()
     }
 
     /// A kube-rs client over HTTPS with the admin token, as a service would connect.

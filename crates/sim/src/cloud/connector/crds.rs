@@ -54,7 +54,7 @@ pub(crate) async fn install(client: &kube::Client) -> anyhow::Result<()> {
     let crd_resource = ApiResource::erase::<CustomResourceDefinition>(&());
     let untyped: Api<DynamicObject> = Api::all_with(client.clone(), &crd_resource);
     for yaml in CRDS {
-        let crd: DynamicObject = serde_yaml::from_str(yaml).context("parsing an embedded CRD")?;
+        let crd: DynamicObject = yaml_serde::from_str(yaml).context("parsing an embedded CRD")?;
         let name = crd.metadata.name.clone().unwrap_or_default();
         match untyped.create(&PostParams::default(), &crd).await {
             Ok(_) => tracing::debug!(%name, "created CRD"),
