@@ -5,7 +5,6 @@
 // clients read them, so the fake must fill them and these tests check them.
 #![allow(deprecated)]
 
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -29,16 +28,8 @@ const ZONE: &str = "us-central1-a";
 /// Bound on waiting for an operation; the defaults finish within a second.
 const WAIT: Duration = Duration::from_secs(20);
 
-fn install_crypto() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Another test binary may have installed it; either way ring is what we want.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 async fn start() -> (Simulator, ClusterManager) {
-    install_crypto();
+    testcluster_testkit::init();
     let sim = Simulator::start(SimConfig::default())
         .await
         .expect("simulator");
@@ -543,7 +534,7 @@ async fn the_metadata_token_opens_test_clusters() {
 
 #[tokio::test]
 async fn node_pools_come_and_go_and_the_server_stops_when_dropped() {
-    install_crypto();
+    testcluster_testkit::init();
     let cloud = sim::cloud::Cloud::default();
     let server = sim::cloud::gke::GkeServer::start(cloud.clone(), Default::default())
         .await

@@ -92,7 +92,7 @@ fn status_is(generation: i64, message: &'static str) -> impl Fn(Option<&Widget>)
 
 #[tokio::test]
 async fn a_controller_with_a_finalizer_reconciles_create_update_and_delete() {
-    install_crypto();
+    init();
     let sim = Simulator::start(SimConfig::default())
         .await
         .expect("simulator");

@@ -23,7 +23,7 @@ fn phase_in(phases: &'static [&'static str]) -> impl Condition<Pod> {
 
 #[tokio::test]
 async fn pod_logs_follow_live_and_honour_their_parameters() {
-    install_crypto();
+    init();
     let sim = Simulator::start(SimConfig::default())
         .await
         .expect("simulator");

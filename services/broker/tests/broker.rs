@@ -11,10 +11,8 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt as _};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, ResourceExt as _};
 use serde_json::json;
 use service::metrics::Metrics;
@@ -29,6 +27,7 @@ use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::log_service_server::{LogService, LogServiceServer};
 use testcluster_api::v1::test_cluster_service_client::TestClusterServiceClient;
 use testcluster_resources::TestClusterGKE;
+use testcluster_testkit as testkit;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -139,7 +138,7 @@ async fn start_with(with_provisioner: bool, with_logview: bool) -> Env {
 
 /// As [`start_with`], with the broker keeping `watch_window` recent changes to replay.
 async fn start_full(with_provisioner: bool, with_logview: bool, watch_window: usize) -> Env {
-    service::install_crypto();
+    testkit::init();
     let sim = Simulator::start(SimConfig::default()).await.expect("sim");
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
@@ -147,26 +146,8 @@ async fn start_full(with_provisioner: bool, with_logview: bool, watch_window: us
     let client = service::kube_client(Some(&kubeconfig))
         .await
         .expect("client");
-
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = testcluster_resources::crd::crd();
-    crds.create(&PostParams::default(), &crd)
-        .await
-        .expect("CRD");
-    tokio::time::timeout(
-        TIMEOUT,
-        await_condition(crds, &crd.name_any(), conditions::is_crd_established()),
-    )
-    .await
-    .expect("CRD served")
-    .expect("watch");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let mut namespace = Namespace::default();
-    namespace.metadata.name = Some(NAMESPACE.to_owned());
-    namespaces
-        .create(&PostParams::default(), &namespace)
-        .await
-        .expect("namespace");
+    testkit::install_crd(&client, &testcluster_resources::crd::crd()).await;
+    testkit::create_namespace(&client, NAMESPACE).await;
     let stop = CancellationToken::new();
     let provisioner = if with_provisioner {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

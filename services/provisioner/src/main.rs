@@ -37,13 +37,14 @@ struct Cli {
     /// host:port of the GCE metadata server (cloud identity for reaching test clusters).
     #[arg(long, env = "GCE_METADATA_HOST")]
     metadata_host: Option<String>,
-    /// Lifetime of test-runner tokens, in seconds.
+    /// Lifetime of the test job's token for its cluster: a number with s, m or h.
     #[arg(
         long,
-        env = "TESTCLUSTER_PROVISIONER_TOKEN_EXPIRATION_SECONDS",
-        default_value_t = 7200
+        env = "TESTCLUSTER_PROVISIONER_TOKEN_EXPIRATION",
+        default_value = "2h",
+        value_parser = humantime::parse_duration
     )]
-    token_expiration_seconds: u64,
+    token_expiration: Duration,
     /// How long a cluster may take to become ready before the run ends in phase Error
     /// (ProvisioningTimeout): seconds, or a number with s, m or h.
     #[arg(
@@ -75,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         default_project: cli.default_project,
         default_location: cli.default_location,
         metadata_host: cli.metadata_host,
-        token_expiration: Duration::from_secs(cli.token_expiration_seconds),
+        token_expiration: cli.token_expiration,
         provision_timeout: cli.provision_timeout,
     };
     provisioner::run(client, listener, settings, metrics, shutdown).await

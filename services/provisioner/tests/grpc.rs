@@ -97,7 +97,7 @@ async fn templates_and_validation_over_grpc() {
 
 #[tokio::test]
 async fn run_refuses_to_start_without_the_crd() {
-    service::install_crypto();
+    testcluster_testkit::init();
     let sim = sim::Simulator::start(sim::SimConfig::default())
         .await
         .expect("simulator");

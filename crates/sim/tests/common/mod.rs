@@ -4,16 +4,14 @@
 #![allow(dead_code)]
 
 use std::fmt::Debug;
-use std::future::Future;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceValidation,
 };
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::core::Status;
-use kube::runtime::wait::{Condition, await_condition, conditions};
+use kube::runtime::wait::conditions;
 use kube::{Client, CustomResource, CustomResourceExt, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -21,18 +19,13 @@ use serde_json::json;
 use sim::Simulator;
 use sim::apiserver::{ApiServer, ApiServerConfig};
 use sim::workloads::{Backoff, WorkloadConfig, Workloads};
-
-/// The longest any wait in these tests may take.
-pub const WAIT: Duration = Duration::from_secs(20);
-
-/// Both kube-rs (rustls) and the server's TLS listener use ring.
-pub fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub use testcluster_testkit::{WAIT, create_namespace, init, wait_deleted, wait_for, within};
 
 /// A fresh API server and an HTTPS client for it (counted, subject to faults), with a namespace.
 pub async fn start(name: &str, namespace: &str) -> (ApiServer, Client) {
-    install_crypto();
+    init();
     let api = ApiServer::start(ApiServerConfig {
         name: name.into(),
         ..ApiServerConfig::default()
@@ -57,16 +50,6 @@ pub async fn client_without_retries(api: &ApiServer) -> Client {
     Client::try_from(config).expect("client")
 }
 
-pub async fn create_namespace(client: &Client, name: &str) -> Namespace {
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace"),
-        )
-        .await
-        .expect("create namespace")
-}
-
 /// The `Status` of a failed request; panics if the request succeeded or failed otherwise.
 pub fn status_of<T: Debug>(result: Result<T, kube::Error>) -> Status {
     match result {
@@ -88,44 +71,6 @@ pub fn assert_status<T: Debug>(
         (code, reason, message),
         "{status:?}"
     );
-}
-
-/// Runs `future` with the test-wide time limit.
-pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// Waits until the named object satisfies `condition`, and returns it.
-pub async fn wait_for<K>(api: &Api<K>, name: &str, condition: impl Condition<K>) -> K
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
-{
-    within(
-        &format!("{name} to reach the expected state"),
-        await_condition(api.clone(), name, condition),
-    )
-    .await
-    .expect("watch")
-    .unwrap_or_else(|| panic!("{name} does not exist"))
-}
-
-/// Waits until the named object is gone.
-pub async fn wait_deleted<K>(api: &Api<K>, name: &str)
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
-{
-    let uid = match api.get_opt(name).await.expect("get") {
-        Some(object) => object.uid().expect("uid"),
-        None => return,
-    };
-    within(
-        &format!("{name} to be deleted"),
-        await_condition(api.clone(), name, conditions::is_deleted(&uid)),
-    )
-    .await
-    .expect("watch");
 }
 
 /// A namespaced custom resource with a status subresource, registered at runtime.

@@ -3,17 +3,14 @@
 //! and bounded waits on watches.
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
-use kube::runtime::wait::{Condition, await_condition, conditions};
+use kube::runtime::wait::{Condition, await_condition};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, ResourceExt as _};
 use provisioner::Settings;
@@ -28,8 +25,9 @@ use testcluster_resources::{
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// The longest any single wait may take.
-pub const WAIT: Duration = Duration::from_secs(30);
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub use testcluster_testkit::{WAIT, create_namespace, init, install_crd, within};
 
 /// A simulator with the `TestClusterGKE` CRD, and a client for it.
 pub struct Env {
@@ -64,34 +62,15 @@ impl Env {
 
     /// A simulator started with `config`.
     pub async fn start_with(config: SimConfig) -> Env {
-        service::install_crypto();
+        init();
         let sim = Simulator::start(config).await.expect("simulator starts");
         let client = sim.api().client().await.expect("client");
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.create(&PostParams::default(), &testcluster_resources::crd::crd())
-            .await
-            .expect("CRD created");
-        within(
-            "CRD established",
-            await_condition(
-                crds,
-                "testclustersgke.clusters.ci.cilium.io",
-                conditions::is_crd_established(),
-            ),
-        )
-        .await
-        .expect("CRD watch");
+        install_crd(&client, &testcluster_resources::crd::crd()).await;
         Env { sim, client }
     }
 
     pub async fn namespace(&self, name: &str) {
-        Api::<Namespace>::all(self.client.clone())
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace"),
-            )
-            .await
-            .expect("namespace created");
+        create_namespace(&self.client, name).await;
     }
 
     pub fn settings(&self) -> Settings {
@@ -262,13 +241,6 @@ impl Provisioner {
         self.task.abort();
         let _ = self.task.await;
     }
-}
-
-/// Runs `future` with the per-wait time limit.
-pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
 }
 
 /// Waits on a watch until `condition` holds for `name`; returns the object then.

@@ -3,17 +3,12 @@
 //! that cluster's kubeconfig Secret, as the provisioner leaves them.
 #![allow(dead_code)]
 
-use std::fmt::Debug;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::wait::{Condition, await_condition, conditions};
-use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::{Api, Client, Resource};
 use serde_json::json;
 use sim::cloud::{ClusterKey, Provider, TestCluster};
 use sim::{SimConfig, Simulator};
@@ -21,42 +16,12 @@ use testcluster_resources::TestClusterGKE;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// The longest any wait in these tests may take.
-pub const WAIT: Duration = Duration::from_secs(60);
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub use testcluster_testkit::{WAIT, create_namespace, init, install_crd, wait_for, within};
+
 pub const PROJECT: &str = "cilium-ci";
 pub const LOCATION: &str = "europe-west2-b";
-
-pub fn init() {
-    service::install_crypto();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// Runs `future` with the test-wide time limit.
-pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// Waits until the named object satisfies `condition`, and returns it.
-pub async fn wait_for<K>(api: &Api<K>, name: &str, condition: impl Condition<K>) -> K
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
-{
-    within(
-        &format!("{name} to reach the expected state"),
-        await_condition(api.clone(), name, condition),
-    )
-    .await
-    .expect("watch")
-    .unwrap_or_else(|| panic!("{name} does not exist"))
-}
 
 /// A simulator with the CRD installed, and a namespace for the test.
 pub struct World {
@@ -72,19 +37,8 @@ impl World {
             .await
             .expect("simulator");
         let client = sim.api().client().await.expect("client");
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        let crd = testcluster_resources::crd::crd();
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .expect("create CRD");
-        wait_for(&crds, &crd.name_any(), conditions::is_crd_established()).await;
-        Api::<Namespace>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("ns"),
-            )
-            .await
-            .expect("create namespace");
+        install_crd(&client, &testcluster_resources::crd::crd()).await;
+        create_namespace(&client, namespace).await;
         World {
             sim,
             client,
