@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use service::retry::{Backoff, RetryPolicy};
 use testcluster_api::v1 as api;
 use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::test_cluster_service_client::TestClusterServiceClient;
@@ -25,11 +26,12 @@ use crate::output::{describe_status, phase_name};
 
 /// How long the job's logs may trail its terminal phase before tcctl stops waiting for them.
 const LOG_DRAIN: Duration = Duration::from_secs(30);
-/// Consecutive attempts to resume an interrupted watch before tcctl gives up. With the pauses below
-/// that is about 45 seconds: enough for a broker to restart.
-const WATCH_RETRIES: u32 = 8;
-const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(500);
-const MAX_RETRY_PAUSE: Duration = Duration::from_secs(10);
+/// Consecutive attempts to resume an interrupted watch before tcctl gives up.
+const WATCH_RETRIES: usize = 8;
+/// Pauses between those attempts: about 45 seconds in all, enough for a broker to restart.
+const WATCH_RETRY: RetryPolicy =
+    RetryPolicy::exponential(Duration::from_millis(500), Duration::from_secs(10))
+        .with_max_attempts(WATCH_RETRIES);
 /// HTTP/2 pings on the broker connection while calls are open: a long quiet watch (a cluster
 /// takes minutes to create) must neither be cut by an idle proxy nor hang on a dead peer.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -178,8 +180,10 @@ struct Snapshots {
     /// The version of the last snapshot: a resumed watch carries on after it.
     version: String,
     stream: Option<Streaming<api::WatchTestClusterResponse>>,
+    /// Pauses between failed attempts since the last message.
+    retries: Backoff,
     /// Failed attempts since the last message.
-    failures: u32,
+    failures: usize,
 }
 
 impl Snapshots {
@@ -190,6 +194,7 @@ impl Snapshots {
             name: created.name.clone(),
             version: created.resource_version.clone(),
             stream: None,
+            retries: WATCH_RETRY.backoff(),
             failures: 0,
         }
     }
@@ -216,6 +221,7 @@ impl Snapshots {
             };
             match stream.message().await {
                 Ok(message) => {
+                    self.retries.reset();
                     self.failures = 0;
                     if let Some(cluster) = message.as_ref().and_then(|m| m.test_cluster.as_ref())
                         && !cluster.resource_version.is_empty()
@@ -235,10 +241,10 @@ impl Snapshots {
     /// Waits before the next attempt, or gives up with `status` when it is not worth retrying.
     async fn pause_before_retry(&mut self, status: Status) -> anyhow::Result<()> {
         self.failures += 1;
-        if !is_retryable(&status) || self.failures > WATCH_RETRIES {
-            bail!("watch: {}", describe_status(&status));
-        }
-        let pause = retry_pause(self.failures);
+        let pause = match self.retries.next_pause() {
+            Some(pause) if is_retryable(&status) => pause,
+            _ => bail!("watch: {}", describe_status(&status)),
+        };
         eprintln!(
             "tcctl: watch interrupted ({:?}: {}); resuming in {pause:?} ({}/{WATCH_RETRIES})",
             status.code(),
@@ -262,13 +268,6 @@ fn is_retryable(status: &Status) -> bool {
             | Code::Cancelled
             | Code::ResourceExhausted
     )
-}
-
-/// Doubling pauses between attempts, capped.
-fn retry_pause(failures: u32) -> Duration {
-    FIRST_RETRY_PAUSE
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
-        .min(MAX_RETRY_PAUSE)
 }
 
 /// Prints the phase when it changed, with what is new at that point.
@@ -417,10 +416,13 @@ mod tests {
         assert!(is_retryable(&Status::unknown("transport error")));
         assert!(!is_retryable(&Status::not_found("gone")));
         assert!(!is_retryable(&Status::invalid_argument("bad")));
-        assert_eq!(retry_pause(1), FIRST_RETRY_PAUSE);
-        assert_eq!(retry_pause(2), FIRST_RETRY_PAUSE * 2);
-        assert_eq!(retry_pause(WATCH_RETRIES), MAX_RETRY_PAUSE);
-        let total: Duration = (1..=WATCH_RETRIES).map(retry_pause).sum();
-        assert!(total < Duration::from_secs(60), "{total:?}");
+        let mut retries = WATCH_RETRY.backoff();
+        let pauses: Vec<Duration> = std::iter::from_fn(|| retries.next_pause()).collect();
+        assert_eq!(pauses.len(), WATCH_RETRIES);
+        let total: Duration = pauses.iter().sum();
+        assert!(
+            total > Duration::from_secs(30) && total < Duration::from_secs(60),
+            "{total:?}"
+        );
     }
 }

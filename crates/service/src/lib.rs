@@ -10,6 +10,7 @@
 //!   controllers, served on `/metrics` by [`metrics::http::serve`].
 //! - [`kube_errors::kube_status`]: the one Kubernetes→gRPC status mapping.
 //! - [`retry`]: the one retry and backoff policy.
+//! - [`stale_reads::PendingWrites`]: tells a store behind a controller's own write from fresh data.
 //! - [`telemetry::init`]: tracing to stderr, readable or JSON.
 //! - [`kube_client`]: a Kubernetes client from a kubeconfig path or the usual inference.
 //! - [`shutdown::on_signal`]: a token cancelled on SIGINT or SIGTERM.
@@ -21,6 +22,7 @@ pub mod kube_errors;
 pub mod metrics;
 pub mod retry;
 pub mod shutdown;
+pub mod stale_reads;
 pub mod telemetry;
 
 use std::path::Path;

@@ -10,7 +10,6 @@
 //! it twice, or after a crash between two steps, never creates a second Job. The Job and its pod
 //! are read from the watches' stores, not from the API server.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,9 +22,11 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
-use parking_lot::Mutex;
 use testcluster_resources::validation::{self, Naming, ObjectParts, Templates, Violations};
 use testcluster_resources::{JobRunnerSpec, Phase, TestClusterGKE};
+
+use service::retry::{Backoffs, RetryPolicy};
+use service::stale_reads::PendingWrites;
 
 use crate::Settings;
 use crate::error::Error;
@@ -37,9 +38,10 @@ use crate::status::RunnerStatus;
 /// `job.reason` of a run whose job was never started because its spec is invalid.
 pub const REASON_INVALID_JOB_SPEC: &str = "InvalidJobSpec";
 
-/// First retry delay after a failed reconcile; doubles per consecutive failure.
-const RETRY_INITIAL: Duration = Duration::from_millis(500);
-const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Retries after failed reconciles: from half a second, doubling per consecutive failure, up to
+/// a minute.
+const RETRY: RetryPolicy =
+    RetryPolicy::exponential(Duration::from_millis(500), Duration::from_secs(60));
 /// Retry after a conflict, should the watch not bring the newer object first (it normally does).
 const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 
@@ -51,8 +53,11 @@ pub struct Context {
     /// The runner's Jobs and their pods, as its watches see them.
     jobs: Store<Job>,
     pods: Store<Pod>,
-    /// Consecutive failures per object, for back-off; cleared by a successful reconcile.
-    failures: Mutex<HashMap<ObjectRef<TestClusterGKE>, u32>>,
+    /// Consecutive failures per object (`namespace/name`), for back-off; cleared by a successful
+    /// reconcile.
+    failures: Backoffs,
+    /// The runner's status writes that the watch may not show yet.
+    status_writes: PendingWrites,
 }
 
 impl Context {
@@ -69,7 +74,8 @@ impl Context {
             recorder,
             jobs,
             pods,
-            failures: Mutex::default(),
+            failures: Backoffs::new(RETRY),
+            status_writes: PendingWrites::default(),
         }
     }
 }
@@ -77,7 +83,7 @@ impl Context {
 /// Moves one test cluster's job forward.
 pub async fn reconcile(resource: Arc<TestClusterGKE>, ctx: Arc<Context>) -> Result<Action, Error> {
     let action = reconcile_once(&resource, &ctx).await?;
-    ctx.failures.lock().remove(&ObjectRef::from_obj(&*resource));
+    ctx.failures.forget(&object_key(&resource));
     Ok(action)
 }
 
@@ -88,13 +94,7 @@ pub fn error_policy(resource: Arc<TestClusterGKE>, error: &Error, ctx: Arc<Conte
         tracing::debug!(name = %resource.name_any(), %message, "status changed since read");
         return Action::requeue(CONFLICT_RETRY);
     }
-    let failures = {
-        let mut failures = ctx.failures.lock();
-        let count = failures.entry(ObjectRef::from_obj(&*resource)).or_insert(0);
-        *count = count.saturating_add(1);
-        *count
-    };
-    let delay = retry_delay(failures);
+    let delay = ctx.failures.failed(&object_key(&resource));
     let (namespace, name) = (
         resource.namespace().unwrap_or_default(),
         resource.name_any(),
@@ -103,14 +103,27 @@ pub fn error_policy(resource: Arc<TestClusterGKE>, error: &Error, ctx: Arc<Conte
     Action::requeue(delay)
 }
 
-fn retry_delay(failures: u32) -> Duration {
-    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
-    RETRY_INITIAL.saturating_mul(factor).min(RETRY_MAX)
+fn object_key(resource: &TestClusterGKE) -> String {
+    format!(
+        "{}/{}",
+        resource.namespace().unwrap_or_default(),
+        resource.name_any()
+    )
 }
 
 async fn reconcile_once(resource: &TestClusterGKE, ctx: &Context) -> Result<Action, Error> {
+    let key = object_key(resource);
     if resource.meta().deletion_timestamp.is_some() {
         // The Job and Secret are owned by the resource and go with it.
+        ctx.status_writes.forget(&key);
+        return Ok(Action::await_change());
+    }
+    if ctx
+        .status_writes
+        .is_stale(&key, resource.resource_version().as_deref())
+    {
+        // The store has not shown the runner's last write yet; its watch event brings the
+        // object back, and a decision now would only lose a race.
         return Ok(Action::await_change());
     }
     let Some(runner) = resource
@@ -162,6 +175,16 @@ impl Run<'_> {
         names::job(&self.name)
     }
 
+    /// Writes the runner's fields, and remembers that the store's copy is behind them now.
+    async fn write(&self, status: &mut RunnerStatus) -> Result<(), Error> {
+        status.apply(&self.api(), &self.name).await?;
+        self.ctx.status_writes.wrote(
+            &object_key(self.resource),
+            self.resource.resource_version().as_deref(),
+        );
+        Ok(())
+    }
+
     /// Ready: the Job exists (created now, or found from before a restart) and is recorded.
     async fn start(&self, mut status: RunnerStatus) -> Result<Action, Error> {
         // The spec may have changed (kubectl) since the provisioner checked it: a job that would
@@ -184,7 +207,7 @@ impl Run<'_> {
         };
         status.job.name = Some(self.job_name());
         status.job.start_time = job.status.as_ref().and_then(|s| s.start_time.clone());
-        status.apply(&self.api(), &self.name).await?;
+        self.write(&mut status).await?;
         tracing::info!(namespace = %self.namespace, name = %self.name, job = %self.job_name(), "job started");
         // The Job and its pod are watched: their changes bring the next reconcile.
         Ok(Action::await_change())
@@ -291,7 +314,7 @@ impl Run<'_> {
             return self.finish(next, outcome).await;
         }
         if next != current {
-            next.apply(&self.api(), &self.name).await?;
+            self.write(&mut next).await?;
         }
         match pod.as_deref().and_then(outcome::start_failure) {
             Some(failure) => self.give_up_starting(&job, next, failure).await,
@@ -340,7 +363,7 @@ impl Run<'_> {
     /// Records the outcome (`job.*` and its condition) and an Event.
     async fn finish(&self, mut status: RunnerStatus, outcome: Outcome) -> Result<Action, Error> {
         status.finish(&outcome, &now());
-        status.apply(&self.api(), &self.name).await?;
+        self.write(&mut status).await?;
         tracing::info!(
             namespace = %self.namespace,
             name = %self.name,
@@ -424,17 +447,4 @@ impl Run<'_> {
 
 fn now() -> Time {
     Time(Timestamp::now())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_back_off_exponentially_up_to_a_minute() {
-        assert_eq!(retry_delay(1), Duration::from_millis(500));
-        assert_eq!(retry_delay(2), Duration::from_secs(1));
-        assert_eq!(retry_delay(4), Duration::from_secs(4));
-        assert_eq!(retry_delay(30), RETRY_MAX);
-    }
 }

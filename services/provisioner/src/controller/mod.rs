@@ -18,13 +18,16 @@
 //! Nothing here polls: the controller watches the six Config Connector kinds it owns, so every
 //! change of a dependency (including its disappearance) re-runs the reconcile of its owner.
 //! The same watches feed reflector stores ([`OwnedStores`]), and reconciles read the owned objects
-//! from them: the API server sees only writes (apply, delete), plus a live read where a store that
-//! lags behind this process's own writes could mislead (see [`delete_owned`]).
+//! from them: the API server sees only writes (apply, delete). A store lags behind this process's
+//! own writes, so those are remembered until it catches up ([`OwnWrites`]): an object just
+//! applied is not applied again, one just deleted is not deleted again, and a reconcile on a
+//! status older than the last write waits for the write's watch event instead of losing a race.
 //! Requeue timers are used only to back off after errors and to wake up when the provisioning
 //! timeout runs out.
 
 mod error;
 mod naming;
+mod own_writes;
 mod provision;
 mod status;
 mod stores;
@@ -53,10 +56,11 @@ pub use stores::OwnedStores;
 use crate::Settings;
 use crate::access::AccessIssuer;
 use crate::classify;
-use crate::template::OWNED_KINDS;
+use crate::template::{OWNED_KINDS, ObjectKind};
 use crate::validation;
+use own_writes::OwnWrites;
 use service::retry::Backoffs;
-use teardown::Teardowns;
+use service::stale_reads::PendingWrites;
 
 /// Finalizer that keeps a `TestClusterGKE` until its cloud resources are gone.
 pub const FINALIZER: &str = "clusters.ci.cilium.io/provisioner";
@@ -90,7 +94,10 @@ pub struct Context {
     recorder: Recorder,
     failures: Backoffs,
     owned: OwnedStores,
-    teardowns: Teardowns,
+    /// This process's writes to owned objects that `owned` may not show yet.
+    writes: OwnWrites,
+    /// This process's status writes that the watch may not show yet.
+    status_writes: PendingWrites,
 }
 
 impl Context {
@@ -114,7 +121,8 @@ impl Context {
             recorder,
             failures: Backoffs::new(error::RETRY),
             owned,
-            teardowns: Teardowns::default(),
+            writes: OwnWrites::default(),
+            status_writes: PendingWrites::default(),
         }
     }
 
@@ -129,6 +137,26 @@ impl Context {
         };
         if let Err(error) = self.recorder.publish(&event, &tc.object_ref(&())).await {
             tracing::warn!(name = %tc.name_any(), %error, reason, "cannot publish event");
+        }
+    }
+
+    /// `tc`'s object `name` of `kind`, as far as this process knows: the store's copy or, while
+    /// the store does not show it yet, what this process applied. `None`: it does not exist, as
+    /// of the store (ready and so complete) and this process's own writes.
+    fn owned_object(
+        &self,
+        tc: &TestClusterGKE,
+        kind: &ObjectKind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<DynamicObject>> {
+        let owner = tc.uid().unwrap_or_default();
+        match self.owned.get(kind, namespace, name) {
+            Some(object) => {
+                self.writes.seen(&owner, kind.kind);
+                Some(object)
+            }
+            None => self.writes.unseen(&owner, kind.kind),
         }
     }
 
@@ -176,7 +204,7 @@ pub async fn run(
             Api::<DynamicObject>::all_with(client.clone(), &resource),
             watcher::Config::default(),
         )
-        .modify(|object| object.managed_fields_mut().clear());
+        .modify(stores::slim);
         controller =
             controller.owns_stream_with(reflector(writer, events).touched_objects(), resource);
     }
@@ -202,6 +230,7 @@ pub async fn run(
                     // A deleted object's failures would otherwise stay on record for good.
                     if let Some(key) = deleted_object_key(&error) {
                         backoffs.failures.forget(&key);
+                        backoffs.status_writes.forget(&key);
                     }
                     tracing::debug!(%error, "reconcile failed");
                 }
@@ -226,7 +255,7 @@ fn deleted_object_key<Q: std::error::Error + 'static>(
     }
 }
 
-fn object_key(tc: &TestClusterGKE) -> String {
+pub(super) fn object_key(tc: &TestClusterGKE) -> String {
     format!("{}/{}", tc.namespace().unwrap_or_default(), tc.name_any())
 }
 
@@ -237,6 +266,14 @@ async fn reconcile(tc: Arc<TestClusterGKE>, context: Arc<Context>) -> Result<Act
     // The first reconciles wait for the watches' initial lists: before that, a store would show
     // existing objects as missing.
     context.owned.wait_until_ready().await?;
+    if context
+        .status_writes
+        .is_stale(&key, tc.resource_version().as_deref())
+    {
+        // The store has not shown this process's last status write yet; its watch event
+        // brings the object back, and a decision now would only lose a race.
+        return Ok(Action::await_change());
+    }
     let action = finalizer(&api, FINALIZER, tc, |event| async {
         match event {
             finalizer::Event::Apply(tc) => apply(&tc, &context).await,

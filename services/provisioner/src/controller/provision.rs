@@ -2,6 +2,7 @@
 //! conditions into the status, and end the run when the infrastructure gives up.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -23,6 +24,7 @@ use testcluster_resources::{Condition, ErrorStatus, Phase, TestClusterGKE, TestC
 use super::error::Error;
 use super::naming::{generate_cluster_name, region_of};
 use super::status::{ProvisionerStatus, now, write_status};
+use super::stores;
 use super::{
     Context, FIELD_MANAGER, REASON_DEPENDENCY_FAILED, REASON_INVALID_SPEC,
     REASON_PROVISIONING_TIMEOUT,
@@ -225,26 +227,19 @@ pub(super) async fn provision(
     let rendered = template.render(&params);
     // A new generation (or a first apply) sends every object; otherwise only missing ones are
     // created again, so a dependency's status change costs a store read, not a request.
-    let spec_changed = status.observed_generation != tc.metadata.generation;
+    // (A status not showing the generation yet may be a store behind this process's own write.)
+    let owner_uid = tc.uid().unwrap_or_default();
+    let spec_changed = status.observed_generation != tc.metadata.generation
+        && !context
+            .writes
+            .has_applied_generation(&owner_uid, tc.metadata.generation);
     let started = run_has_started(status);
     let owner = tc.controller_owner_ref(&()).map(|owner| json!([owner]));
     let mut dependencies = Vec::with_capacity(rendered.len());
     let mut applied = 0;
     let mut not_recreated = Vec::new();
     for object in &rendered {
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            context.client.clone(),
-            &namespace,
-            &object.kind.api_resource(),
-        );
-        let current = match context.owned.get(&object.kind, &namespace, object.name()) {
-            Some(current) => Some(current.as_ref().clone()),
-            // Not in the store: missing, or applied so recently that the watch has not shown
-            // it yet. Before the run starts, applying it again is harmless (server-side apply
-            // of the same manifest); after, a live read tells whether it is really missing.
-            None if started => api.get_opt(object.name()).await?,
-            None => None,
-        };
+        let current = context.owned_object(tc, &object.kind, &namespace, object.name());
         if let Some(current) = &current
             && has_other_controller(current, tc)
         {
@@ -268,10 +263,26 @@ pub(super) async fn provision(
             }
             _ => {
                 applied += 1;
-                apply_object(&api, object, tc, owner.clone()).await?
+                let api = Api::namespaced_with(
+                    context.client.clone(),
+                    &namespace,
+                    &object.kind.api_resource(),
+                );
+                let mut written = apply_object(&api, object, tc, owner.clone()).await?;
+                stores::slim(&mut written);
+                let written = Arc::new(written);
+                context
+                    .writes
+                    .applied(&owner_uid, object.kind.kind, written.clone());
+                written
             }
         };
         dependencies.push(dependency_of(&object.kind, &live));
+    }
+    if spec_changed {
+        context
+            .writes
+            .applied_generation(&owner_uid, tc.metadata.generation);
     }
     if !not_recreated.is_empty() {
         tracing::warn!(

@@ -1,8 +1,7 @@
 //! Tearing a test cluster down: after its run (the CR stays as the record) and on deletion (the
 //! finalizer goes once Config Connector has let go of every object).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt as _;
@@ -23,32 +22,6 @@ use super::{
 use crate::readiness::{self, Dependency};
 use crate::template::OWNED_KINDS;
 
-/// What teardown has done or seen per `TestClusterGKE` (by uid), where the stores may lag behind:
-/// deletions already started (a store not yet showing the deletion must not start them again)
-/// and kinds confirmed gone by a live read.
-#[derive(Debug, Default)]
-pub(super) struct Teardowns(Mutex<HashMap<String, TeardownState>>);
-
-#[derive(Debug, Default)]
-struct TeardownState {
-    deleting: HashSet<String>,
-    gone: HashSet<&'static str>,
-}
-
-impl Teardowns {
-    fn with<T>(&self, owner: &str, f: impl FnOnce(&mut TeardownState) -> T) -> T {
-        let mut states = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        f(states.entry(owner.to_owned()).or_default())
-    }
-
-    fn forget(&self, owner: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(owner);
-    }
-}
-
 /// Deletes every object this CR controls; returns those that still exist (Config Connector keeps
 /// them, with its finalizers, until the cloud resource is gone) and how many deletions it started.
 async fn delete_owned(
@@ -58,34 +31,36 @@ async fn delete_owned(
 ) -> Result<(Vec<Dependency>, usize), Error> {
     let namespace = tc.namespace().ok_or(Error::NoNamespace)?;
     let owner = tc.uid().unwrap_or_default();
-    let teardowns = &context.teardowns;
+    let writes = &context.writes;
     let mut remaining = Vec::new();
     let mut started = 0;
     for kind in OWNED_KINDS {
         let api: Api<DynamicObject> =
             Api::namespaced_with(context.client.clone(), &namespace, &kind.api_resource());
-        let object = match context.owned.get(&kind, &namespace, cluster_name) {
-            Some(object) => object.as_ref().clone(),
-            // Gone for good: nothing creates objects for a run that is over.
-            None if teardowns.with(&owner, |t| t.gone.contains(kind.kind)) => continue,
-            // Missing from the store, but it may have been applied just before and not be in
-            // the store yet: only a live read can tell that it is really gone (once per kind).
-            None => match api.get_opt(cluster_name).await? {
-                Some(object) => object,
+        let Some(mut object) = context.owned_object(tc, &kind, &namespace, cluster_name) else {
+            continue;
+        };
+        let uid = object.uid().unwrap_or_default();
+        // Applied and deleted by this process without the store ever showing it (its watch may
+        // have re-listed in between): only a live read can tell whether it is still there.
+        if context.owned.get(&kind, &namespace, cluster_name).is_none()
+            && writes.is_deleting(&owner, &uid)
+        {
+            match api.get_opt(cluster_name).await? {
+                Some(live) => object = Arc::new(live),
                 None => {
-                    teardowns.with(&owner, |t| t.gone.insert(kind.kind));
+                    writes.gone(&owner, kind.kind);
                     continue;
                 }
-            },
-        };
+            }
+        }
         // Someone else's object with the same name is left alone.
         if !is_controlled_by(&object, tc) {
             continue;
         }
-        let uid = object.uid().unwrap_or_default();
         // Deleted already, by this process, even if the store does not show it yet.
-        let deleting = object.metadata.deletion_timestamp.is_some()
-            || teardowns.with(&owner, |t| t.deleting.contains(&uid));
+        let deleting =
+            object.metadata.deletion_timestamp.is_some() || writes.is_deleting(&owner, &uid);
         if !deleting {
             let params = DeleteParams {
                 // The uid makes sure it is this object, not a new one with the same name.
@@ -98,9 +73,12 @@ async fn delete_owned(
             match api.delete(cluster_name, &params).await {
                 Ok(_) => {
                     started += 1;
-                    teardowns.with(&owner, |t| t.deleting.insert(uid));
+                    writes.start_deleting(&owner, uid);
                 }
-                Err(kube::Error::Api(status)) if status.code == 404 => continue,
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    writes.gone(&owner, kind.kind);
+                    continue;
+                }
                 Err(error) => return Err(error.into()),
             }
         }
@@ -151,6 +129,10 @@ pub(super) async fn tear_down_after_run(
             )
         };
         desired.conditions = readiness::set_condition(&before.conditions, condition, &now);
+    }
+    if remaining.is_empty() {
+        // Nothing of this run's objects is left to remember: the store is the whole truth now.
+        context.writes.forget(&tc.uid().unwrap_or_default());
     }
     write_status(tc, context, &desired).await?;
     if started > 0 {
@@ -230,6 +212,6 @@ pub(super) async fn cleanup(tc: &TestClusterGKE, context: &Context) -> Result<Ac
     }
     tracing::info!(name = %tc.name_any(), cluster = cluster_name, "deleted");
     // The finalizer goes now, and with it the object.
-    context.teardowns.forget(&tc.uid().unwrap_or_default());
+    context.writes.forget(&tc.uid().unwrap_or_default());
     Ok(Action::await_change())
 }
