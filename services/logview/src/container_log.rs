@@ -66,7 +66,7 @@ enum StreamEnd {
 }
 
 /// The tag of the lines of `container`.
-pub fn tag_of(container: &str) -> Container {
+fn tag_of(container: &str) -> Container {
     if container == CONTAINER_INIT {
         Container::Init
     } else {
