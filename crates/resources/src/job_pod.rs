@@ -1,8 +1,8 @@
 //! The pod of a test cluster's job (docs/lifecycle.md), as the runner and logview both read it: its
 //! two containers, and what their states say about how the job ended.
 //!
-//! The runner records that in `status.job`, logview reports it in a stream's `FinalStatus`; each
-//! words its own summary, so this module says what happened and leaves the sentence to them.
+//! This module says what happened; [`crate::outcome`] puts it in the words that the runner records
+//! in `status.job` and logview reports in a stream's `FinalStatus`.
 
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateTerminated, ContainerStateWaiting, Pod,

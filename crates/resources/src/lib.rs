@@ -11,6 +11,7 @@
 //! - [`crd`]: the CustomResourceDefinition as YAML (see the `crdgen` binary).
 //! - [`convert`]: conversions to and from the gRPC API (`testcluster_api::v1`).
 //! - [`job_pod`]: the test job's pod, and how its containers say the job ended.
+//! - [`outcome`]: that end in words, as the runner records it and logview reports it.
 //! - [`object_names`]: Kubernetes' rules for namespace and object names.
 //! - [`validation`]: validation, defaulting and input limits of requests and objects, with field
 //!   paths in the request's or the object's names.
@@ -21,6 +22,7 @@ pub mod job_pod;
 pub mod lifecycle;
 pub mod metadata;
 pub mod object_names;
+pub mod outcome;
 pub mod spec;
 pub mod status;
 pub mod validation;

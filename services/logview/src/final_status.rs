@@ -1,11 +1,11 @@
 //! The last message of every stream: how the job ended, or why it could not run, said plainly
-//! and naming the container concerned. Pure functions of the test cluster and its pod.
+//! and naming the container concerned. Pure functions of the test cluster and its pod: the
+//! runner's record in `status.job` when there is one, else the pod's outcome in the words of
+//! `testcluster_resources::outcome`, which the runner records too.
 
 use k8s_openapi::api::core::v1::Pod;
 use testcluster_api::v1::{self as api, FinalStatus};
-use testcluster_resources::job_pod::{
-    CONTAINER_INIT, CONTAINER_RUNNER, ContainerEnd, container_state,
-};
+use testcluster_resources::outcome::{self, Outcome};
 use testcluster_resources::{Phase, TestClusterGKE};
 
 /// The proto phase of a test cluster.
@@ -97,65 +97,39 @@ pub fn pod_finished(pod: &Pod) -> bool {
     )
 }
 
-/// What the pod says, when the test cluster has not recorded an outcome (yet): `phase` is the
-/// test cluster's phase now.
-pub fn from_pod(phase: api::Phase, pod: &Pod) -> FinalStatus {
-    let (exit_code, reason, message) = pod_outcome(pod);
-    FinalStatus {
-        phase: phase.into(),
-        exit_code,
-        reason,
-        message,
-    }
+/// Whether the test cluster is being deleted.
+pub fn deleting(resource: &TestClusterGKE) -> bool {
+    resource.status.as_ref().and_then(|s| s.phase) == Some(Phase::Deleting)
+        || resource.metadata.deletion_timestamp.is_some()
 }
 
-fn pod_outcome(pod: &Pod) -> (Option<i32>, String, String) {
-    let init = container_state(pod, CONTAINER_INIT);
-    let runner = container_state(pod, CONTAINER_RUNNER);
-    if let Some(end) = ContainerEnd::of(init.as_ref(), runner.as_ref()) {
-        let summary = match end {
-            ContainerEnd::InitFailed(terminated) => format!(
-                "init container \"{CONTAINER_INIT}\" failed with exit code {}",
-                terminated.exit_code
-            ),
-            ContainerEnd::RunnerExited(terminated) => format!(
-                "container \"{CONTAINER_RUNNER}\" exited with code {}",
-                terminated.exit_code
-            ),
-            ContainerEnd::CannotStart { container, .. } => {
-                format!("container \"{container}\" cannot start: {}", end.reason())
-            }
-        };
-        return (end.exit_code(), end.reason(), end.message(summary));
-    }
-    let status = pod.status.as_ref();
-    if let Some(reason) = status.and_then(|s| s.reason.clone()) {
-        // Pod-level failures: Evicted, DeadlineExceeded, ...
-        let message = status.and_then(|s| s.message.clone()).unwrap_or_default();
-        return (None, reason, message);
-    }
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
-    if runner.as_ref().is_some_and(|s| s.running.is_some()) {
-        return (
-            None,
-            "Running".to_owned(),
-            format!("container \"{CONTAINER_RUNNER}\" of pod {name} is still running"),
-        );
-    }
-    (
-        None,
-        "Pending".to_owned(),
-        format!("pod {name} has not started its containers yet"),
-    )
+/// Whether the run is over: a terminal phase, or the test cluster is being deleted.
+pub fn run_over(resource: &TestClusterGKE) -> bool {
+    let terminal = resource
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_some_and(|p| p.is_terminal());
+    terminal || deleting(resource)
+}
+
+/// What the pod says ([`outcome::of_pod`], the runner's words), when the test cluster has not
+/// recorded an outcome: `phase` is the test cluster's phase now.
+pub fn from_pod(phase: api::Phase, pod: &Pod) -> FinalStatus {
+    with_phase(phase, outcome::of_pod(pod))
 }
 
 /// The pod went away before its containers finished, and no outcome was recorded.
 pub fn pod_deleted(phase: api::Phase, pod_name: &str) -> FinalStatus {
+    with_phase(phase, outcome::pod_deleted(pod_name))
+}
+
+fn with_phase(phase: api::Phase, outcome: Outcome) -> FinalStatus {
     FinalStatus {
         phase: phase.into(),
-        exit_code: None,
-        reason: "PodDeleted".to_owned(),
-        message: format!("pod {pod_name} was deleted before the job finished"),
+        exit_code: outcome.exit_code,
+        reason: outcome.reason,
+        message: outcome.message,
     }
 }
 
@@ -229,44 +203,27 @@ mod tests {
     }
 
     #[test]
-    fn an_init_failure_names_the_init_container() {
+    fn the_pod_speaks_in_the_runners_words_with_the_phase_now() {
         let p = pod(
             Some(json!({"terminated": {"exitCode": 1, "reason": "Error"}})),
             json!({"waiting": {"reason": "PodInitializing"}}),
         );
         let status = from_pod(api::Phase::Running, &p);
-        assert_eq!(status.reason, "Error");
+        let outcome = outcome::of_pod(&p);
+        assert_eq!(status.phase(), api::Phase::Running);
         assert_eq!(
-            status.message,
-            "init container \"init\" failed with exit code 1"
+            (status.exit_code, status.reason, status.message),
+            (outcome.exit_code, outcome.reason, outcome.message)
         );
-        assert_eq!(status.exit_code, None);
+        let gone = pod_deleted(api::Phase::Failed, "t1-runner-abcde");
+        assert_eq!(gone.reason, "PodDeleted");
+        assert_eq!(gone.phase(), api::Phase::Failed);
     }
 
     #[test]
-    fn a_pull_failure_gives_the_waiting_message() {
-        let p = pod(
-            None,
-            json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"registry.invalid/x\""}}),
-        );
-        let status = from_pod(api::Phase::Running, &p);
-        assert_eq!(status.reason, "ImagePullBackOff");
-        assert_eq!(
-            status.message,
-            "container \"runner\" cannot start: ImagePullBackOff: Back-off pulling image \"registry.invalid/x\""
-        );
-    }
-
-    #[test]
-    fn an_exit_gives_its_code() {
-        let p = pod(
-            None,
-            json!({"terminated": {"exitCode": 0, "reason": "Completed"}}),
-        );
-        let status = from_pod(api::Phase::Running, &p);
-        assert_eq!(
-            (status.exit_code, status.reason.as_str()),
-            (Some(0), "Completed")
-        );
+    fn a_deleted_or_terminal_run_is_over() {
+        assert!(!run_over(&resource(json!({"phase": "Running"}))));
+        assert!(run_over(&resource(json!({"phase": "Failed"}))));
+        assert!(run_over(&resource(json!({"phase": "Deleting"}))));
     }
 }

@@ -1,30 +1,35 @@
 //! logview: a test job's logs, live, and how it ended.
 //!
-//! It serves `testcluster.v1.LogService/StreamLogs` ([`service`]). Each call is a [`session`]:
+//! It serves `testcluster.v1.LogService/StreamLogs` ([`log_service`]). At start it runs two
+//! shared [`informers`], one reflector over every `TestClusterGKE` and one over the job pods:
+//! any number of streams cost the API server one watch of each. Each call is a [`session`]:
 //!
-//! 1. the `TestClusterGKE` is read (`NOT_FOUND` if it is missing);
+//! 1. once the informers have listed everything, the `TestClusterGKE` is read from them
+//!    (`NOT_FOUND` if it is missing);
 //! 2. the job's pod (label `job-name=<name>-runner`, as the runner names its Job) is awaited
-//!    with a watch, for as long as the run can still produce one;
+//!    on the informers' change signal, for as long as the run can still produce one;
 //! 3. the `init` container's log (when there is one), then the `runner` container's, are
 //!    streamed as they are written, each line tagged with its container ([`line`]); a container
 //!    that cannot start yet (image pull error, missing ConfigMap) is waited for, as the kubelet
-//!    retries it, until it starts or the run is over; a stream cut short is reopened where it
-//!    stopped ([`resume`]);
+//!    retries it, until it starts or the run is over. All the sessions following one container
+//!    share one `pods/log` stream and a bounded buffer of its recent lines ([`shared_log`]); a
+//!    session that falls behind the buffer reads on alone, from where it stopped. A stream cut
+//!    short is reopened where it stopped ([`container_log`], [`resume`]);
 //! 4. one `FinalStatus` ends the stream ([`final_status`]): the outcome the runner recorded in
-//!    `status.job`, or, when the job could not run, what the pod says (image pull failure,
-//!    init container failure, start error, missing ConfigMap, deadline, pod deleted).
+//!    `status.job` (awaited on the informer once the pod is done), or, when the job could not
+//!    run, what the pod says, in the same words (`testcluster_resources::outcome`).
 //!
-//! logview only reads; it owns nothing in the cluster. Every wait is a watch ([`watch`]), and a
-//! client that goes away ends its session at once.
+//! logview only reads; it owns nothing in the cluster. Nothing polls, and a client that goes
+//! away ends its session at once.
 
+pub mod container_log;
 pub mod final_status;
+pub mod informers;
 pub mod line;
 pub mod log_service;
 pub mod resume;
 pub mod session;
-pub mod watch;
-
-use std::time::Duration;
+pub mod shared_log;
 
 use service::metrics::Metrics;
 use testcluster_api::v1::log_service_server::LogServiceServer;
@@ -34,18 +39,20 @@ use tokio_util::sync::CancellationToken;
 /// How logview is configured.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Once the job's pod is done, how long to wait for the runner to record the outcome in the
-    /// test cluster's status before reporting what the pod says.
-    pub outcome_wait: Duration,
     /// Most log streams open at once; more are refused with `RESOURCE_EXHAUSTED`.
     pub max_streams: usize,
+    /// Most bytes of recent lines each shared container log keeps for its followers.
+    pub log_buffer_bytes: usize,
 }
+
+/// The default of [`Settings::log_buffer_bytes`]: 1 MiB.
+pub const DEFAULT_LOG_BUFFER_BYTES: usize = 1 << 20;
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            outcome_wait: Duration::from_secs(10),
             max_streams: 1024,
+            log_buffer_bytes: DEFAULT_LOG_BUFFER_BYTES,
         }
     }
 }

@@ -2,13 +2,12 @@
 //! messages are the response stream.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use kube::{Api, Client};
-use service::kube_errors::kube_status;
+use kube::Client;
 use testcluster_api::errors::invalid_argument;
 use testcluster_api::v1::log_service_server::LogService;
 use testcluster_api::v1::{StreamLogsRequest, StreamLogsResponse};
-use testcluster_resources::TestClusterGKE;
 use testcluster_resources::object_names::{namespace_problem, object_name_problem};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -17,27 +16,38 @@ use tonic::{Request, Response, Status};
 use tonic_types::FieldViolation;
 
 use crate::Settings;
+use crate::informers::Informers;
 use crate::session::Session;
+use crate::shared_log::SharedLogs;
 
-/// Messages buffered per stream before a slow client holds the session back.
+/// Messages buffered per stream before a slow client holds its own session back (and only it).
 const STREAM_BUFFER: usize = 64;
+/// How long a call waits for the informers' first lists (just after start, or while the API
+/// server is unreachable) before it is answered `UNAVAILABLE`.
+const SYNC_WAIT: Duration = Duration::from_secs(30);
 
 /// The LogService implementation.
 pub struct LogView {
-    client: Client,
-    settings: Settings,
-    /// One permit per open stream: a hard limit on sessions (and so on watches).
+    informers: Informers,
+    logs: Arc<SharedLogs>,
+    /// One permit per open stream: a hard limit on sessions (and so on followers of logs).
     streams: Arc<Semaphore>,
     shutdown: CancellationToken,
 }
 
 impl LogView {
+    /// Starts the shared informers, which run until `shutdown`.
     pub fn new(client: Client, settings: Settings, shutdown: CancellationToken) -> LogView {
-        let streams = Arc::new(Semaphore::new(settings.max_streams));
-        LogView {
+        let informers = Informers::start(client.clone(), &shutdown);
+        let logs = Arc::new(SharedLogs::new(
             client,
-            settings,
-            streams,
+            informers.clone(),
+            settings.log_buffer_bytes,
+        ));
+        LogView {
+            informers,
+            logs,
+            streams: Arc::new(Semaphore::new(settings.max_streams)),
             shutdown,
         }
     }
@@ -73,15 +83,20 @@ impl LogService for LogView {
         let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted("too many log streams open; try again later")
         })?;
-        let resources: Api<TestClusterGKE> =
-            Api::namespaced(self.client.clone(), &request.namespace);
-        let resource = resources
-            .get_opt(&request.name)
-            .await
-            .map_err(|error| {
-                let what = format!("TestClusterGKE {}/{}", request.namespace, request.name);
-                kube_status(&what, error)
-            })?
+        // The store may not have caught up with a just-started logview: only a complete one
+        // may say NOT_FOUND.
+        match tokio::time::timeout(SYNC_WAIT, self.informers.ready()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(Status::unavailable(error.to_string())),
+            Err(_elapsed) => {
+                return Err(Status::unavailable(
+                    "logview has not listed the test clusters yet; try again later",
+                ));
+            }
+        }
+        let resource = self
+            .informers
+            .test_cluster(&request.namespace, &request.name)
             .ok_or_else(|| {
                 Status::not_found(format!(
                     "test cluster {}/{} not found",
@@ -91,18 +106,18 @@ impl LogService for LogView {
         let (out, stream) = mpsc::channel(STREAM_BUFFER);
         let client_gone = out.clone();
         let session = Session {
-            client: self.client.clone(),
+            informers: self.informers.clone(),
+            logs: self.logs.clone(),
             namespace: request.namespace,
             name: request.name,
             follow: request.follow,
-            outcome_wait: self.settings.outcome_wait,
             out,
         };
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
             tokio::select! {
-                // The response stream was dropped (client disconnected): stop every watch.
+                // The response stream was dropped (client disconnected): stop following at once.
                 () = client_gone.closed() => tracing::debug!("client went away"),
                 () = shutdown.cancelled() => {
                     let _ = client_gone.send(Err(Status::unavailable("logview is shutting down"))).await;

@@ -1,7 +1,6 @@
 //! `testcluster-logview`: serves `testcluster.v1.LogService`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use clap::Parser;
 use service::cli::{CommonArgs, CommonEnv, Started};
@@ -18,12 +17,17 @@ struct Args {
         default_value = "127.0.0.1:50053"
     )]
     listen: SocketAddr,
-    /// Seconds to wait, once a job's pod is done, for the runner to record the outcome.
-    #[arg(long, env = "TESTCLUSTER_LOGVIEW_OUTCOME_WAIT", default_value_t = 10)]
-    outcome_wait_seconds: u64,
     /// Most log streams open at once.
     #[arg(long, env = "TESTCLUSTER_LOGVIEW_MAX_STREAMS", default_value_t = 1024)]
     max_streams: usize,
+    /// Most bytes of recent lines kept for the followers of one container's log (they share
+    /// one stream from the API server); a follower further behind reads on its own.
+    #[arg(
+        long,
+        env = "TESTCLUSTER_LOGVIEW_LOG_BUFFER_BYTES",
+        default_value_t = logview::DEFAULT_LOG_BUFFER_BYTES
+    )]
+    log_buffer_bytes: usize,
 }
 
 const ENV: CommonEnv = CommonEnv {
@@ -43,8 +47,8 @@ async fn main() -> anyhow::Result<()> {
     } = args.common.start().await?;
     let listener = service::grpc::bind(args.listen).await?;
     let settings = logview::Settings {
-        outcome_wait: Duration::from_secs(args.outcome_wait_seconds),
         max_streams: args.max_streams,
+        log_buffer_bytes: args.log_buffer_bytes,
     };
     logview::run(client, listener, settings, metrics, shutdown).await
 }

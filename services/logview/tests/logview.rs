@@ -7,29 +7,22 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::conditions;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use serde_json::json;
 use sim::{SimConfig, Simulator};
 use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::stream_logs_response::Event;
-use testcluster_api::v1::{Container, FinalStatus, Phase, StreamLogsRequest};
-use testcluster_resources::TestClusterGKE;
+use testcluster_api::v1::{Container, FinalStatus, Phase, StreamLogsRequest, StreamLogsResponse};
+use testcluster_resources::{TestClusterGKE, outcome};
+use testcluster_testkit::{wait_deleted, wait_for, within};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
-use tonic::transport::Channel;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
+use tonic::transport::{Channel, Endpoint};
 
 /// A TCP proxy in front of the simulator's API server whose connections the test can cut, as
 /// an API server restart or a load balancer reset would.
@@ -88,47 +81,26 @@ struct World {
     proxy: Option<CuttableProxy>,
     client: Client,
     namespace: String,
+    /// logview's gRPC address.
+    url: String,
     logs: LogServiceClient<Channel>,
     stop: CancellationToken,
 }
 
 impl World {
     async fn start(namespace: &str) -> World {
-        World::start_with(namespace, false).await
+        World::start_with(namespace, false, logview::Settings::default()).await
     }
 
     /// With `proxied`, logview reaches the API server through a [`CuttableProxy`].
-    async fn start_with(namespace: &str, proxied: bool) -> World {
-        service::install_crypto();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-            )
-            .with_test_writer()
-            .try_init();
+    async fn start_with(namespace: &str, proxied: bool, settings: logview::Settings) -> World {
+        testcluster_testkit::init();
         let sim = Simulator::start(SimConfig::default())
             .await
             .expect("simulator");
         let client = sim.api().client().await.expect("client");
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        let crd = testcluster_resources::crd::crd();
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .expect("create CRD");
-        within(
-            "the CRD",
-            await_condition(crds, &crd.name_any(), conditions::is_crd_established()),
-        )
-        .await
-        .expect("watch");
-        Api::<Namespace>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("ns"),
-            )
-            .await
-            .expect("namespace");
+        testcluster_testkit::install_crd(&client, &testcluster_resources::crd::crd()).await;
+        testcluster_testkit::create_namespace(&client, namespace).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -147,11 +119,6 @@ impl World {
         } else {
             (client.clone(), None)
         };
-        let settings = logview::Settings {
-            // No runner records outcomes here unless a test plays it; don't wait long for one.
-            outcome_wait: Duration::from_secs(2),
-            ..logview::Settings::default()
-        };
         tokio::spawn(logview::run(
             logview_client,
             listener,
@@ -159,12 +126,15 @@ impl World {
             service::metrics::Metrics::new(),
             stop.clone(),
         ));
-        let logs = LogServiceClient::connect(url).await.expect("connect");
+        let logs = LogServiceClient::connect(url.clone())
+            .await
+            .expect("connect");
         World {
             sim,
             proxy,
             client,
             namespace: namespace.to_owned(),
+            url,
             logs,
             stop,
         }
@@ -270,6 +240,46 @@ impl World {
             .expect("create job");
     }
 
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Follows the logs of `name` in a task: its lines and final status.
+    fn follow(
+        &self,
+        name: &str,
+    ) -> tokio::task::JoinHandle<(Vec<(Container, String)>, FinalStatus)> {
+        let (logs, request) = (self.logs.clone(), self.request(name, true));
+        tokio::spawn(async move { collect(logs, request).await })
+    }
+
+    /// Plays the runner once the Job of `name` has ended: records in status what
+    /// `testcluster_resources::outcome` says of the Job and its pod, as the runner does.
+    async fn play_runner(&self, name: &str) -> outcome::Outcome {
+        let job_name = format!("{name}-runner");
+        let ended = |job: Option<&Job>| job.is_some_and(|job| outcome::of(job, None).is_some());
+        let job = wait_for(&self.jobs(), &job_name, ended).await;
+        let pods = self
+            .pods()
+            .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+            .await
+            .expect("pods");
+        let recorded = outcome::of(&job, pods.items.first()).expect("an outcome");
+        let phase = if recorded.succeeded {
+            "Succeeded"
+        } else {
+            "Failed"
+        };
+        self.apply_status(
+            name,
+            "testcluster-runner",
+            json!({"phase": phase, "job": {"name": job_name, "exitCode": recorded.exit_code,
+                   "reason": recorded.reason, "message": recorded.message}}),
+        )
+        .await;
+        recorded
+    }
+
     fn request(&self, name: &str, follow: bool) -> StreamLogsRequest {
         StreamLogsRequest {
             namespace: self.namespace.clone(),
@@ -286,10 +296,27 @@ impl World {
 
 /// Every line (container, text) and the final status of one call.
 async fn collect(
-    mut logs: LogServiceClient<Channel>,
+    logs: LogServiceClient<Channel>,
     request: StreamLogsRequest,
 ) -> (Vec<(Container, String)>, FinalStatus) {
-    let mut stream = logs.stream_logs(request).await.expect("call").into_inner();
+    collect_telling(logs, request, |_| {}).await
+}
+
+/// [`collect`], telling `seen` each line's text as it comes.
+async fn collect_telling(
+    mut logs: LogServiceClient<Channel>,
+    request: StreamLogsRequest,
+    seen: impl FnMut(&str),
+) -> (Vec<(Container, String)>, FinalStatus) {
+    let stream = logs.stream_logs(request).await.expect("call").into_inner();
+    read_to_end(stream, seen).await
+}
+
+/// Every line (container, text) of an open stream and its final status.
+async fn read_to_end(
+    mut stream: tonic::Streaming<StreamLogsResponse>,
+    mut seen: impl FnMut(&str),
+) -> (Vec<(Container, String)>, FinalStatus) {
     let mut lines = Vec::new();
     let final_status = within("the stream to end", async {
         let mut final_status = None;
@@ -298,6 +325,7 @@ async fn collect(
                 Event::Line(line) => {
                     assert!(final_status.is_none(), "a line after the final status");
                     assert!(line.time.is_some(), "line without time: {line:?}");
+                    seen(&line.text);
                     lines.push((line.container(), line.text));
                 }
                 Event::FinalStatus(status) => {
@@ -309,6 +337,32 @@ async fn collect(
     })
     .await;
     (lines, final_status)
+}
+
+/// A file whose creation lets a test job go on (`while [ ! -e FILE ]; do sleep 0.05; done`).
+struct Marker(std::path::PathBuf);
+
+impl Marker {
+    fn new(name: &str) -> Marker {
+        let path = std::env::temp_dir().join(format!("logview-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        Marker(path)
+    }
+
+    /// Shell that waits for the marker.
+    fn wait(&self) -> String {
+        format!("while [ ! -e {} ]; do sleep 0.05; done", self.0.display())
+    }
+
+    fn set(&self) {
+        std::fs::write(&self.0, b"go").expect("marker");
+    }
+}
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl Drop for World {
@@ -340,13 +394,7 @@ async fn init_then_runner_lines_stream_live_and_end_with_the_outcome() {
         )
         .await;
     // Play the runner: record the outcome once the Job is complete.
-    let job = within(
-        "the job",
-        await_condition(world.jobs(), "t1-runner", conditions::is_job_completed()),
-    )
-    .await
-    .expect("watch");
-    assert!(job.is_some());
+    wait_for(&world.jobs(), "t1-runner", conditions::is_job_completed()).await;
     world
         .apply_status(
             "t1",
@@ -394,7 +442,7 @@ async fn init_then_runner_lines_stream_live_and_end_with_the_outcome() {
 }
 
 #[tokio::test]
-async fn an_init_container_failure_streams_its_log_and_names_it() {
+async fn an_init_container_failure_streams_its_log_and_ends_with_the_runners_words() {
     let world = World::start("init-fails").await;
     world.running_test_cluster("t2").await;
     world
@@ -405,18 +453,25 @@ async fn an_init_container_failure_streams_its_log_and_names_it() {
             json!(["sh", "-c", "echo never"]),
         )
         .await;
-    let (got, final_status) = world.collect(world.request("t2", true)).await;
+    let collected = world.follow("t2");
+    let recorded = world.play_runner("t2").await;
+    let (got, final_status) = within("the stream", collected).await.expect("join");
     assert_eq!(got, lines(&[(Container::Init, "init-broke")]));
+    assert_eq!(final_status.phase(), Phase::Failed);
     assert_eq!(final_status.exit_code, None);
     assert_eq!(final_status.reason, "Error");
     assert_eq!(
         final_status.message,
         "init container \"init\" failed with exit code 1"
     );
+    // What the runner recorded, word for word.
     assert_eq!(
-        final_status.phase(),
-        Phase::Running,
-        "no runner recorded an outcome here"
+        (
+            final_status.exit_code,
+            final_status.reason,
+            final_status.message
+        ),
+        (recorded.exit_code, recorded.reason, recorded.message)
     );
 }
 
@@ -518,12 +573,7 @@ async fn a_container_that_starts_late_is_streamed() {
         )
         .await
         .expect("create config map");
-    within(
-        "the job",
-        await_condition(world.jobs(), "t6-runner", conditions::is_job_completed()),
-    )
-    .await
-    .expect("watch");
+    wait_for(&world.jobs(), "t6-runner", conditions::is_job_completed()).await;
     world
         .apply_status(
             "t6",
@@ -541,7 +591,7 @@ async fn a_container_that_starts_late_is_streamed() {
 
 #[tokio::test]
 async fn a_log_stream_cut_while_the_container_runs_is_resumed_without_loss_or_repeats() {
-    let world = World::start_with("cut", true).await;
+    let world = World::start_with("cut", true, logview::Settings::default()).await;
     world.running_test_cluster("t7").await;
     let mut stream = world
         .logs
@@ -575,12 +625,7 @@ async fn a_log_stream_cut_while_the_container_runs_is_resumed_without_loss_or_re
     assert!(proxy.cut() > 0, "connections to cut");
     // Lines written while the stream is down must come through the reopened one.
     std::fs::write(&marker, b"go").expect("marker");
-    within(
-        "the job",
-        await_condition(world.jobs(), "t7-runner", conditions::is_job_completed()),
-    )
-    .await
-    .expect("watch");
+    wait_for(&world.jobs(), "t7-runner", conditions::is_job_completed()).await;
     world
         .apply_status(
             "t7",
@@ -615,7 +660,9 @@ async fn a_start_error_is_reported_with_its_exit_code() {
     world
         .create_job("t4", None, "busybox", json!(["/no/such/test-gke.sh"]))
         .await;
-    let (got, final_status) = world.collect(world.request("t4", true)).await;
+    let collected = world.follow("t4");
+    world.play_runner("t4").await;
+    let (got, final_status) = within("the stream", collected).await.expect("join");
     assert!(got.is_empty(), "{got:?}");
     assert_eq!(final_status.reason, "StartError");
     assert_eq!(final_status.exit_code, Some(128));
@@ -697,15 +744,11 @@ async fn bad_requests_and_missing_clusters_are_refused_plainly() {
 }
 
 #[tokio::test]
-async fn a_pod_deleted_at_the_deadline_ends_the_stream_plainly() {
+async fn a_pod_deleted_at_the_deadline_ends_the_stream_plainly_when_no_outcome_comes() {
     let world = World::start("deadline").await;
     world.running_test_cluster("t5").await;
     // Follow from before the pod exists, so its log is read before the deadline deletes it.
-    let collected = {
-        let request = world.request("t5", true);
-        let logs = world.logs.clone();
-        tokio::spawn(async move { collect(logs, request).await })
-    };
+    let collected = world.follow("t5");
     world
         .create_job_with_deadline(
             "t5",
@@ -715,13 +758,159 @@ async fn a_pod_deleted_at_the_deadline_ends_the_stream_plainly() {
             3,
         )
         .await;
+    // The Job controller deletes the pod at the deadline.
+    let ended = |job: Option<&Job>| job.is_some_and(|job| outcome::of(job, None).is_some());
+    wait_for(&world.jobs(), "t5-runner", ended).await;
+    let pods = world
+        .pods()
+        .list(&ListParams::default().labels("job-name=t5-runner"))
+        .await
+        .expect("pods");
+    for pod in &pods.items {
+        wait_deleted(&world.pods(), pod.metadata.name.as_deref().expect("name")).await;
+    }
+    assert!(!collected.is_finished(), "ended before the run did");
+    // No runner records an outcome here: the run ends with the test cluster's deletion.
+    world
+        .resources()
+        .delete("t5", &DeleteParams::default())
+        .await
+        .expect("delete");
     let (got, final_status) = within("the stream", collected).await.expect("join");
     assert_eq!(got, lines(&[(Container::Runner, "waiting")]));
-    // The Job controller deletes the pod at the deadline; no runner recorded an outcome here.
     assert_eq!(final_status.reason, "PodDeleted", "{final_status:?}");
     assert!(
         final_status.message.contains("t5-runner-"),
         "{}",
         final_status.message
     );
+}
+
+#[tokio::test]
+async fn fifty_followers_share_one_log_request_per_container_and_the_informers() {
+    const FOLLOWERS: usize = 50;
+    let world = World::start("fifty").await;
+    world.running_test_cluster("t8").await;
+    // Each container waits until every follower has its first lines, so that all follow it
+    // live, together.
+    let (init_go, runner_go) = (Marker::new("fifty-init"), Marker::new("fifty-runner"));
+    let (ready, mut readies) = mpsc::channel(2 * FOLLOWERS);
+    let followers: Vec<_> = (0..FOLLOWERS)
+        .map(|_| {
+            let (logs, request, ready) =
+                (world.logs.clone(), world.request("t8", true), ready.clone());
+            tokio::spawn(async move {
+                collect_telling(logs, request, |text| {
+                    if text.ends_with("-ready") {
+                        let _ = ready.try_send(text.to_owned());
+                    }
+                })
+                .await
+            })
+        })
+        .collect();
+    world
+        .create_job(
+            "t8",
+            Some(json!([
+                "sh",
+                "-c",
+                format!("echo init-ready; {}; echo init-two", init_go.wait())
+            ])),
+            "busybox",
+            json!([
+                "sh",
+                "-c",
+                format!("echo run-ready; {}; echo run-two", runner_go.wait())
+            ]),
+        )
+        .await;
+    for marker in [&init_go, &runner_go] {
+        within("every follower to be following", async {
+            for _ in 0..FOLLOWERS {
+                readies.recv().await.expect("a follower");
+            }
+        })
+        .await;
+        marker.set();
+    }
+    world.play_runner("t8").await;
+    let expected = lines(&[
+        (Container::Init, "init-ready"),
+        (Container::Init, "init-two"),
+        (Container::Runner, "run-ready"),
+        (Container::Runner, "run-two"),
+    ]);
+    let mut statuses = Vec::new();
+    for follower in followers {
+        let (got, final_status) = within("a follower", follower).await.expect("join");
+        assert_eq!(got, expected);
+        statuses.push(final_status);
+    }
+    assert_eq!(statuses[0].phase(), Phase::Succeeded);
+    assert_eq!(statuses[0].exit_code, Some(0));
+    assert!(statuses.iter().all(|s| *s == statuses[0]), "{statuses:?}");
+
+    let counters = world.sim.api().counters();
+    let counts = counters.snapshot();
+    let count = |verb: &str, resource: &str| counters.get(verb, resource);
+    assert_eq!(count("get", "pods/log"), 2, "one per container: {counts:?}");
+    assert_eq!(count("get", "testclustersgke"), 0, "{counts:?}");
+    assert_eq!(count("watch", "testclustersgke"), 1, "{counts:?}");
+    assert_eq!(count("watch", "pods"), 1, "{counts:?}");
+}
+
+#[tokio::test]
+async fn a_slow_follower_stalls_no_one_and_still_gets_every_line_once_in_order() {
+    const LINES: usize = 2000;
+    let settings = logview::Settings {
+        log_buffer_bytes: 16 * 1024,
+        ..logview::Settings::default()
+    };
+    let world = World::start_with("slow", false, settings).await;
+    world.running_test_cluster("t9").await;
+    // A small HTTP/2 window, so that what the slow follower leaves unread waits in logview.
+    let channel = Endpoint::from_shared(world.url.clone())
+        .expect("url")
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .expect("connect");
+    let slow = LogServiceClient::new(channel)
+        .stream_logs(world.request("t9", true))
+        .await
+        .expect("call")
+        .into_inner();
+    let fast = world.follow("t9");
+    // About 200 bytes a line: the log is many times the buffer and the slow follower's window.
+    // Written in bursts well under the buffer, so that a follower that reads keeps up.
+    let pad = "x".repeat(190);
+    let script = format!(
+        "i=0; while [ $i -lt {LINES} ]; do echo \"line-$i {pad}\"; i=$((i+1)); \
+         if [ $((i % 20)) -eq 0 ]; then sleep 0.01; fi; done"
+    );
+    world
+        .create_job("t9", None, "busybox", json!(["sh", "-c", script]))
+        .await;
+    world.play_runner("t9").await;
+    let expected: Vec<(Container, String)> = (0..LINES)
+        .map(|i| (Container::Runner, format!("line-{i} {pad}")))
+        .collect();
+    // The fast follower gets to the end while the slow one has read nothing.
+    let (got, final_status) = within("the fast follower", fast).await.expect("join");
+    assert_eq!(got.len(), LINES);
+    assert!(got == expected, "the fast follower's lines differ");
+    assert_eq!(final_status.phase(), Phase::Succeeded);
+
+    let (slow_got, slow_status) = read_to_end(slow, |_| {}).await;
+    let first_difference = slow_got.iter().zip(&expected).position(|(a, b)| a != b);
+    assert_eq!(
+        (slow_got.len(), first_difference),
+        (LINES, None),
+        "the slow follower's lines, in order, without duplicates"
+    );
+    assert_eq!(slow_status, final_status);
+    // The shared stream, and the slow follower's own once it fell behind.
+    assert_eq!(world.sim.api().counters().get("get", "pods/log"), 2);
 }

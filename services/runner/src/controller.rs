@@ -22,6 +22,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
+use testcluster_resources::outcome::{self, Outcome};
 use testcluster_resources::validation::{self, Naming, ObjectParts, Templates, Violations};
 use testcluster_resources::{JobRunnerSpec, Phase, TestClusterGKE};
 
@@ -32,7 +33,6 @@ use crate::Settings;
 use crate::error::Error;
 use crate::job::{self, JobInputs};
 use crate::names;
-use crate::outcome::{self, Outcome};
 use crate::status::RunnerStatus;
 
 /// `job.reason` of a run whose job was never started because its spec is invalid.
@@ -293,14 +293,9 @@ impl Run<'_> {
             job => job?,
         };
         let Some(job) = job else {
-            let outcome = Outcome {
-                succeeded: false,
-                exit_code: None,
-                reason: "JobDeleted".to_owned(),
-                message: format!("Job {} was deleted before it finished", self.job_name()),
-                completion_time: None,
-            };
-            return self.finish(current, outcome).await;
+            return self
+                .finish(current, outcome::job_deleted(&self.job_name()))
+                .await;
         };
         let pod = self.find_pod(current.job.pod.as_deref());
         let mut next = current.clone();

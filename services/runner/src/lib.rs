@@ -8,7 +8,7 @@
 //!    ([`job`]), and records it in `status.job`,
 //! 2. follows the Job and its pod (both watched; reconciles read them from the watches' stores)
 //!    and, when the Job is Complete or Failed, records the runner container's exit code, a reason
-//!    and a message ([`outcome`]) and the `Complete` or `Failed` condition ([`status`]).
+//!    and a message (`testcluster_resources::outcome`, the words logview reports too) and the `Complete` or `Failed` condition ([`status`]).
 //!
 //! The runner never writes the phase: the provisioner derives Running, Succeeded and Failed from
 //! what the runner recorded. The names it uses ([`names`]) and the status fields it owns are the
@@ -22,7 +22,6 @@ pub mod controller;
 pub mod error;
 pub mod job;
 pub mod names;
-pub mod outcome;
 pub mod status;
 
 use std::sync::Arc;

@@ -15,11 +15,11 @@ use testcluster_resources::lifecycle;
 use testcluster_resources::metadata::{
     CONDITION_JOB_COMPLETE, CONDITION_JOB_FAILED, GROUP, KIND, VERSION,
 };
+use testcluster_resources::outcome::Outcome;
 use testcluster_resources::{Condition, JobStatus, TestClusterGKE, TestClusterGKEStatus};
 
 use crate::error::Error;
 use crate::names::FIELD_MANAGER;
-use crate::outcome::Outcome;
 
 /// The fields of `status` the runner owns, and the version of the object they were read from.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -1,12 +1,16 @@
-//! How a finished Job ended, in the terms of `status.job`: the runner container's exit code, a
-//! reason and a message that name the container concerned. Pure, so every case is unit-tested.
+//! How a test job ended, or why it could not run, in words: the one place that interprets the
+//! job's pod and containers (exit code, OOMKilled, image pull failure, init container failure,
+//! start error, missing ConfigMap, deadline, pod or Job deleted).
+//!
+//! The runner records an [`Outcome`] in `status.job`; logview's `FinalStatus` is that record, or,
+//! when the runner has none to give, [`of_pod`] applied to the pod. Both use these functions, so
+//! the same state always reads the same. Pure, so every case is unit-tested.
 
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::api::core::v1::{ContainerState, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use testcluster_resources::job_pod::{ContainerEnd, container_state};
 
-use crate::names;
+use crate::job_pod::{CONTAINER_INIT, CONTAINER_RUNNER, ContainerEnd, container_state};
 
 /// The end of one test job.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,8 +25,21 @@ pub struct Outcome {
     pub completion_time: Option<Time>,
 }
 
+impl Outcome {
+    /// A failure without an exit code.
+    fn failed(reason: &str, message: String) -> Outcome {
+        Outcome {
+            succeeded: false,
+            exit_code: None,
+            reason: reason.to_owned(),
+            message,
+            completion_time: None,
+        }
+    }
+}
+
 /// The Job's terminal condition (`Complete` or `Failed`, status True), if it has one.
-fn terminal_condition(job: &Job) -> Option<(bool, &k8s_openapi::api::batch::v1::JobCondition)> {
+fn terminal_condition(job: &Job) -> Option<(bool, &JobCondition)> {
     job.status
         .as_ref()?
         .conditions
@@ -46,8 +63,8 @@ pub fn of(job: &Job, pod: Option<&Pod>) -> Option<Outcome> {
         .or_else(|| condition.last_transition_time.clone());
     let job_reason = condition.reason.clone().unwrap_or_default();
     let job_message = condition.message.clone().unwrap_or_default();
-    let init = pod.and_then(|pod| container_state(pod, names::CONTAINER_INIT));
-    let runner = pod.and_then(|pod| container_state(pod, names::CONTAINER_RUNNER));
+    let init = pod.and_then(|pod| container_state(pod, CONTAINER_INIT));
+    let runner = pod.and_then(|pod| container_state(pod, CONTAINER_RUNNER));
     let mut outcome = container_outcome(init.as_ref(), runner.as_ref()).unwrap_or(Outcome {
         succeeded: complete,
         // A Complete Job with backoffLimit 0 means its one pod exited 0; its pod may be gone.
@@ -72,8 +89,8 @@ pub fn of(job: &Job, pod: Option<&Pod>) -> Option<Outcome> {
 
 /// Why the job's pod cannot start its containers, while the Job itself has not ended.
 pub fn start_failure(pod: &Pod) -> Option<Outcome> {
-    let init = container_state(pod, names::CONTAINER_INIT);
-    let runner = container_state(pod, names::CONTAINER_RUNNER);
+    let init = container_state(pod, CONTAINER_INIT);
+    let runner = container_state(pod, CONTAINER_RUNNER);
     match ContainerEnd::of(init.as_ref(), runner.as_ref())? {
         ContainerEnd::CannotStart { .. } => container_outcome(init.as_ref(), runner.as_ref()),
         _ => None,
@@ -89,13 +106,11 @@ fn container_outcome(
     let end = ContainerEnd::of(init, runner)?;
     let summary = match end {
         ContainerEnd::InitFailed(terminated) => format!(
-            "init container \"{}\" exited with code {}",
-            names::CONTAINER_INIT,
+            "init container \"{CONTAINER_INIT}\" failed with exit code {}",
             terminated.exit_code
         ),
         ContainerEnd::RunnerExited(terminated) => format!(
-            "container \"{}\" exited with code {}",
-            names::CONTAINER_RUNNER,
+            "container \"{CONTAINER_RUNNER}\" exited with code {}",
             terminated.exit_code
         ),
         ContainerEnd::CannotStart { container, .. } => {
@@ -109,6 +124,49 @@ fn container_outcome(
         message: end.message(summary),
         completion_time: None,
     })
+}
+
+/// What the pod alone says, for a job whose end the runner has not recorded: its containers'
+/// end when they have one, else a pod-level reason (Evicted, DeadlineExceeded, ...), else that
+/// the runner container still runs or that nothing has started yet.
+pub fn of_pod(pod: &Pod) -> Outcome {
+    let init = container_state(pod, CONTAINER_INIT);
+    let runner = container_state(pod, CONTAINER_RUNNER);
+    if let Some(outcome) = container_outcome(init.as_ref(), runner.as_ref()) {
+        return outcome;
+    }
+    let status = pod.status.as_ref();
+    if let Some(reason) = status.and_then(|s| s.reason.as_deref()) {
+        let message = status.and_then(|s| s.message.clone()).unwrap_or_default();
+        return Outcome::failed(reason, message);
+    }
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    if runner.as_ref().is_some_and(|s| s.running.is_some()) {
+        return Outcome::failed(
+            "Running",
+            format!("container \"{CONTAINER_RUNNER}\" of pod {name} is still running"),
+        );
+    }
+    Outcome::failed(
+        "Pending",
+        format!("pod {name} has not started its containers yet"),
+    )
+}
+
+/// The job's pod went away before its containers finished.
+pub fn pod_deleted(pod_name: &str) -> Outcome {
+    Outcome::failed(
+        "PodDeleted",
+        format!("pod {pod_name} was deleted before the job finished"),
+    )
+}
+
+/// The Job went away before it finished.
+pub fn job_deleted(job_name: &str) -> Outcome {
+    Outcome::failed(
+        "JobDeleted",
+        format!("Job {job_name} was deleted before it finished"),
+    )
 }
 
 #[cfg(test)]
@@ -195,7 +253,7 @@ mod tests {
         assert_eq!(outcome.reason, "Error");
         assert_eq!(
             outcome.message,
-            "init container \"init\" exited with code 1"
+            "init container \"init\" failed with exit code 1"
         );
     }
 
@@ -253,6 +311,63 @@ mod tests {
             outcome.message.contains("executable file not found"),
             "{}",
             outcome.message
+        );
+    }
+
+    #[test]
+    fn the_pod_alone_says_why_a_container_never_started() {
+        let runner = json!({"waiting": {"reason": "ImagePullBackOff",
+            "message": "Back-off pulling image \"registry.invalid/x\""}});
+        let outcome = of_pod(&pod(None, runner));
+        assert_eq!(outcome.reason, "ImagePullBackOff");
+        assert_eq!(
+            outcome.message,
+            "container \"runner\" never started: ImagePullBackOff: Back-off pulling image \"registry.invalid/x\""
+        );
+        // The same words the runner records once it gives up.
+        assert_eq!(
+            start_failure(&pod(
+                None,
+                json!({"waiting": {"reason": "ImagePullBackOff",
+            "message": "Back-off pulling image \"registry.invalid/x\""}})
+            )),
+            Some(outcome)
+        );
+    }
+
+    #[test]
+    fn the_pod_alone_gives_an_exit_and_its_code() {
+        let outcome = of_pod(&pod(None, terminated(137, "OOMKilled")));
+        assert_eq!(
+            (
+                outcome.exit_code,
+                outcome.reason.as_str(),
+                outcome.message.as_str()
+            ),
+            (
+                Some(137),
+                "OOMKilled",
+                "container \"runner\" exited with code 137"
+            )
+        );
+    }
+
+    #[test]
+    fn a_pod_level_reason_is_given_when_the_containers_say_nothing() {
+        let mut evicted = pod(None, json!({"running": {}}));
+        let status = evicted.status.as_mut().expect("status");
+        status.reason = Some("Evicted".to_owned());
+        status.message = Some("The node was low on resource: memory.".to_owned());
+        let outcome = of_pod(&evicted);
+        assert_eq!(
+            (outcome.reason.as_str(), outcome.message.as_str()),
+            ("Evicted", "The node was low on resource: memory.")
+        );
+        let running = of_pod(&pod(None, json!({"running": {}})));
+        assert_eq!(running.reason, "Running");
+        assert_eq!(
+            pod_deleted("t1-runner-x").message,
+            "pod t1-runner-x was deleted before the job finished"
         );
     }
 }
