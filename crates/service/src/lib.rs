@@ -10,6 +10,8 @@
 //!   controllers, served on `/metrics` by [`metrics::http::serve`].
 //! - [`kube_errors::kube_status`]: the one Kubernetes→gRPC status mapping.
 //! - [`retry`]: the one retry and backoff policy.
+//! - [`stores_ready::StoresReady`]: waiting for reflector stores' first lists, for any number
+//!   of waiters.
 //! - [`stale_reads::PendingWrites`]: tells a store behind a controller's own write from fresh data.
 //! - [`telemetry::init`]: tracing to stderr, readable or JSON.
 //! - [`kube_client`]: a Kubernetes client from a kubeconfig path or the usual inference.
@@ -23,6 +25,7 @@ pub mod metrics;
 pub mod retry;
 pub mod shutdown;
 pub mod stale_reads;
+pub mod stores_ready;
 pub mod telemetry;
 
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! The two informers every session reads, started once with the process: one reflector over
-//! every `TestClusterGKE` and one over the job pods (those with the `job-name` label the Job
-//! controller puts on the runner's pods), in all namespaces. Any number of sessions cost the
+//! every `TestClusterGKE` and one over the runner's job pods (the test cluster's label from the
+//! runner's pod template, and the `job-name` label the Job controller adds), in all namespaces. Any number of sessions cost the
 //! API server one list and one watch of each.
 //!
 //! Sessions learn of changes through one "something changed" signal (a `watch` channel of `()`:
@@ -16,8 +16,10 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use service::stores_ready::StoresReady;
 use testcluster_resources::TestClusterGKE;
 use testcluster_resources::job_pod::{self, LABEL_JOB_NAME};
+use testcluster_resources::metadata::LABEL_TEST_CLUSTER;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +29,8 @@ pub struct Informers {
     test_clusters: Store<TestClusterGKE>,
     pods: Store<Pod>,
     changes: watch::Receiver<()>,
+    /// Whether both stores hold their first list (for every concurrent call).
+    ready: StoresReady,
 }
 
 /// An informer stopped before it listed everything (logview is shutting down).
@@ -47,25 +51,31 @@ impl Informers {
         );
         let pods = reflect(
             Api::all(client),
-            // Every pod of a Job; the runner's are told apart by the label's value.
-            watcher::Config::default().labels(LABEL_JOB_NAME),
+            // The runner's job pods only (its pod template carries the test cluster's label):
+            // other Jobs in the management cluster cost nothing here.
+            watcher::Config::default().labels(&format!("{LABEL_TEST_CLUSTER},{LABEL_JOB_NAME}")),
             changed,
             shutdown.clone(),
         );
+        let ready = StoresReady::all(vec![
+            StoresReady::store(&test_clusters),
+            StoresReady::store(&pods),
+        ]);
         Informers {
             test_clusters,
             pods,
             changes,
+            ready,
         }
     }
 
     /// Waits until both stores hold a complete first list.
     pub async fn ready(&self) -> Result<(), NotSynced> {
-        self.test_clusters
-            .wait_until_ready()
-            .await
-            .map_err(|_| NotSynced)?;
-        self.pods.wait_until_ready().await.map_err(|_| NotSynced)
+        if self.ready.wait().await {
+            Ok(())
+        } else {
+            Err(NotSynced)
+        }
     }
 
     /// A receiver that wakes on every change of either store after it was created (or last

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::Client;
+use kube::{Api, Client};
+use service::kube_errors::kube_status;
 use testcluster_api::errors::invalid_argument;
 use testcluster_api::v1::log_service_server::LogService;
 use testcluster_api::v1::{StreamLogsRequest, StreamLogsResponse};
+use testcluster_resources::TestClusterGKE;
 use testcluster_resources::object_names::{namespace_problem, object_name_problem};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -28,6 +30,7 @@ const SYNC_WAIT: Duration = Duration::from_secs(30);
 
 /// The LogService implementation.
 pub struct LogView {
+    client: Client,
     informers: Informers,
     logs: Arc<SharedLogs>,
     /// One permit per open stream: a hard limit on sessions (and so on followers of logs).
@@ -40,16 +43,62 @@ impl LogView {
     pub fn new(client: Client, settings: Settings, shutdown: CancellationToken) -> LogView {
         let informers = Informers::start(client.clone(), &shutdown);
         let logs = Arc::new(SharedLogs::new(
-            client,
+            client.clone(),
             informers.clone(),
             settings.log_buffer_bytes,
         ));
         LogView {
+            client,
             informers,
             logs,
             streams: Arc::new(Semaphore::new(settings.max_streams)),
             shutdown,
         }
+    }
+}
+
+impl LogView {
+    /// The test cluster `namespace/name`, from the informer. The informer may not show an object
+    /// created just before (a CI job streams the logs right after CreateTestCluster), so a miss
+    /// is checked with the API server: only a miss there is NOT_FOUND, and an object that exists
+    /// is waited for until the informer shows it.
+    async fn test_cluster(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<TestClusterGKE>, Status> {
+        let mut changes = self.informers.changes();
+        changes.borrow_and_update();
+        if let Some(found) = self.informers.test_cluster(namespace, name) {
+            return Ok(found);
+        }
+        let api: Api<TestClusterGKE> = Api::namespaced(self.client.clone(), namespace);
+        let what = format!("test cluster {namespace}/{name}");
+        if api
+            .get_metadata_opt(name)
+            .await
+            .map_err(|error| kube_status(&what, error))?
+            .is_none()
+        {
+            return Err(Status::not_found(format!("{what} not found")));
+        }
+        let shown = async {
+            loop {
+                if let Some(found) = self.informers.test_cluster(namespace, name) {
+                    return Ok(found);
+                }
+                if changes.changed().await.is_err() {
+                    return Err(Status::unavailable("logview is shutting down"));
+                }
+            }
+        };
+        tokio::time::timeout(SYNC_WAIT, shown)
+            .await
+            .unwrap_or_else(|_elapsed| {
+                Err(Status::unavailable(format!(
+                    "{what} exists but logview's informer has not shown it yet; try again later"
+                )))
+            })
     }
 }
 
@@ -94,15 +143,7 @@ impl LogService for LogView {
                 ));
             }
         }
-        let resource = self
-            .informers
-            .test_cluster(&request.namespace, &request.name)
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "test cluster {}/{} not found",
-                    request.namespace, request.name
-                ))
-            })?;
+        let resource = self.test_cluster(&request.namespace, &request.name).await?;
         let (out, stream) = mpsc::channel(STREAM_BUFFER);
         let client_gone = out.clone();
         let session = Session {

@@ -18,6 +18,7 @@ use futures::StreamExt as _;
 use kube::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
+use service::stores_ready::StoresReady;
 use testcluster_resources::TestClusterGKE;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +35,8 @@ const READY_WAIT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct ClusterCache {
     store: Store<TestClusterGKE>,
+    /// Whether the store holds its first list (for every concurrent read).
+    ready: StoresReady,
     fanout: Arc<Fanout>,
 }
 
@@ -43,7 +46,12 @@ impl ClusterCache {
     pub fn start(client: kube::Client, window: usize, shutdown: CancellationToken) -> Self {
         let (store, writer) = reflector::store();
         let fanout = Arc::new(Fanout::new(window));
-        let cache = ClusterCache { store, fanout };
+        let ready = StoresReady::all(vec![StoresReady::store(&store)]);
+        let cache = ClusterCache {
+            store,
+            ready,
+            fanout,
+        };
         let api: Api<TestClusterGKE> = Api::all(client);
         tokio::spawn(cache.clone().reflect(api, writer, shutdown));
         cache
@@ -98,9 +106,9 @@ impl ClusterCache {
     /// Waits (up to [`READY_WAIT`]) for the reflector's first list. False when it has not
     /// finished: the caller then asks the API server.
     pub async fn ready(&self) -> bool {
-        tokio::time::timeout(READY_WAIT, self.store.wait_until_ready())
+        tokio::time::timeout(READY_WAIT, self.ready.wait())
             .await
-            .is_ok_and(|ready| ready.is_ok())
+            .unwrap_or(false)
     }
 
     /// The object in the store, if there.

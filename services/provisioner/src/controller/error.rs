@@ -30,8 +30,8 @@ pub enum Error {
         name: String,
     },
     /// The watch feeding a store of owned objects has stopped (only at shutdown).
-    #[error("the store of owned {0} objects is closed")]
-    StoreClosed(&'static str),
+    #[error("a store of owned Config Connector objects is closed")]
+    StoreClosed,
     /// Not a failure: deletion goes on, and the watch on the owned objects reports its end.
     #[error("{remaining} Config Connector objects are still being deleted")]
     TeardownInProgress { remaining: usize },
@@ -50,7 +50,7 @@ impl Error {
             },
             Error::NoNamespace => "no_namespace",
             Error::NotOwned { .. } => "not_owned",
-            Error::StoreClosed(_) => "store_closed",
+            Error::StoreClosed => "store_closed",
             Error::TeardownInProgress { .. } => "teardown_in_progress",
         }
     }

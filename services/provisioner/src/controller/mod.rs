@@ -212,7 +212,7 @@ pub async fn run(
         client.clone(),
         settings,
         access,
-        OwnedStores(stores),
+        OwnedStores::new(stores),
     ));
     let backoffs = context.clone();
     controller

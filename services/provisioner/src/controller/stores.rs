@@ -6,24 +6,37 @@ use kube::ResourceExt as _;
 use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::{Map, Value};
+use service::stores_ready::StoresReady;
 
 use super::error::Error;
 use crate::template::ObjectKind;
 
 /// Reflector stores of the six owned kinds, fed by the watches that also trigger reconciles.
 #[derive(Clone)]
-pub struct OwnedStores(pub(super) Vec<(ObjectKind, ApiResource, Store<DynamicObject>)>);
+pub struct OwnedStores {
+    stores: Vec<(ObjectKind, ApiResource, Store<DynamicObject>)>,
+    ready: StoresReady,
+}
 
 impl OwnedStores {
+    /// Starts waiting for the stores' first lists (in a task: call within the runtime).
+    pub(super) fn new(stores: Vec<(ObjectKind, ApiResource, Store<DynamicObject>)>) -> Self {
+        let ready = StoresReady::all(
+            stores
+                .iter()
+                .map(|(_, _, store)| StoresReady::store(store))
+                .collect(),
+        );
+        OwnedStores { stores, ready }
+    }
+
     /// Waits until every store holds its watch's initial list.
     pub(super) async fn wait_until_ready(&self) -> Result<(), Error> {
-        for (kind, _, store) in &self.0 {
-            store
-                .wait_until_ready()
-                .await
-                .map_err(|_| Error::StoreClosed(kind.kind))?;
+        if self.ready.wait().await {
+            Ok(())
+        } else {
+            Err(Error::StoreClosed)
         }
-        Ok(())
     }
 
     /// The object as last seen by the watch; it may lag behind a write made just before.
@@ -33,7 +46,7 @@ impl OwnedStores {
         namespace: &str,
         name: &str,
     ) -> Option<Arc<DynamicObject>> {
-        let (_, resource, store) = self.0.iter().find(|(k, _, _)| k == kind)?;
+        let (_, resource, store) = self.stores.iter().find(|(k, _, _)| k == kind)?;
         store.get(&ObjectRef::new_with(name, resource.clone()).within(namespace))
     }
 }
