@@ -1,430 +1,476 @@
-//! Lifecycle benchmark: the in-process suite driven through the broker's gRPC API as a CI job would
-//! (create, watch from the returned version, stream the job's logs), measuring
+//! Lifecycle benchmark: the simulator (`testcluster-sim`) and each service (`testcluster-broker`,
+//! `-provisioner`, `-runner`, `-logview`) as its own process, driven through the broker's gRPC API
+//! as CI jobs would. It measures, beside each target:
 //!
-//! 1. one lifecycle at a time: latency from CreateTestCluster to Ready, Running, Succeeded and the
-//!    cloud cluster deleted in the simulator's inventory;
-//! 2. the services' API-server requests per lifecycle, by verb and resource (the simulator's own
-//!    controllers are not counted);
-//! 3. many concurrent lifecycles: throughput and latency;
-//! 4. the process's RSS (simulator and all four services together).
+//! 1. the services' API-server requests per lifecycle, by verb and resource, from the simulator's
+//!    `/metrics` (one lifecycle at a time, then many at once);
+//! 2. the lifecycle's overhead beyond the simulated cloud's delays, p50 and p99, at both;
+//! 3. the broker's `GetTestCluster` throughput as a ratio of its own `Health/Check`'s;
+//! 4. each service's RSS idle and with many Ready jobless test clusters, and the broker's with many
+//!    open `WatchTestCluster` streams.
 //!
-//! `cargo bench -p testcluster-e2e --bench lifecycle` prints the report and writes it to
-//! `tests/BENCHMARKS.md`. `LIFECYCLE_SEQUENTIAL` (default 20) and `LIFECYCLE_CONCURRENT` (default
-//! 100) set the number of runs.
+//! `cargo bench -p testcluster-e2e --bench lifecycle` runs it on the release binaries and writes
+//! `tests/BENCHMARKS.md`; `-- --quick` runs a small bounded version that only prints (CI runs it
+//! with `cargo test` on the debug binaries). The binaries come from the bench's own profile
+//! directory; build them first (the error says how). The numbers of runs can be set with
+//! `LIFECYCLE_SEQUENTIAL`, `LIFECYCLE_CONCURRENT`, `LIFECYCLE_READY` and `LIFECYCLE_WATCHES`.
+
+mod load;
+mod processes;
+mod report;
+mod runs;
+mod sim_metrics;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, ensure};
-use futures::future::join_all;
-use sim::SimConfig;
-use sim::apiserver::RequestCounters;
-use sim::cloud::Inventory;
-use sim::cloud::connector::ConnectorConfig;
-use sim::cloud::gke::GkeConfig;
-use tcctl::suite::{NAMESPACE, Suite, SuiteConfig};
-use testcluster_api::v1 as api;
-use testcluster_api::v1::log_service_client::LogServiceClient;
-use testcluster_api::v1::stream_logs_response::Event;
-use testcluster_api::v1::test_cluster_service_client::TestClusterServiceClient;
+use anyhow::{Context as _, bail};
+use processes::{CloudDelays, Processes, Service};
+use report::{Figure, cell, counts_table, latency_table, ms, quantile, top_requests, total};
+use runs::Timings;
 use tonic::transport::Channel;
 
-const COMMAND: &[&str] = &["sh", "-c", "echo hi"];
-/// Bound on each step of a lifecycle.
-const TIMEOUT: Duration = Duration::from_secs(120);
+/// A fast but not instant cloud.
+const DELAYS: CloudDelays = CloudDelays {
+    cluster_create: Duration::from_millis(100),
+    node_pool_create: Duration::from_millis(50),
+    other_create: Duration::from_millis(20),
+    delete: Duration::from_millis(20),
+};
+/// How long without a request counts as the services having caught up.
+const QUIET: Duration = Duration::from_secs(1);
+/// Bound on waiting for the services to catch up or for every cloud cluster to go.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Calls in flight in the throughput comparison.
+const THROUGHPUT_WORKERS: usize = 32;
+/// Streams the lifecycles themselves may hold open beside the measured watches.
+const STREAM_ROOM: usize = 1024;
 
-/// What is timed, from the CreateTestCluster call.
-const MILESTONES: [&str; 4] = ["Ready", "Running", "Succeeded", "cloud cluster deleted"];
-/// When each of [`MILESTONES`] was reached.
-type Timings = [Option<Duration>; 4];
+// Targets (issue "core rebuilt for scale").
+const MAX_REQUESTS_SEQUENTIAL: f64 = 50.0;
+const MAX_REQUESTS_CONCURRENT: f64 = 60.0;
+const MAX_OVERHEAD_P99_MS: f64 = 1000.0;
+const MIN_GET_TO_HEALTH: f64 = 0.5;
+const MAX_SERVICE_RSS_MIB: f64 = 64.0;
+const MAX_BROKER_WATCHES_RSS_MIB: f64 = 256.0;
 
-type Counts = BTreeMap<(String, String), u64>;
+/// How much to run.
+struct Sizes {
+    quick: bool,
+    sequential: usize,
+    concurrent: usize,
+    ready: usize,
+    watches: usize,
+    /// Of each of the two throughput measurements.
+    throughput: Duration,
+    /// The window in which an idle suite should send no request.
+    idle: Duration,
+}
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let sequential = count_from_env("LIFECYCLE_SEQUENTIAL", 20)?;
-    let concurrent = count_from_env("LIFECYCLE_CONCURRENT", 100)?;
-    let mut report = header();
-    let rss_start = memory();
-
-    let suite = Suite::start(config()).await?;
-    let channel = Channel::from_shared(suite.broker_endpoint())?
-        .connect()
-        .await?;
-    let inventory = suite.simulator().inventory().clone();
-    let counters = suite.simulator().api().counters();
-    let rss_started = memory();
-
-    // Warm up (connections, discovery, caches), then one lifecycle at a time.
-    run(&channel, &inventory, "warmup").await?;
-    let mut timings = Vec::new();
-    counters.reset();
-    for i in 0..sequential {
-        timings.push(run(&channel, &inventory, &format!("seq-{i}")).await?);
-    }
-    let sequential_counts = counters.snapshot();
-    let idle_sequential = idle(counters).await;
-    let rss_sequential = memory();
-    writeln!(
-        report,
-        "## One lifecycle at a time ({sequential} runs)\n\n\
-         Milliseconds from CreateTestCluster.\n\n{}",
-        latency_table(&timings)
-    )?;
-    writeln!(
-        report,
-        "## API-server requests per lifecycle\n\n\
-         Requests by the services (broker, provisioner, runner, logview), averaged over the \
-         {sequential} sequential runs, each counted until its cloud cluster is gone (the last run's \
-         remaining teardown shows in the first idle window). Afterwards, {idle_sequential}.\n\n{}",
-        counts_table(&sequential_counts, sequential)
-    )?;
-
-    // Many at once.
-    counters.reset();
-    let started = Instant::now();
-    let runs = (0..concurrent).map(|i| {
-        let (channel, inventory) = (channel.clone(), inventory.clone());
-        tokio::spawn(async move { run(&channel, &inventory, &format!("conc-{i}")).await })
-    });
-    let results = join_all(runs).await;
-    let wall = started.elapsed();
-    let concurrent_counts = counters.snapshot();
-    let (mut timings, mut failures) = (Vec::new(), Vec::new());
-    for result in results {
-        match result? {
-            Ok(t) => timings.push(t),
-            Err(error) => failures.push(format!("{error:#}")),
+impl Sizes {
+    /// From the arguments (`--quick`; cargo adds `--bench`) and the environment.
+    fn parse() -> anyhow::Result<Sizes> {
+        let mut quick = false;
+        for arg in std::env::args().skip(1) {
+            match arg.as_str() {
+                "--quick" => quick = true,
+                "--bench" => {}
+                other => bail!("unknown argument {other:?} (expected --quick)"),
+            }
         }
+        let (sequential, concurrent, ready, watches) = if quick {
+            (3, 10, 50, 200)
+        } else {
+            (20, 100, 1_000, 10_000)
+        };
+        Ok(Sizes {
+            quick,
+            sequential: from_env("LIFECYCLE_SEQUENTIAL", sequential)?,
+            concurrent: from_env("LIFECYCLE_CONCURRENT", concurrent)?,
+            ready: from_env("LIFECYCLE_READY", ready)?.max(1),
+            watches: from_env("LIFECYCLE_WATCHES", watches)?,
+            throughput: Duration::from_secs(if quick { 1 } else { 5 }),
+            idle: Duration::from_secs(if quick { 1 } else { 5 }),
+        })
     }
-    let rss_concurrent = memory();
-    let idle_concurrent = idle(counters).await;
-    let rss_settled = memory();
-    writeln!(
-        report,
-        "## {concurrent} concurrent lifecycles\n\n\
-         All {concurrent} created at once; {} finished (cloud cluster deleted), {} failed{}; the \
-         last after {:.1} s: {:.2} lifecycles/s. Requests per lifecycle: {:.1} (sequential: \
-         {:.1}). Afterwards, {idle_concurrent}.\n\n{}\n\
-         Requests per lifecycle, by verb and resource:\n\n{}",
-        timings.len(),
-        failures.len(),
-        failures
-            .first()
-            .map_or(String::new(), |first| format!(" (first: {first})")),
-        wall.as_secs_f64(),
-        timings.len() as f64 / wall.as_secs_f64(),
-        total(&concurrent_counts) as f64 / concurrent as f64,
-        total(&sequential_counts) as f64 / sequential as f64,
-        latency_table(&timings),
-        counts_table(&concurrent_counts, concurrent)
-    )?;
-
-    writeln!(
-        report,
-        "## Memory\n\n\
-         The whole process: the simulator (API server, Config Connector, GKE fake, kubelet) and \
-         the four services; the jobs' `sh` processes are not included. Cumulative: one warm-up \
-         run, then the sequential runs, then the concurrent ones; every run's TestClusterGKE stays \
-         as its record.\n\n\
-         | when | VmRSS MiB | VmHWM MiB |\n|---|---:|---:|"
-    )?;
-    for (when, (rss, hwm)) in [
-        ("process start", rss_start),
-        ("suite started", rss_started),
-        (
-            &*format!("after {sequential} sequential lifecycles"),
-            rss_sequential,
-        ),
-        (
-            &*format!("after {concurrent} concurrent lifecycles"),
-            rss_concurrent,
-        ),
-        ("10 s later", rss_settled),
-    ] {
-        writeln!(report, "| {when} | {rss:.1} | {hwm:.1} |")?;
-    }
-
-    print!("{report}");
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.md");
-    std::fs::write(path, &report).with_context(|| format!("writing {path}"))?;
-    eprintln!("written to {path}");
-    suite.shutdown().await;
-    Ok(())
 }
 
-/// The suite with a fast but not instant cloud.
-fn config() -> SuiteConfig {
-    let mut config = SuiteConfig::default();
-    config.sim = SimConfig {
-        connector: ConnectorConfig {
-            cluster_create: Duration::from_millis(100),
-            node_pool_create: Duration::from_millis(50),
-            other_create: Duration::from_millis(20),
-            delete: Duration::from_millis(20),
-            ..ConnectorConfig::default()
-        },
-        gke: GkeConfig {
-            cluster_create: Duration::from_millis(100),
-            cluster_delete: Duration::from_millis(20),
-            node_pool_create: Duration::from_millis(50),
-            node_pool_delete: Duration::from_millis(20),
-            node_pool_resize: Duration::from_millis(20),
-            ..GkeConfig::default()
-        },
-        ..config.sim
-    };
-    config
-}
-
-fn count_from_env(name: &str, default: usize) -> anyhow::Result<usize> {
+fn from_env(name: &str, default: usize) -> anyhow::Result<usize> {
     match std::env::var(name) {
         Ok(value) => value.parse().with_context(|| format!("{name}={value}")),
         Err(_) => Ok(default),
     }
 }
 
-/// One lifecycle as a CI job sees it: create, watch to the end, stream the logs once the job
-/// runs, then wait for the cloud cluster to be gone.
-async fn run(channel: &Channel, inventory: &Inventory, name: &str) -> anyhow::Result<Timings> {
-    let started = Instant::now();
-    let mut broker = TestClusterServiceClient::new(channel.clone());
-    let created = broker
-        .create_test_cluster(request(name))
-        .await?
-        .into_inner()
-        .test_cluster
-        .context("no test cluster in the response")?;
-    let mut watch = broker
-        .watch_test_cluster(api::WatchTestClusterRequest {
-            namespace: NAMESPACE.to_owned(),
-            name: name.to_owned(),
-            resource_version: created.resource_version,
-        })
-        .await?
-        .into_inner();
-    let mut timings = Timings::default();
-    let mut logs = None;
-    let mut cluster_name = String::new();
-    let mut phase = api::Phase::Unspecified;
-    while let Some(message) = tokio::time::timeout(TIMEOUT, watch.message()).await?? {
-        let status = message
-            .test_cluster
-            .and_then(|cluster| cluster.status)
-            .unwrap_or_default();
-        phase = status.phase();
-        cluster_name = status.cluster_name;
-        let milestone = match phase {
-            api::Phase::Ready => 0,
-            api::Phase::Running => 1,
-            api::Phase::Succeeded => 2,
-            _ => continue,
-        };
-        timings[milestone].get_or_insert(started.elapsed());
-        if logs.is_none() && phase != api::Phase::Ready {
-            logs = Some(tokio::spawn(log_lines(channel.clone(), name.to_owned())));
-        }
-    }
-    ensure!(phase == api::Phase::Succeeded, "{name} ended in {phase:?}");
-    let lines = logs.context("no logs streamed")?.await??;
-    ensure!(lines == ["hi"], "{name} logged {lines:?}");
-    inventory
-        .wait_until(TIMEOUT, |inventory| {
-            inventory
-                .all()
-                .iter()
-                .any(|c| c.name == cluster_name && !c.is_live())
-        })
-        .await
-        .map_err(|()| anyhow::anyhow!("cloud cluster {cluster_name} not deleted"))?;
-    timings[3] = Some(started.elapsed());
-    Ok(timings)
-}
-
-fn request(name: &str) -> api::CreateTestClusterRequest {
-    api::CreateTestClusterRequest {
-        namespace: NAMESPACE.to_owned(),
-        name: name.to_owned(),
-        spec: Some(api::TestClusterSpec {
-            config_template: Some("basic".to_owned()),
-            nodes: Some(1),
-            job_spec: Some(api::JobSpec {
-                runner: Some(api::JobRunnerSpec {
-                    image: Some("bitnami/kubectl:latest".to_owned()),
-                    command: COMMAND.iter().map(|s| s.to_string()).collect(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-async fn log_lines(channel: Channel, name: String) -> anyhow::Result<Vec<String>> {
-    let mut stream = LogServiceClient::new(channel)
-        .stream_logs(api::StreamLogsRequest {
-            namespace: NAMESPACE.to_owned(),
-            name,
-            follow: true,
-        })
-        .await?
-        .into_inner();
-    let mut lines = Vec::new();
-    while let Some(message) = stream.message().await? {
-        if let Some(Event::Line(line)) = message.event {
-            lines.push(line.text);
-        }
-    }
-    Ok(lines)
-}
-
-fn latency_table(timings: &[Timings]) -> String {
-    let mut table =
-        String::from("| milestone | p50 | p95 | max | seen |\n|---|---:|---:|---:|---:|\n");
-    for (i, milestone) in MILESTONES.iter().enumerate() {
-        let mut values: Vec<Duration> = timings.iter().filter_map(|t| t[i]).collect();
-        values.sort();
-        let ms = |q: f64| {
-            let rank = ((values.len() as f64 * q).ceil() as usize).max(1);
-            values
-                .get(rank - 1)
-                .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
-        };
-        let _ = writeln!(
-            table,
-            "| {milestone} | {:.0} | {:.0} | {:.0} | {}/{} |",
-            ms(0.5),
-            ms(0.95),
-            ms(1.0),
-            values.len(),
-            timings.len()
-        );
-    }
-    table
-}
-
-fn counts_table(counts: &Counts, runs: usize) -> String {
-    let verbs: Vec<&str> = {
-        let mut verbs: Vec<&str> = counts.keys().map(|(verb, _)| verb.as_str()).collect();
-        verbs.sort();
-        verbs.dedup();
-        verbs
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let sizes = Sizes::parse()?;
+    service::install_crypto();
+    let mut processes = Processes::start(DELAYS, sizes.watches + STREAM_ROOM).await?;
+    let report = match measure(&processes, &sizes).await {
+        Ok(report) => report,
+        Err(error) => return Err(processes.explain(error)),
     };
-    let mut resources: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
-    for ((verb, resource), n) in counts {
-        resources.entry(resource).or_default().insert(verb, *n);
+    print!("{report}");
+    if !sizes.quick {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.md");
+        std::fs::write(path, &report).with_context(|| format!("writing {path}"))?;
+        eprintln!("written to {path}");
     }
-    let per_run = |n: u64| n as f64 / runs as f64;
-    let mut table = format!("| resource | {} | total |\n|---|", verbs.join(" | "));
-    table.push_str(&"---:|".repeat(verbs.len() + 1));
-    table.push('\n');
-    for (resource, by_verb) in &resources {
-        let cells: Vec<String> = verbs
-            .iter()
-            .map(|verb| {
-                by_verb
-                    .get(verb)
-                    .map_or(String::new(), |n| cell(per_run(*n)))
-            })
-            .collect();
-        let sum = by_verb.values().sum();
-        let _ = writeln!(
-            table,
-            "| {resource} | {} | {} |",
-            cells.join(" | "),
-            cell(per_run(sum))
-        );
-    }
-    let by_verb = verbs.iter().map(|verb| {
-        let sum = counts
-            .iter()
-            .filter(|((v, _), _)| v == verb)
-            .map(|(_, n)| n)
-            .sum();
-        cell(per_run(sum))
-    });
-    let _ = writeln!(
-        table,
-        "| **total** | {} | **{}** |",
-        by_verb.collect::<Vec<_>>().join(" | "),
-        cell(per_run(total(counts)))
-    );
-    table
+    Ok(())
 }
 
-/// The requests in two consecutive 5 s windows with no run in flight: the first may still see the
-/// last teardowns; the second should see none (watches, no polling).
-async fn idle(counters: &RequestCounters) -> String {
-    let mut windows = Vec::new();
-    for _ in 0..2 {
-        counters.reset();
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let counts = counters.snapshot();
-        let by_request: Vec<String> = counts
-            .iter()
-            .map(|((verb, resource), n)| format!("{verb} {resource} {n}"))
-            .collect();
-        windows.push(match total(&counts) {
-            0 => "0".to_owned(),
-            n => format!("{n} ({})", by_request.join(", ")),
-        });
-    }
+/// Everything measured, in the order run.
+struct Measured {
+    rss_idle: BTreeMap<Service, f64>,
+    sequential: Vec<(Timings, Duration)>,
+    sequential_counts: sim_metrics::Counts,
+    idle_requests: sim_metrics::Counts,
+    concurrent: Vec<Timings>,
+    concurrent_failures: Vec<String>,
+    concurrent_wall: Duration,
+    concurrent_counts: sim_metrics::Counts,
+    rss_ready: BTreeMap<Service, f64>,
+    health_per_second: f64,
+    get_per_second: f64,
+    broker_rss_watches: f64,
+    sim_rss: [f64; 3],
+}
+
+async fn measure(processes: &Processes, sizes: &Sizes) -> anyhow::Result<String> {
+    let sim = &processes.sim_metrics;
+    let channel = Channel::from_shared(processes.broker_endpoint.clone())?
+        .connect()
+        .await?;
+
+    // Warm up (connections, discovery, informers), then idle.
+    runs::sequential(&channel, sim, "warmup", 1).await?;
+    let before = sim.wait_settled(QUIET, SETTLE_TIMEOUT).await?;
+    let rss_idle = processes.all_rss_mib()?;
+    let sim_idle = processes.sim_rss_mib()?;
+
+    eprintln!("{} lifecycles one at a time", sizes.sequential);
+    let sequential = runs::sequential(&channel, sim, "seq", sizes.sequential).await?;
+    let after = sim.wait_settled(QUIET, SETTLE_TIMEOUT).await?;
+    let sequential_counts = after.requests_since(&before);
+    tokio::time::sleep(sizes.idle).await;
+    let idle_requests = sim.scrape().await?.requests_since(&after);
+
+    eprintln!("{} lifecycles at once", sizes.concurrent);
+    let before = sim.scrape().await?;
+    let started = Instant::now();
+    let (concurrent, concurrent_failures) =
+        runs::concurrent(&channel, "conc", sizes.concurrent).await?;
+    let after = sim.wait_settled(QUIET, SETTLE_TIMEOUT).await?;
+    let concurrent_wall = started.elapsed();
+    let concurrent_counts = after.requests_since(&before);
+
+    eprintln!("{} Ready jobless test clusters", sizes.ready);
+    let names = load::ready_clusters(&channel, "ready", sizes.ready).await?;
+    sim.wait_quiet(QUIET, SETTLE_TIMEOUT).await?;
+    let rss_ready = processes.all_rss_mib()?;
+    let sim_ready = processes.sim_rss_mib()?;
+
+    eprintln!("GetTestCluster and Health/Check throughput");
+    let (health_per_second, get_per_second) =
+        load::throughput(&channel, &names[0], THROUGHPUT_WORKERS, sizes.throughput).await?;
+
+    eprintln!("{} open WatchTestCluster streams", sizes.watches);
+    let watches = load::open_watches(&processes.broker_endpoint, &names, sizes.watches).await?;
+    sim.wait_quiet(QUIET, SETTLE_TIMEOUT).await?;
+    let broker_rss_watches = processes.rss_mib(Service::Broker)?;
+    let sim_watches = processes.sim_rss_mib()?;
+    drop(watches);
+
+    let measured = Measured {
+        rss_idle,
+        sequential,
+        sequential_counts,
+        idle_requests,
+        concurrent,
+        concurrent_failures,
+        concurrent_wall,
+        concurrent_counts,
+        rss_ready,
+        health_per_second,
+        get_per_second,
+        broker_rss_watches,
+        sim_rss: [sim_idle, sim_ready, sim_watches],
+    };
+    write(processes, sizes, &measured)
+}
+
+/// The lifecycle's time beyond the cloud's create delays, to Succeeded.
+fn overheads(timings: &[Timings]) -> Vec<Duration> {
+    let mut overheads: Vec<Duration> = timings
+        .iter()
+        .map(|t| t.succeeded.saturating_sub(DELAYS.create_path()))
+        .collect();
+    overheads.sort();
+    overheads
+}
+
+/// Where a lifecycle's time goes, as medians: to Ready (less the cloud), to Running, to Succeeded.
+fn time_split(timings: &[Timings]) -> String {
+    let median = |f: &dyn Fn(&Timings) -> Duration| {
+        let mut values: Vec<Duration> = timings.iter().map(f).collect();
+        values.sort();
+        ms(quantile(&values, 0.5))
+    };
     format!(
-        "with no run in flight: {} requests in the first 5 s, {} in the next 5 s",
-        windows[0], windows[1]
+        "medians: create→Ready {:.0} ms beyond the cloud's {:.0} ms, Ready→Running {:.0} ms, \
+         Running→Succeeded {:.0} ms",
+        median(&|t| t.ready.saturating_sub(DELAYS.create_path())),
+        ms(DELAYS.create_path()),
+        median(&|t| t.running.saturating_sub(t.ready)),
+        median(&|t| t.succeeded.saturating_sub(t.running)),
     )
 }
 
-fn cell(value: f64) -> String {
-    if value.fract() == 0.0 {
-        format!("{value:.0}")
-    } else {
-        format!("{value:.2}")
+fn write(processes: &Processes, sizes: &Sizes, m: &Measured) -> anyhow::Result<String> {
+    let (seq, conc) = (sizes.sequential, sizes.concurrent);
+    let seq_timings: Vec<Timings> = m.sequential.iter().map(|(t, _)| *t).collect();
+    let per_lifecycle =
+        |counts: &sim_metrics::Counts, runs: usize| total(counts) as f64 / runs.max(1) as f64;
+
+    let mut figures = vec![
+        Figure::at_most(
+            format!("API requests per lifecycle, one at a time ({seq} runs)"),
+            per_lifecycle(&m.sequential_counts, seq),
+            MAX_REQUESTS_SEQUENTIAL,
+            "",
+            || top_requests(&m.sequential_counts, seq, 4),
+        ),
+        Figure::at_most(
+            format!("API requests per lifecycle, {conc} concurrent"),
+            per_lifecycle(&m.concurrent_counts, conc),
+            MAX_REQUESTS_CONCURRENT,
+            "",
+            || top_requests(&m.concurrent_counts, conc, 4),
+        ),
+    ];
+    for (name, timings) in [
+        (
+            format!("lifecycle overhead p99, one at a time ({seq} runs)"),
+            &seq_timings,
+        ),
+        (
+            format!("lifecycle overhead p99, {conc} concurrent"),
+            &m.concurrent,
+        ),
+    ] {
+        let overheads = overheads(timings);
+        let mut figure = Figure::at_most(
+            name,
+            ms(quantile(&overheads, 0.99)).round(),
+            MAX_OVERHEAD_P99_MS,
+            "ms",
+            || time_split(timings),
+        );
+        figure.measured = format!(
+            "{} (p50 {:.0} ms)",
+            figure.measured,
+            ms(quantile(&overheads, 0.5))
+        );
+        figures.push(figure);
     }
+    let ratio = m.get_per_second / m.health_per_second;
+    let mut throughput = Figure::at_least(
+        "broker GetTestCluster ÷ Health/Check throughput",
+        ratio,
+        MIN_GET_TO_HEALTH,
+        || "GetTestCluster costs more than twice a health check".to_owned(),
+    );
+    throughput.measured = format!(
+        "{} ({:.0} vs {:.0} calls/s)",
+        throughput.measured, m.get_per_second, m.health_per_second
+    );
+    figures.push(throughput);
+    for service in Service::ALL {
+        let (idle, ready) = (m.rss_idle[&service], m.rss_ready[&service]);
+        figures.push(Figure::at_most(
+            format!("{} RSS idle", service.name()),
+            round1(idle),
+            MAX_SERVICE_RSS_MIB,
+            "MiB",
+            || "already over at start-up, before any test cluster".to_owned(),
+        ));
+        figures.push(Figure::at_most(
+            format!(
+                "{} RSS with {} Ready test clusters",
+                service.name(),
+                sizes.ready
+            ),
+            round1(ready),
+            MAX_SERVICE_RSS_MIB,
+            "MiB",
+            || {
+                format!(
+                    "{} MiB over idle, {:.0} KiB per Ready test cluster (the {} finished runs' \
+                     records are kept too)",
+                    cell(round1(ready - idle)),
+                    (ready - idle) * 1024.0 / sizes.ready as f64,
+                    1 + seq + conc
+                )
+            },
+        ));
+    }
+    let broker_ready = m.rss_ready[&Service::Broker];
+    figures.push(Figure::at_most(
+        format!(
+            "broker RSS with {} open WatchTestCluster streams",
+            sizes.watches
+        ),
+        round1(m.broker_rss_watches),
+        MAX_BROKER_WATCHES_RSS_MIB,
+        "MiB",
+        || {
+            format!(
+                "{:.1} KiB per open stream over the {} Ready clusters' figure",
+                (m.broker_rss_watches - broker_ready) * 1024.0 / sizes.watches.max(1) as f64,
+                sizes.ready
+            )
+        },
+    ));
+
+    let mut text = header(processes, sizes);
+    writeln!(text, "## Summary\n\n{}", report::summary(&figures))?;
+
+    writeln!(
+        text,
+        "## One lifecycle at a time ({seq} runs)\n\n\
+         Milliseconds from CreateTestCluster; overhead is the time to Succeeded less the cloud's \
+         {:.0} ms on the critical path (network, subnetwork, ContainerCluster, node pool); \
+         teardown is from Succeeded until the simulator's inventory shows the cloud cluster \
+         deleted (scraped every 10 ms).\n\n{}",
+        ms(DELAYS.create_path()),
+        latency_table(&[
+            ("Ready", seq_timings.iter().map(|t| t.ready).collect()),
+            ("Running", seq_timings.iter().map(|t| t.running).collect()),
+            (
+                "Succeeded",
+                seq_timings.iter().map(|t| t.succeeded).collect()
+            ),
+            ("overhead", overheads(&seq_timings)),
+            ("teardown", m.sequential.iter().map(|(_, d)| *d).collect()),
+        ])
+    )?;
+    let idle_total = total(&m.idle_requests);
+    writeln!(
+        text,
+        "### API-server requests per lifecycle\n\n\
+         By the services (broker, provisioner, runner, logview), from the simulator's \
+         `apiserver_request_total`, averaged over the {seq} runs, counted until every cloud \
+         cluster was deleted and no request came for {} s. In the {} s after that: {idle_total} \
+         requests{}.\n\n{}",
+        QUIET.as_secs(),
+        sizes.idle.as_secs(),
+        if idle_total == 0 {
+            " (watches, no polling)".to_owned()
+        } else {
+            format!(" ({})", top_requests(&m.idle_requests, 1, 5))
+        },
+        counts_table(&m.sequential_counts, seq)
+    )?;
+
+    writeln!(
+        text,
+        "## {conc} concurrent lifecycles\n\n\
+         All created at once: {} succeeded, {} failed{}; every cloud cluster deleted and the \
+         services quiet after {:.1} s.\n\n{}\n\
+         Requests per lifecycle, by verb and resource:\n\n{}",
+        m.concurrent.len(),
+        m.concurrent_failures.len(),
+        m.concurrent_failures
+            .first()
+            .map_or(String::new(), |first| format!(" (first: {first})")),
+        m.concurrent_wall.as_secs_f64(),
+        latency_table(&[
+            ("Ready", m.concurrent.iter().map(|t| t.ready).collect()),
+            ("Running", m.concurrent.iter().map(|t| t.running).collect()),
+            (
+                "Succeeded",
+                m.concurrent.iter().map(|t| t.succeeded).collect()
+            ),
+            ("overhead", overheads(&m.concurrent)),
+        ]),
+        counts_table(&m.concurrent_counts, conc)
+    )?;
+
+    writeln!(
+        text,
+        "## Memory\n\n\
+         VmRSS in MiB from `/proc/<pid>/status`. Idle: after one warm-up lifecycle, no cloud \
+         cluster live. Then, after the lifecycles above (whose {} TestClusterGKE objects stay as \
+         records), {} Ready test clusters without a job, and then {} WatchTestCluster streams open \
+         on the broker ({} per HTTP/2 connection) over those clusters. The simulator, which plays \
+         the cloud and runs a Kubernetes API server per test cluster, has no target.\n\n\
+         | process | idle | {} Ready | + {} watches |\n|---|---:|---:|---:|",
+        1 + seq + conc,
+        sizes.ready,
+        sizes.watches,
+        load::STREAMS_PER_CONNECTION,
+        sizes.ready,
+        sizes.watches,
+    )?;
+    for service in Service::ALL {
+        let watches = if service == Service::Broker {
+            format!("{:.1}", m.broker_rss_watches)
+        } else {
+            String::new()
+        };
+        writeln!(
+            text,
+            "| {} | {:.1} | {:.1} | {watches} |",
+            service.name(),
+            m.rss_idle[&service],
+            m.rss_ready[&service]
+        )?;
+    }
+    let [idle, ready, watches] = m.sim_rss;
+    writeln!(
+        text,
+        "| simulator | {idle:.1} | {ready:.1} | {watches:.1} |"
+    )?;
+    Ok(text)
 }
 
-fn total(counts: &Counts) -> u64 {
-    counts.values().sum()
+fn round1(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
 }
 
-/// The process's (VmRSS, VmHWM) in MiB.
-fn memory() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .map_or(f64::NAN, |kib| kib / 1024.0)
+fn header(processes: &Processes, sizes: &Sizes) -> String {
+    let command = if sizes.quick {
+        "cargo test -p testcluster-e2e --bench lifecycle -- --quick"
+    } else {
+        "cargo bench -p testcluster-e2e --bench lifecycle"
     };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn header() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("model name"))
-        .map_or("unknown", |rest| rest.trim_start_matches([' ', '\t', ':']));
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!(
         "# Lifecycle benchmark\n\n\
-         Generated by `cargo bench -p testcluster-e2e --bench lifecycle` (release profile; \
-         `tests/benches/lifecycle.rs`) on {} — {cpus} CPUs (nproc), {cpu}.\n\n\
-         The whole suite in one process: the simulator and the four services, driven through the \
-         broker's gRPC API as a CI job would (CreateTestCluster, WatchTestCluster from the returned \
-         version, StreamLogs once the job runs). Each run: a 1-node `basic` cluster with the job \
-         `sh -c 'echo hi'`. Simulated cloud delays: ContainerCluster 100 ms, node pool 50 ms, other \
-         objects 20 ms, deletes 20 ms (GKE API fake alike).\n\n",
+         Generated by `{command}` (`tests/benches/lifecycle/`) with the binaries in `{}`, on {} — \
+         {}.\n\n\
+         The simulator (`testcluster-sim`) and each service (`testcluster-broker`, \
+         `testcluster-provisioner`, `testcluster-runner`, `testcluster-logview`) run as their own \
+         processes, wired by flags as `tcctl up` wires them, and are driven through the broker's \
+         gRPC API as CI jobs would (CreateTestCluster, WatchTestCluster from the returned version, \
+         StreamLogs once the job runs). Each lifecycle: a 1-node `basic` cluster with the job \
+         `sh -c 'echo hi'`. Simulated cloud delays: ContainerCluster {} ms, node pool {} ms, other \
+         objects {} ms, deletes {} ms. Runs: {} one at a time, {} at once, {} Ready, {} watches \
+         (`LIFECYCLE_SEQUENTIAL`, `LIFECYCLE_CONCURRENT`, `LIFECYCLE_READY`, \
+         `LIFECYCLE_WATCHES`); throughput: {} calls in flight for {} s each.\n\n",
+        processes.binaries.display(),
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        report::machine(),
+        DELAYS.cluster_create.as_millis(),
+        DELAYS.node_pool_create.as_millis(),
+        DELAYS.other_create.as_millis(),
+        DELAYS.delete.as_millis(),
+        sizes.sequential,
+        sizes.concurrent,
+        sizes.ready,
+        sizes.watches,
+        THROUGHPUT_WORKERS,
+        sizes.throughput.as_secs(),
     )
 }
