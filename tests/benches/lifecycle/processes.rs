@@ -100,15 +100,16 @@ impl Processes {
             .arg(&kubeconfig)
             .args(["--metrics-listen", "127.0.0.1:0"])
             .args(["--log", CHILD_LOG])
-            .arg("--cluster-create-delay")
-            .arg(humantime::format_duration(delays.cluster_create).to_string())
-            .arg("--node-pool-create-delay")
-            .arg(humantime::format_duration(delays.node_pool_create).to_string())
-            .arg("--other-create-delay")
-            .arg(humantime::format_duration(delays.other_create).to_string())
-            .arg("--delete-delay")
-            .arg(humantime::format_duration(delays.delete).to_string())
             .stdout(Stdio::piped());
+        for (flag, delay) in [
+            ("--cluster-create-delay", delays.cluster_create),
+            ("--node-pool-create-delay", delays.node_pool_create),
+            ("--other-create-delay", delays.other_create),
+            ("--delete-delay", delays.delete),
+        ] {
+            sim.arg(flag)
+                .arg(humantime::format_duration(delay).to_string());
+        }
         let mut sim = sim.spawn().context("starting testcluster-sim")?;
         let stdout = sim.stdout.take().context("the simulator's stdout")?;
         let printed = tokio::time::timeout(START_TIMEOUT, sim_addresses(stdout)).await;
