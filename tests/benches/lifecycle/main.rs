@@ -240,14 +240,29 @@ fn write(processes: &Processes, sizes: &Sizes, m: &Measured) -> anyhow::Result<S
             per_lifecycle(&m.sequential_counts, seq),
             MAX_REQUESTS_SEQUENTIAL,
             "",
-            || top_requests(&m.sequential_counts, seq, 4),
+            || {
+                format!(
+                    "most requests per lifecycle: {}",
+                    top_requests(&m.sequential_counts, seq, 4, None)
+                )
+            },
         ),
         Figure::at_most(
             format!("API requests per lifecycle, {conc} concurrent"),
             per_lifecycle(&m.concurrent_counts, conc),
             MAX_REQUESTS_CONCURRENT,
             "",
-            || top_requests(&m.concurrent_counts, conc, 4),
+            || {
+                format!(
+                    "most requests per lifecycle: {}",
+                    top_requests(
+                        &m.concurrent_counts,
+                        conc,
+                        4,
+                        Some(("one at a time", &m.sequential_counts, seq)),
+                    )
+                )
+            },
         ),
     ];
     for (name, timings) in [
@@ -369,7 +384,7 @@ fn write(processes: &Processes, sizes: &Sizes, m: &Measured) -> anyhow::Result<S
         if idle_total == 0 {
             " (watches, no polling)".to_owned()
         } else {
-            format!(" ({})", top_requests(&m.idle_requests, 1, 5))
+            format!(" ({})", top_requests(&m.idle_requests, 1, 5, None))
         },
         counts_table(&m.sequential_counts, seq)
     )?;

@@ -165,21 +165,30 @@ pub fn counts_table(counts: &Counts, runs: usize) -> String {
     table
 }
 
-/// The `n` largest (verb, resource) counts per run, such as "apply testclustersgke/status 15.2".
-pub fn top_requests(counts: &Counts, runs: usize, n: usize) -> String {
+/// The `n` largest (verb, resource) counts per run, such as "apply testclustersgke/status 15.2",
+/// each beside its figure in `compared` (counts and runs) when given, such as "(one at a time: 8)".
+pub fn top_requests(
+    counts: &Counts,
+    runs: usize,
+    n: usize,
+    compared: Option<(&str, &Counts, usize)>,
+) -> String {
+    let per_run = |count: u64, runs: usize| cell(count as f64 / runs.max(1) as f64);
     let mut largest: Vec<_> = counts.iter().collect();
     largest.sort_by(|a, b| b.1.cmp(a.1));
     let named: Vec<String> = largest
         .iter()
         .take(n)
-        .map(|((verb, resource), count)| {
-            format!(
-                "{verb} {resource} {}",
-                cell(**count as f64 / runs.max(1) as f64)
-            )
+        .map(|(key, count)| {
+            let (verb, resource) = key;
+            let beside = compared.map_or(String::new(), |(what, other, other_runs)| {
+                let other = other.get(*key).copied().unwrap_or(0);
+                format!(" ({what}: {})", per_run(other, other_runs))
+            });
+            format!("{verb} {resource} {}{beside}", per_run(**count, runs))
         })
         .collect();
-    format!("most requests per lifecycle: {}", named.join(", "))
+    named.join(", ")
 }
 
 pub fn total(counts: &Counts) -> u64 {
