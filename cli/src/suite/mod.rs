@@ -12,6 +12,10 @@
 
 mod setup;
 
+// For a suite whose services run as their own processes (the lifecycle benchmark): the same
+// management-cluster setup and readiness check as the in-process one.
+pub use setup::{install, wait_serving};
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

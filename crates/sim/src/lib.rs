@@ -10,11 +10,14 @@
 //!   inventory of every cloud cluster ever created, and per-zone faults (stockouts, quota).
 //! - [`workloads`]: a Job controller and a kubelet that runs containers as local processes.
 //!
+//! [`metrics`] renders its request counters and cloud cluster counts for Prometheus.
+//!
 //! [`Simulator::start`] composes the three on free loopback ports; the `testcluster-sim` binary does the
 //! same and writes a kubeconfig file.
 
 pub mod apiserver;
 pub mod cloud;
+pub mod metrics;
 mod simulator;
 pub mod workloads;
 

@@ -1,5 +1,5 @@
 //! Injected API faults (500s, 429s with Retry-After, 409s, latency, dropped and flaky watches) as kube-rs
-//! clients see them, and the request counters.
+//! clients see them, and the request counters (also as `/metrics` text).
 
 mod common;
 
@@ -14,6 +14,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, Wat
 use kube::runtime::watcher;
 use serde_json::json;
 use sim::apiserver::ApiServer;
+use sim::{SimConfig, Simulator};
 
 fn configmap(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}})).expect("configmap")
@@ -338,4 +339,25 @@ async fn request_counters_count_outside_requests_per_verb_and_resource() {
     assert_eq!(api.counters().snapshot(), expected);
     api.counters().reset();
     assert_eq!(api.counters().total(), 0);
+}
+
+#[tokio::test]
+async fn the_metrics_text_carries_the_request_counters_and_the_cloud() {
+    init();
+    let sim = Simulator::start(SimConfig::default())
+        .await
+        .expect("simulator starts");
+    let client = sim.api().client().await.expect("client");
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    for _ in 0..2 {
+        cms.list(&ListParams::default()).await.expect("list");
+    }
+    let text = sim::metrics::encode(&sim);
+    for line in [
+        "apiserver_request_total{verb=\"list\",resource=\"configmaps\"} 2",
+        "sim_cloud_clusters_created_total 0",
+        "sim_cloud_clusters_live 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} not in:\n{text}");
+    }
 }
