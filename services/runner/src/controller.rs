@@ -201,8 +201,11 @@ impl Run<'_> {
             return self.finish(status, outcome).await;
         }
         let jobs: Api<Job> = self.api();
-        let job = match self.job(&jobs).await? {
-            Some(job) => job,
+        // A Job the store does not show (yet) is found by the create's AlreadyExists, so the
+        // usual case, no Job, costs no read.
+        let key = ObjectRef::new(&self.job_name()).within(&self.namespace);
+        let job = match self.ctx.jobs.get(&key) {
+            Some(job) => self.owned(job.as_ref().clone())?,
             None => self.create_job(&jobs).await?,
         };
         status.job.name = Some(self.job_name());

@@ -104,25 +104,21 @@ pub(super) async fn assign_cluster_name(
     context: &Context,
 ) -> Result<Action, Error> {
     let namespace = tc.namespace().ok_or(Error::NoNamespace)?;
-    let api: Api<TestClusterGKE> = Api::namespaced(context.client.clone(), &namespace);
-    // The cache may lag behind a name written just before (by this process or a previous one);
-    // a fresh read makes sure a second name is never made up.
-    let fresh = api.get_status(&tc.name_any()).await?;
-    let fresh_status = fresh.status.clone().unwrap_or_default();
-    if fresh_status.cluster_name.is_some() {
-        return Ok(Action::await_change());
-    }
+    // The store may lag behind a name written just before (by a previous process: this one's own
+    // writes are fenced in `reconcile`). The write is conditional on the version read, so a stale
+    // copy gets a conflict, never a second name.
+    let status = tc.status.clone().unwrap_or_default();
     let cluster_name = generate_cluster_name(&tc.name_any());
     let now = now();
-    let mut desired = ProvisionerStatus::from_current(&fresh_status);
+    let mut desired = ProvisionerStatus::from_current(&status);
     desired.cluster_name = Some(cluster_name.clone());
-    desired.advance(Facts::of_job(&fresh_status), &now);
+    desired.advance(Facts::of_job(&status), &now);
     desired.conditions = readiness::set_condition(
         &desired.conditions,
         readiness::aggregate(&[], 0).condition,
         &now,
     );
-    write_status(&fresh, context, &desired).await?;
+    write_status(tc, context, &desired).await?;
     tracing::info!(name = %tc.name_any(), namespace, cluster = cluster_name, "accepted");
     context
         .publish(

@@ -135,6 +135,12 @@ pub(crate) fn spawn(
 }
 
 fn error_policy(object: Arc<DynamicObject>, error: &Error, context: Arc<Context>) -> Action {
+    if let Error::Kube(kube::Error::Api(response)) = error
+        && response.code == 409
+    {
+        // Decided on a stale copy: the newer version's watch event brings the object back.
+        return Action::await_change();
+    }
     tracing::debug!(
         kind = context.kind.name(),
         name = %object.name_any(),
@@ -346,7 +352,11 @@ async fn set_status(
         && extra.iter().all(|(key, value)| current[key] == *value);
     if !unchanged {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        // On condition of the version read, as Config Connector's updates are: a reconcile
+        // working from a stale copy (its watch behind its own last write) must not put an
+        // older condition back (UpToDate -> Updating -> UpToDate, seen under load).
         let patch = json!({
+            "metadata": {"resourceVersion": object.metadata.resource_version},
             "status": status::status_patch(current, &readiness, generation, extra, &now),
         });
         *object = api
