@@ -13,10 +13,10 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use service::retry::{Backoff, RetryPolicy};
 use testcluster_api::v1 as api;
 use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::test_cluster_service_client::TestClusterServiceClient;
+use testcluster_service::retry::{Backoff, RetryPolicy};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};

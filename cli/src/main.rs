@@ -19,7 +19,7 @@ async fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init()
         .ok();
-    service::install_crypto();
+    testcluster_service::install_crypto();
     let code = tcctl::commands::execute(cli).await;
     std::process::exit(code);
 }

@@ -7,13 +7,13 @@ use kube::api::{DynamicObject, ListParams};
 use kube::discovery::{Discovery, Scope};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, ResourceExt as _};
-use sim::SimConfig;
-use sim::cloud::connector::ConnectorConfig;
 use tcctl::suite::{Suite, SuiteConfig};
 use testcluster_api::v1 as api;
 use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::stream_logs_response::Event;
 use testcluster_api::v1::test_cluster_service_client::TestClusterServiceClient;
+use testcluster_sim::SimConfig;
+use testcluster_sim::cloud::connector::ConnectorConfig;
 use tonic::Streaming;
 use tonic::transport::Channel;
 

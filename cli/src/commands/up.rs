@@ -6,7 +6,7 @@ use crate::args::UpArgs;
 use crate::suite::{Component, Suite, SuiteConfig};
 
 pub async fn up(args: UpArgs) -> anyhow::Result<i32> {
-    let shutdown = service::shutdown::on_signal();
+    let shutdown = testcluster_service::shutdown::on_signal();
     let mut metrics_listen = std::collections::BTreeMap::new();
     for component in Component::ALL {
         let address = component.default_metrics_listen();

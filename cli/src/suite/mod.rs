@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use service::metrics::Metrics;
-use sim::{SimConfig, Simulator};
+use testcluster_service::metrics::Metrics;
+use testcluster_sim::{SimConfig, Simulator};
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -96,10 +96,10 @@ impl Component {
     /// Where the service's binary serves its metrics by default, as in its `--metrics-listen`.
     pub fn default_metrics_listen(self) -> &'static str {
         match self {
-            Component::Broker => broker::DEFAULT_METRICS_LISTEN,
-            Component::Provisioner => provisioner::DEFAULT_METRICS_LISTEN,
-            Component::Logview => logview::DEFAULT_METRICS_LISTEN,
-            Component::Runner => runner::DEFAULT_METRICS_LISTEN,
+            Component::Broker => testcluster_broker::DEFAULT_METRICS_LISTEN,
+            Component::Provisioner => testcluster_provisioner::DEFAULT_METRICS_LISTEN,
+            Component::Logview => testcluster_logview::DEFAULT_METRICS_LISTEN,
+            Component::Runner => testcluster_runner::DEFAULT_METRICS_LISTEN,
         }
     }
 }
@@ -127,7 +127,7 @@ impl Suite {
     /// Starts the simulator, installs the CRD and the namespace, then the services, and returns
     /// once the broker answers health checks.
     pub async fn start(config: SuiteConfig) -> anyhow::Result<Suite> {
-        service::install_crypto();
+        testcluster_service::install_crypto();
         let dir = tempfile::Builder::new()
             .prefix("testcluster-suite-")
             .tempdir()
@@ -139,7 +139,7 @@ impl Suite {
             .kubeconfig
             .unwrap_or_else(|| dir.path().join("kubeconfig"));
         setup::write_kubeconfig(&sim, &kubeconfig)?;
-        let client = service::kube_client(Some(&kubeconfig)).await?;
+        let client = testcluster_service::kube_client(Some(&kubeconfig)).await?;
         setup::install(&client).await?;
 
         let mut addresses = BTreeMap::new();
@@ -151,7 +151,7 @@ impl Suite {
         ] {
             // Bound once here so every service knows the others' ports before any starts; a
             // restarted service binds the same address again.
-            let listener = service::grpc::bind(address)
+            let listener = testcluster_service::grpc::bind(address)
                 .await
                 .with_context(|| format!("binding {component:?}"))?;
             addresses.insert(component, listener.local_addr()?);
@@ -164,12 +164,12 @@ impl Suite {
                 .get(&component)
                 .copied()
                 .unwrap_or(loopback);
-            let listener = service::grpc::bind(address)
+            let listener = testcluster_service::grpc::bind(address)
                 .await
                 .with_context(|| format!("binding {component:?}'s metrics"))?;
             let address = listener.local_addr()?;
             let registry = Metrics::new();
-            tokio::spawn(service::cli::serve_metrics(
+            tokio::spawn(testcluster_service::cli::serve_metrics(
                 listener,
                 registry.clone(),
                 metrics_stop.clone(),
@@ -232,7 +232,7 @@ impl Suite {
 
     /// A Kubernetes client for the management cluster, through the kubeconfig.
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
-        service::kube_client(Some(&self.kubeconfig)).await
+        testcluster_service::kube_client(Some(&self.kubeconfig)).await
     }
 
     /// Stops one service: cancels its token and waits for it to drain (aborting it after a grace
@@ -279,10 +279,10 @@ impl Suite {
         if self.running.contains_key(&component) {
             return Ok(());
         }
-        let client = service::kube_client(Some(&self.kubeconfig)).await?;
+        let client = testcluster_service::kube_client(Some(&self.kubeconfig)).await?;
         let listener = match self.addresses.get(&component) {
             Some(address) => Some(
-                service::grpc::bind(*address)
+                testcluster_service::grpc::bind(*address)
                     .await
                     .with_context(|| format!("binding {component:?}"))?,
             ),

@@ -11,8 +11,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
-use sim::Simulator;
 use testcluster_resources::TestClusterGKE;
+use testcluster_sim::Simulator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -86,11 +86,11 @@ pub fn service_future(
     let metrics = suite.metrics(component);
     Ok(match component {
         Component::Provisioner => {
-            let settings = provisioner::Settings {
+            let settings = testcluster_provisioner::Settings {
                 metadata_host: Some(suite.simulator().gke().metadata_host()),
-                ..provisioner::Settings::default()
+                ..testcluster_provisioner::Settings::default()
             };
-            Box::pin(provisioner::run(
+            Box::pin(testcluster_provisioner::run(
                 client,
                 needs_listener()?,
                 settings,
@@ -98,15 +98,15 @@ pub fn service_future(
                 stop,
             ))
         }
-        Component::Runner => Box::pin(runner::run(
+        Component::Runner => Box::pin(testcluster_runner::run(
             client,
-            runner::Settings::default(),
+            testcluster_runner::Settings::default(),
             metrics,
             stop,
         )),
         Component::Logview => {
-            let settings = logview::Settings::default();
-            Box::pin(logview::run(
+            let settings = testcluster_logview::Settings::default();
+            Box::pin(testcluster_logview::run(
                 client,
                 needs_listener()?,
                 settings,
@@ -115,13 +115,13 @@ pub fn service_future(
             ))
         }
         Component::Broker => {
-            let settings = broker::Settings {
+            let settings = testcluster_broker::Settings {
                 provisioner_endpoint: provisioner,
                 logview_endpoint: logview,
                 default_namespace: NAMESPACE.to_owned(),
-                ..broker::Settings::default()
+                ..testcluster_broker::Settings::default()
             };
-            Box::pin(broker::run(
+            Box::pin(testcluster_broker::run(
                 client,
                 needs_listener()?,
                 settings,

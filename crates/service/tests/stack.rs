@@ -6,9 +6,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use service::grpc::limits::TOO_MANY_STREAMS;
-use service::grpc::{GrpcServer, Limits};
-use service::metrics::Metrics;
+use testcluster_service::grpc::limits::TOO_MANY_STREAMS;
+use testcluster_service::grpc::{GrpcServer, Limits};
+use testcluster_service::metrics::Metrics;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -30,7 +30,7 @@ struct Server {
 }
 
 async fn serve(limits: Limits) -> Server {
-    let listener = service::grpc::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+    let listener = testcluster_service::grpc::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .expect("bind");
     let endpoint = format!("http://{}", listener.local_addr().expect("address"));

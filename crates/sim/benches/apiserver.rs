@@ -27,7 +27,7 @@ use kube::api::{
     WatchEvent, WatchParams,
 };
 use serde_json::{Value, json};
-use sim::apiserver::{ApiServer, ApiServerConfig};
+use testcluster_sim::apiserver::{ApiServer, ApiServerConfig};
 
 const COMMAND: &str = "cargo bench -p testcluster-sim --bench apiserver";
 const NAMESPACES: usize = 100;

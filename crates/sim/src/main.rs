@@ -14,9 +14,9 @@ use axum::Router;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use clap::Parser;
-use sim::cloud::connector::ConnectorConfig;
-use sim::cloud::gke::GkeConfig;
-use sim::{SimConfig, Simulator};
+use testcluster_sim::cloud::connector::ConnectorConfig;
+use testcluster_sim::cloud::gke::GkeConfig;
+use testcluster_sim::{SimConfig, Simulator};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -32,7 +32,7 @@ struct Args {
     )]
     kubeconfig: PathBuf,
 
-    /// Log filter for stderr, in `RUST_LOG` syntax (e.g. `info`, `sim=debug`).
+    /// Log filter for stderr, in `RUST_LOG` syntax (e.g. `info`, `testcluster_sim=debug`).
     #[arg(long, env = "TESTCLUSTER_SIM_LOG", default_value = "info")]
     log: String,
 
@@ -166,7 +166,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves [`sim::metrics::encode`] on `GET /metrics` at `address` until `stop`; returns the bound
+/// Serves [`testcluster_sim::metrics::encode`] on `GET /metrics` at `address` until `stop`; returns the bound
 /// address and the server's task.
 async fn serve_metrics(
     sim: Arc<Simulator>,
@@ -183,8 +183,8 @@ async fn serve_metrics(
             let sim = sim.clone();
             async move {
                 (
-                    [(CONTENT_TYPE, sim::metrics::CONTENT_TYPE)],
-                    sim::metrics::encode(&sim),
+                    [(CONTENT_TYPE, testcluster_sim::metrics::CONTENT_TYPE)],
+                    testcluster_sim::metrics::encode(&sim),
                 )
             }
         }),

@@ -13,8 +13,8 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::watcher;
 use serde_json::json;
-use sim::apiserver::ApiServer;
-use sim::{SimConfig, Simulator};
+use testcluster_sim::apiserver::ApiServer;
+use testcluster_sim::{SimConfig, Simulator};
 
 fn configmap(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}})).expect("configmap")
@@ -352,7 +352,7 @@ async fn the_metrics_text_carries_the_request_counters_and_the_cloud() {
     for _ in 0..2 {
         cms.list(&ListParams::default()).await.expect("list");
     }
-    let text = sim::metrics::encode(&sim);
+    let text = testcluster_sim::metrics::encode(&sim);
     for line in [
         "apiserver_request_total{verb=\"list\",resource=\"configmaps\"} 2",
         "sim_cloud_clusters_created_total 0",

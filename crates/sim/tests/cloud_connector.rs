@@ -17,9 +17,9 @@ use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
-use sim::cloud::ClusterKey;
-use sim::cloud::connector::ConnectorConfig;
-use sim::{SimConfig, Simulator};
+use testcluster_sim::cloud::ClusterKey;
+use testcluster_sim::cloud::connector::ConnectorConfig;
+use testcluster_sim::{SimConfig, Simulator};
 
 const WAIT: Duration = Duration::from_secs(30);
 const PROJECT: &str = "sim-project";

@@ -18,9 +18,9 @@ use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::ListParams;
 use kube::config::KubeConfigOptions;
 use kube::{Api, Client};
-use sim::apiserver::kubeconfig_for;
-use sim::cloud::{CloudFailure, ClusterKey, Provider};
-use sim::{SimConfig, Simulator};
+use testcluster_sim::apiserver::kubeconfig_for;
+use testcluster_sim::cloud::{CloudFailure, ClusterKey, Provider};
+use testcluster_sim::{SimConfig, Simulator};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const PROJECT: &str = "tc-project";
@@ -535,8 +535,8 @@ async fn the_metadata_token_opens_test_clusters() {
 #[tokio::test]
 async fn node_pools_come_and_go_and_the_server_stops_when_dropped() {
     testcluster_testkit::init();
-    let cloud = sim::cloud::Cloud::default();
-    let server = sim::cloud::gke::GkeServer::start(cloud.clone(), Default::default())
+    let cloud = testcluster_sim::cloud::Cloud::default();
+    let server = testcluster_sim::cloud::gke::GkeServer::start(cloud.clone(), Default::default())
         .await
         .expect("GKE server");
     let client = ClusterManager::builder()

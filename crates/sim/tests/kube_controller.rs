@@ -17,7 +17,7 @@ use kube::{CustomResource, ResourceExt};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sim::{SimConfig, Simulator};
+use testcluster_sim::{SimConfig, Simulator};
 
 const FINALIZER: &str = "widgets.conformance.testcluster.dev/cleanup";
 

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams, PostParams};
 use kube::runtime::wait::Condition;
 use serde_json::json;
-use sim::{SimConfig, Simulator};
+use testcluster_sim::{SimConfig, Simulator};
 
 fn phase_in(phases: &'static [&'static str]) -> impl Condition<Pod> {
     move |pod: Option<&Pod>| {

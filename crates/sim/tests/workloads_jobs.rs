@@ -11,8 +11,8 @@ use kube::api::{ListParams, LogParams, PostParams};
 use kube::runtime::wait::{Condition, await_condition};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use sim::apiserver::{ApiServer, ApiServerConfig};
-use sim::workloads::Workloads;
+use testcluster_sim::apiserver::{ApiServer, ApiServerConfig};
+use testcluster_sim::workloads::Workloads;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Back-off and resync of the workload controllers: short, so retries happen within a test.

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use kube::Api;
 use kube::api::DeleteParams;
-use service::grpc::until_shutdown;
 use testcluster_api::v1 as api;
 use testcluster_api::v1::test_cluster_service_server::TestClusterService;
 use testcluster_resources::TestClusterGKE;
 use testcluster_resources::convert::to_test_cluster;
+use testcluster_service::grpc::until_shutdown;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -21,7 +21,7 @@ use crate::cache::version::version_of;
 use crate::provisioner::Provisioner;
 use crate::watch::{SnapshotStream, watch};
 use crate::{create, list, validate};
-use service::kube_errors::kube_status;
+use testcluster_service::kube_errors::kube_status;
 
 /// How long a write waits for the informer to deliver it before answering anyway (a later read
 /// that misses the cache asks the API server, so this bounds staleness, not correctness).

@@ -23,7 +23,7 @@ use tonic_types::FieldViolation;
 
 use crate::names;
 use crate::validate::{CreatePlan, RequestedName};
-use service::kube_errors::{is_already_exists, is_not_found, kube_status};
+use testcluster_service::kube_errors::{is_already_exists, is_not_found, kube_status};
 
 /// Generated names collide rarely (27^5 per prefix); a few attempts make a failure vanishingly rare.
 const NAME_ATTEMPTS: usize = 5;

@@ -18,8 +18,8 @@
 //!
 //! The broker holds no state of its own: everything lives in the Kubernetes API, so it can restart or
 //! run as several replicas. Cross-cutting concerns (tracing, limits on calls and open streams,
-//! metrics, authentication) are the shared tower stack of `service::grpc::GrpcServer`;
-//! Kubernetes errors become gRPC statuses through `service::kube_errors`, as in every service.
+//! metrics, authentication) are the shared tower stack of `testcluster_service::grpc::GrpcServer`;
+//! Kubernetes errors become gRPC statuses through `testcluster_service::kube_errors`, as in every service.
 
 mod cache;
 mod clusters;
@@ -35,10 +35,10 @@ mod watch;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use service::grpc::Limits;
-use service::metrics::Metrics;
 use testcluster_api::v1::log_service_server::LogServiceServer;
 use testcluster_api::v1::test_cluster_service_server::TestClusterServiceServer;
+use testcluster_service::grpc::Limits;
+use testcluster_service::metrics::Metrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -168,7 +168,7 @@ pub async fn run(
     let clusters =
         TestClusterServiceServer::new(broker).max_decoding_message_size(MAX_REQUEST_BYTES);
     let logs = LogServiceServer::new(logs);
-    ::service::grpc::GrpcServer::new(&metrics)
+    testcluster_service::grpc::GrpcServer::new(&metrics)
         .limits(Limits {
             max_calls: settings.max_concurrent_requests,
             max_streams: settings.max_open_streams,

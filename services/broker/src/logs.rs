@@ -8,10 +8,10 @@
 use std::pin::Pin;
 
 use futures::Stream;
-use service::grpc::until_shutdown;
 use testcluster_api::v1 as api;
 use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::log_service_server::LogService;
+use testcluster_service::grpc::until_shutdown;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};

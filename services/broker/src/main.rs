@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use service::cli::{CommonArgs, CommonEnv, Started};
+use testcluster_service::cli::{CommonArgs, CommonEnv, Started};
 
 /// testcluster's public gRPC API: TestClusterService and the LogService proxy.
 #[derive(Debug, Parser)]
@@ -21,7 +21,7 @@ struct Args {
     common: CommonArgs,
 
     #[command(flatten)]
-    settings: broker::Settings,
+    settings: testcluster_broker::Settings,
 }
 
 /// Unlike the broker's other variables the first two have no `BROKER_` infix; they stay as they are
@@ -30,17 +30,17 @@ const ENV: CommonEnv = CommonEnv {
     kubeconfig: "TESTCLUSTER_KUBECONFIG",
     log_format: "TESTCLUSTER_LOG_FORMAT",
     metrics_listen: "TESTCLUSTER_BROKER_METRICS_LISTEN",
-    default_metrics_listen: broker::DEFAULT_METRICS_LISTEN,
+    default_metrics_listen: testcluster_broker::DEFAULT_METRICS_LISTEN,
 };
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Args = service::cli::parse(ENV);
+    let args: Args = testcluster_service::cli::parse(ENV);
     let Started {
         client,
         shutdown,
         metrics,
     } = args.common.start().await?;
-    let listener = service::grpc::bind(args.listen).await?;
-    broker::run(client, listener, args.settings, metrics, shutdown).await
+    let listener = testcluster_service::grpc::bind(args.listen).await?;
+    testcluster_broker::run(client, listener, args.settings, metrics, shutdown).await
 }

@@ -30,7 +30,7 @@ use tonic_types::FieldViolation;
 
 use crate::cache::version::{self, version_of};
 use crate::cache::{Change, ClusterCache, Subscription, change_version};
-use service::kube_errors::kube_status;
+use testcluster_service::kube_errors::kube_status;
 
 /// The stream `WatchTestCluster` answers with.
 pub type SnapshotStream =

@@ -15,8 +15,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt as _};
 use serde_json::json;
-use service::metrics::Metrics;
-use sim::{SimConfig, Simulator};
 use testcluster_api::errors::field_violations;
 use testcluster_api::internal::v1 as internal;
 use testcluster_api::internal::v1::provisioner_service_server::{
@@ -27,6 +25,8 @@ use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::log_service_server::{LogService, LogServiceServer};
 use testcluster_api::v1::test_cluster_service_client::TestClusterServiceClient;
 use testcluster_resources::TestClusterGKE;
+use testcluster_service::metrics::Metrics;
+use testcluster_sim::{SimConfig, Simulator};
 use testcluster_testkit as testkit;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -131,7 +131,7 @@ async fn start_with(with_provisioner: bool, with_logview: bool) -> Env {
     start_full(
         with_provisioner,
         with_logview,
-        broker::Settings::default().watch_window,
+        testcluster_broker::Settings::default().watch_window,
     )
     .await
 }
@@ -143,7 +143,7 @@ async fn start_full(with_provisioner: bool, with_logview: bool, watch_window: us
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    let client = service::kube_client(Some(&kubeconfig))
+    let client = testcluster_service::kube_client(Some(&kubeconfig))
         .await
         .expect("client");
     testkit::install_crd(&client, &testcluster_resources::crd::crd()).await;
@@ -152,7 +152,7 @@ async fn start_full(with_provisioner: bool, with_logview: bool, watch_window: us
     let provisioner = if with_provisioner {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let server = service::grpc::GrpcServer::new(&Metrics::new())
+        let server = testcluster_service::grpc::GrpcServer::new(&Metrics::new())
             .add_service(ProvisionerServiceServer::new(FakeProvisioner));
         tokio::spawn(server.serve(listener, stop.clone()));
         address
@@ -163,7 +163,7 @@ async fn start_full(with_provisioner: bool, with_logview: bool, watch_window: us
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         // Its own token: it outlives the broker's shutdown, as a separate service would.
-        let server = service::grpc::GrpcServer::new(&Metrics::new())
+        let server = testcluster_service::grpc::GrpcServer::new(&Metrics::new())
             .add_service(LogServiceServer::new(EndlessLogview));
         tokio::spawn(server.serve(listener, CancellationToken::new()));
         address
@@ -172,14 +172,14 @@ async fn start_full(with_provisioner: bool, with_logview: bool, watch_window: us
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
-    let settings = broker::Settings {
+    let settings = testcluster_broker::Settings {
         provisioner_endpoint: format!("http://{provisioner}"),
         logview_endpoint: format!("http://{logview}"),
         provisioner_timeout: Duration::from_secs(2),
         watch_window,
-        ..broker::Settings::default()
+        ..testcluster_broker::Settings::default()
     };
-    let served = tokio::spawn(broker::run(
+    let served = tokio::spawn(testcluster_broker::run(
         client.clone(),
         listener,
         settings,
@@ -947,7 +947,11 @@ async fn shutdown_ends_open_streams_with_unavailable_and_returns() {
             .unwrap_or_else(|_| panic!("{what} still open after shutdown"))
             .expect_err("ends with an error");
         assert_eq!(status.code(), Code::Unavailable, "{what}: {status:?}");
-        assert_eq!(status.message(), service::grpc::SHUTTING_DOWN, "{what}");
+        assert_eq!(
+            status.message(),
+            testcluster_service::grpc::SHUTTING_DOWN,
+            "{what}"
+        );
     }
     let served = env.served.take().expect("running");
     tokio::time::timeout(bound, served)

@@ -16,10 +16,10 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use service::stores_ready::StoresReady;
 use testcluster_resources::TestClusterGKE;
 use testcluster_resources::job_pod::{self, LABEL_JOB_NAME};
 use testcluster_resources::metadata::LABEL_TEST_CLUSTER;
+use testcluster_service::stores_ready::StoresReady;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 

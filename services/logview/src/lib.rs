@@ -31,8 +31,8 @@ pub mod resume;
 pub mod session;
 pub mod shared_log;
 
-use service::metrics::Metrics;
 use testcluster_api::v1::log_service_server::LogServiceServer;
+use testcluster_service::metrics::Metrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -70,7 +70,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let logs = log_service::LogView::new(client, settings, shutdown.clone());
-    service::grpc::GrpcServer::new(&metrics)
+    testcluster_service::grpc::GrpcServer::new(&metrics)
         .add_service(LogServiceServer::new(logs))
         .serve(listener, shutdown)
         .await

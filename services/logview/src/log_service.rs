@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::{Api, Client};
-use service::kube_errors::kube_status;
 use testcluster_api::errors::invalid_argument;
 use testcluster_api::v1::log_service_server::LogService;
 use testcluster_api::v1::{StreamLogsRequest, StreamLogsResponse};
 use testcluster_resources::TestClusterGKE;
 use testcluster_resources::object_names::{namespace_problem, object_name_problem};
+use testcluster_service::kube_errors::kube_status;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;

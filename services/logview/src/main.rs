@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use service::cli::{CommonArgs, CommonEnv, Started};
+use testcluster_service::cli::{CommonArgs, CommonEnv, Started};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Streams test jobs' logs (testcluster.v1.LogService)")]
@@ -25,7 +25,7 @@ struct Args {
     #[arg(
         long,
         env = "TESTCLUSTER_LOGVIEW_LOG_BUFFER_BYTES",
-        default_value_t = logview::DEFAULT_LOG_BUFFER_BYTES
+        default_value_t = testcluster_logview::DEFAULT_LOG_BUFFER_BYTES
     )]
     log_buffer_bytes: usize,
 }
@@ -34,21 +34,21 @@ const ENV: CommonEnv = CommonEnv {
     kubeconfig: "TESTCLUSTER_LOGVIEW_KUBECONFIG",
     log_format: "TESTCLUSTER_LOGVIEW_LOG_FORMAT",
     metrics_listen: "TESTCLUSTER_LOGVIEW_METRICS_LISTEN",
-    default_metrics_listen: logview::DEFAULT_METRICS_LISTEN,
+    default_metrics_listen: testcluster_logview::DEFAULT_METRICS_LISTEN,
 };
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Args = service::cli::parse(ENV);
+    let args: Args = testcluster_service::cli::parse(ENV);
     let Started {
         client,
         shutdown,
         metrics,
     } = args.common.start().await?;
-    let listener = service::grpc::bind(args.listen).await?;
-    let settings = logview::Settings {
+    let listener = testcluster_service::grpc::bind(args.listen).await?;
+    let settings = testcluster_logview::Settings {
         max_streams: args.max_streams,
         log_buffer_bytes: args.log_buffer_bytes,
     };
-    logview::run(client, listener, settings, metrics, shutdown).await
+    testcluster_logview::run(client, listener, settings, metrics, shutdown).await
 }

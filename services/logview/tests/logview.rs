@@ -13,11 +13,11 @@ use kube::runtime::wait::conditions;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::json;
-use sim::{SimConfig, Simulator};
 use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::stream_logs_response::Event;
 use testcluster_api::v1::{Container, FinalStatus, Phase, StreamLogsRequest, StreamLogsResponse};
 use testcluster_resources::{TestClusterGKE, outcome};
+use testcluster_sim::{SimConfig, Simulator};
 use testcluster_testkit::{wait_deleted, wait_for, within};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -89,11 +89,15 @@ struct World {
 
 impl World {
     async fn start(namespace: &str) -> World {
-        World::start_with(namespace, false, logview::Settings::default()).await
+        World::start_with(namespace, false, testcluster_logview::Settings::default()).await
     }
 
     /// With `proxied`, logview reaches the API server through a [`CuttableProxy`].
-    async fn start_with(namespace: &str, proxied: bool, settings: logview::Settings) -> World {
+    async fn start_with(
+        namespace: &str,
+        proxied: bool,
+        settings: testcluster_logview::Settings,
+    ) -> World {
         testcluster_testkit::init();
         let sim = Simulator::start(SimConfig::default())
             .await
@@ -119,11 +123,11 @@ impl World {
         } else {
             (client.clone(), None)
         };
-        tokio::spawn(logview::run(
+        tokio::spawn(testcluster_logview::run(
             logview_client,
             listener,
             settings,
-            service::metrics::Metrics::new(),
+            testcluster_service::metrics::Metrics::new(),
             stop.clone(),
         ));
         let logs = LogServiceClient::connect(url.clone())
@@ -591,7 +595,7 @@ async fn a_container_that_starts_late_is_streamed() {
 
 #[tokio::test]
 async fn a_log_stream_cut_while_the_container_runs_is_resumed_without_loss_or_repeats() {
-    let world = World::start_with("cut", true, logview::Settings::default()).await;
+    let world = World::start_with("cut", true, testcluster_logview::Settings::default()).await;
     world.running_test_cluster("t7").await;
     let mut stream = world
         .logs
@@ -863,9 +867,9 @@ async fn fifty_followers_share_one_log_request_per_container_and_the_informers()
 #[tokio::test]
 async fn a_slow_follower_stalls_no_one_and_still_gets_every_line_once_in_order() {
     const LINES: usize = 2000;
-    let settings = logview::Settings {
+    let settings = testcluster_logview::Settings {
         log_buffer_bytes: 16 * 1024,
-        ..logview::Settings::default()
+        ..testcluster_logview::Settings::default()
     };
     let world = World::start_with("slow", false, settings).await;
     world.running_test_cluster("t9").await;

@@ -31,8 +31,8 @@ pub mod validation;
 use std::sync::Arc;
 use std::time::Duration;
 
-use service::metrics::Metrics;
 use testcluster_api::internal::v1::provisioner_service_server::ProvisionerServiceServer;
+use testcluster_service::metrics::Metrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -83,11 +83,11 @@ pub async fn run(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    service::install_crypto();
+    testcluster_service::install_crypto();
     controller::check_crd(&client).await?;
     let settings = Arc::new(settings);
     let access = Arc::new(access::AccessIssuer::new(client.clone(), &settings)?);
-    let server = service::grpc::GrpcServer::new(&metrics).add_service(
+    let server = testcluster_service::grpc::GrpcServer::new(&metrics).add_service(
         ProvisionerServiceServer::new(grpc::ProvisionerApi::new(access.clone())),
     );
     let controller_metrics = metrics.controller("provisioner");

@@ -1,11 +1,11 @@
 //! The provisioner binary: flags (with `TESTCLUSTER_PROVISIONER_*` environment fallbacks), then
-//! [`provisioner::run`].
+//! [`testcluster_provisioner::run`].
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use service::cli::{CommonArgs, CommonEnv, Started};
+use testcluster_service::cli::{CommonArgs, CommonEnv, Started};
 
 /// Turns TestClusterGKE objects into GKE test clusters and serves ProvisionerService.
 #[derive(Debug, Parser)]
@@ -60,26 +60,26 @@ const ENV: CommonEnv = CommonEnv {
     kubeconfig: "TESTCLUSTER_PROVISIONER_KUBECONFIG",
     log_format: "TESTCLUSTER_PROVISIONER_LOG_FORMAT",
     metrics_listen: "TESTCLUSTER_PROVISIONER_METRICS_LISTEN",
-    default_metrics_listen: provisioner::DEFAULT_METRICS_LISTEN,
+    default_metrics_listen: testcluster_provisioner::DEFAULT_METRICS_LISTEN,
 };
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli: Cli = service::cli::parse(ENV);
+    let cli: Cli = testcluster_service::cli::parse(ENV);
     let Started {
         client,
         shutdown,
         metrics,
     } = cli.common.start().await?;
-    let listener = service::grpc::bind(cli.listen).await?;
-    let settings = provisioner::Settings {
+    let listener = testcluster_service::grpc::bind(cli.listen).await?;
+    let settings = testcluster_provisioner::Settings {
         default_project: cli.default_project,
         default_location: cli.default_location,
         metadata_host: cli.metadata_host,
         token_expiration: cli.token_expiration,
         provision_timeout: cli.provision_timeout,
     };
-    provisioner::run(client, listener, settings, metrics, shutdown).await
+    testcluster_provisioner::run(client, listener, settings, metrics, shutdown).await
 }
 
 #[cfg(test)]
@@ -87,13 +87,16 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        service::cli::try_parse_from(ENV, args)
+        testcluster_service::cli::try_parse_from(ENV, args)
     }
 
     #[test]
     fn provision_timeout_defaults_to_30_minutes() {
         let cli = parse(&["testcluster-provisioner"]).map(|cli| cli.provision_timeout);
-        assert_eq!(cli.ok(), Some(provisioner::DEFAULT_PROVISION_TIMEOUT));
+        assert_eq!(
+            cli.ok(),
+            Some(testcluster_provisioner::DEFAULT_PROVISION_TIMEOUT)
+        );
         let cli = parse(&["testcluster-provisioner", "--provision-timeout", "45s"])
             .map(|cli| cli.provision_timeout);
         assert_eq!(cli.ok(), Some(Duration::from_secs(45)));

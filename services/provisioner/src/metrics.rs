@@ -5,8 +5,8 @@
 use std::time::SystemTime;
 
 use kube::ResourceExt as _;
-use service::metrics::Lifecycle;
 use testcluster_resources::{Phase, TestClusterGKE};
+use testcluster_service::metrics::Lifecycle;
 
 /// The phases `tc` has entered, in lifecycle order, with when; `None` before it has any.
 pub fn lifecycle(tc: &TestClusterGKE) -> Option<Lifecycle> {

@@ -98,18 +98,18 @@ async fn templates_and_validation_over_grpc() {
 #[tokio::test]
 async fn run_refuses_to_start_without_the_crd() {
     testcluster_testkit::init();
-    let sim = sim::Simulator::start(sim::SimConfig::default())
+    let sim = testcluster_sim::Simulator::start(testcluster_sim::SimConfig::default())
         .await
         .expect("simulator");
     let client = sim.api().client().await.expect("client");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let error = provisioner::run(
+    let error = testcluster_provisioner::run(
         client,
         listener,
-        provisioner::Settings::default(),
-        service::metrics::Metrics::new(),
+        testcluster_provisioner::Settings::default(),
+        testcluster_service::metrics::Metrics::new(),
         tokio_util::sync::CancellationToken::new(),
     )
     .await

@@ -96,7 +96,7 @@ async fn dependencies_not_ready_in_time_end_the_run() {
     let ns = "timeout";
     let (env, api) = Env::in_namespace(Duration::from_secs(4), ns).await;
     let provisioner = env
-        .provisioner_with(provisioner::Settings {
+        .provisioner_with(testcluster_provisioner::Settings {
             provision_timeout: Duration::from_secs(2),
             ..env.settings()
         })

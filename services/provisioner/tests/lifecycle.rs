@@ -157,7 +157,7 @@ async fn seed_example_goes_pending_provisioning_ready() {
 
     // The load is bounded: each object applied once, a handful of status writes, no write loop.
     let counters = env.sim.api().counters();
-    for kind in provisioner::template::OWNED_KINDS {
+    for kind in testcluster_provisioner::template::OWNED_KINDS {
         assert_eq!(counters.get("apply", kind.plural), 1, "{}", kind.kind);
     }
     let status_writes = counters.get("apply", "testclustersgke/status");

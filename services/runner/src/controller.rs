@@ -26,8 +26,8 @@ use testcluster_resources::outcome::{self, Outcome};
 use testcluster_resources::validation::{self, Naming, ObjectParts, Templates, Violations};
 use testcluster_resources::{JobRunnerSpec, Phase, TestClusterGKE};
 
-use service::retry::{Backoffs, RetryPolicy};
-use service::stale_reads::PendingWrites;
+use testcluster_service::retry::{Backoffs, RetryPolicy};
+use testcluster_service::stale_reads::PendingWrites;
 
 use crate::Settings;
 use crate::error::Error;

@@ -35,8 +35,8 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, reflector};
 use kube::runtime::{Controller, WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource, ResourceExt as _};
-use service::metrics::Metrics;
 use testcluster_resources::TestClusterGKE;
+use testcluster_service::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;

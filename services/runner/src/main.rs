@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use service::cli::{CommonArgs, CommonEnv, Started};
+use testcluster_service::cli::{CommonArgs, CommonEnv, Started};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,21 +29,21 @@ const ENV: CommonEnv = CommonEnv {
     kubeconfig: "TESTCLUSTER_RUNNER_KUBECONFIG",
     log_format: "TESTCLUSTER_RUNNER_LOG_FORMAT",
     metrics_listen: "TESTCLUSTER_RUNNER_METRICS_LISTEN",
-    default_metrics_listen: runner::DEFAULT_METRICS_LISTEN,
+    default_metrics_listen: testcluster_runner::DEFAULT_METRICS_LISTEN,
 };
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Args = service::cli::parse(ENV);
+    let args: Args = testcluster_service::cli::parse(ENV);
     let Started {
         client,
         shutdown,
         metrics,
     } = args.common.start().await?;
-    let settings = runner::Settings {
+    let settings = testcluster_runner::Settings {
         job_deadline: args.job_deadline,
         namespace: args.namespace,
         start_timeout: args.start_timeout,
     };
-    runner::run(client, settings, metrics, shutdown).await
+    testcluster_runner::run(client, settings, metrics, shutdown).await
 }

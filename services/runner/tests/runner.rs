@@ -254,7 +254,7 @@ async fn a_job_past_its_deadline_fails_with_deadline_exceeded() {
         .await;
     let runner = start_runner_with(
         &world,
-        runner::Settings {
+        testcluster_runner::Settings {
             job_deadline: Duration::from_secs(1),
             ..settings(&world)
         },
@@ -286,7 +286,7 @@ async fn a_container_that_cannot_start_fails_the_run_after_the_start_timeout() {
         .await;
     let runner = start_runner_with(
         &world,
-        runner::Settings {
+        testcluster_runner::Settings {
             start_timeout: Duration::from_secs(1),
             ..settings(&world)
         },
@@ -326,14 +326,14 @@ async fn a_container_that_cannot_start_fails_the_run_after_the_start_timeout() {
 async fn reconcile_stale(
     world: &World,
     stale: TestClusterGKE,
-) -> Result<kube::runtime::controller::Action, runner::Error> {
+) -> Result<kube::runtime::controller::Action, testcluster_runner::Error> {
     let reporter = kube::runtime::events::Reporter {
         controller: "testcluster-runner".to_owned(),
         instance: None,
     };
     let (jobs, _) = kube::runtime::reflector::store();
     let (pods, _) = kube::runtime::reflector::store();
-    let ctx = std::sync::Arc::new(runner::controller::Context::new(
+    let ctx = std::sync::Arc::new(testcluster_runner::controller::Context::new(
         world.client.clone(),
         settings(world),
         kube::runtime::events::Recorder::new(world.client.clone(), reporter),
@@ -342,7 +342,7 @@ async fn reconcile_stale(
     ));
     within(
         "the stale reconcile",
-        runner::controller::reconcile(std::sync::Arc::new(stale), ctx),
+        testcluster_runner::controller::reconcile(std::sync::Arc::new(stale), ctx),
     )
     .await
 }
@@ -361,18 +361,18 @@ async fn a_status_write_based_on_a_stale_object_conflicts_and_loses_nothing() {
     // The write itself: "job started", decided on the Ready object, is refused with a conflict
     // instead of dropping the outcome recorded since.
     let api: Api<TestClusterGKE> = world.api();
-    let mut started = runner::status::RunnerStatus::of(&stale_ready);
+    let mut started = testcluster_runner::status::RunnerStatus::of(&stale_ready);
     started.job.name = Some("t7-runner".to_owned());
     let refused = started.apply(&api, "t7").await;
     assert!(
-        matches!(refused, Err(runner::Error::Conflict(_))),
+        matches!(refused, Err(testcluster_runner::Error::Conflict(_))),
         "{refused:?}"
     );
 
     // A whole reconcile on the stale object conflicts, and writes nothing.
     let reconciled = reconcile_stale(&world, stale_ready).await;
     assert!(
-        matches!(reconciled, Err(runner::Error::Conflict(_))),
+        matches!(reconciled, Err(testcluster_runner::Error::Conflict(_))),
         "{reconciled:?}"
     );
     let after = api.get("t7").await.expect("get");
@@ -397,7 +397,7 @@ async fn a_run_the_provisioner_ended_gets_no_job_outcome() {
         .await;
     let api: Api<TestClusterGKE> = world.api();
     // The runner recorded its job (whose Job is gone now, so it would record JobDeleted) ...
-    let mut started = runner::status::RunnerStatus::of(&ready);
+    let mut started = testcluster_runner::status::RunnerStatus::of(&ready);
     started.job.name = Some("t8-runner".to_owned());
     started.apply(&api, "t8").await.expect("job recorded");
     let running = api.get("t8").await.expect("get");
@@ -422,7 +422,7 @@ async fn a_run_the_provisioner_ended_gets_no_job_outcome() {
     // ... and on the stale one its write conflicts.
     let stale = reconcile_stale(&world, running).await;
     assert!(
-        matches!(stale, Err(runner::Error::Conflict(_))),
+        matches!(stale, Err(testcluster_runner::Error::Conflict(_))),
         "{stale:?}"
     );
     let status = api.get("t8").await.expect("get").status.expect("status");

@@ -106,7 +106,7 @@ fn from_env(name: &str, default: usize) -> anyhow::Result<usize> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let sizes = Sizes::parse()?;
-    service::install_crypto();
+    testcluster_service::install_crypto();
     let mut processes = Processes::start(DELAYS, sizes.watches + STREAM_ROOM).await?;
     let report = match measure(&processes, &sizes).await {
         Ok(report) => report,

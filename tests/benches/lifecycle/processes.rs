@@ -118,7 +118,7 @@ impl Processes {
             Ok(Err(error)) => return Err(exited(&mut sim, "testcluster-sim", dir.path(), error)),
             Err(_) => bail!("testcluster-sim printed no addresses within {START_TIMEOUT:?}"),
         };
-        let client = service::kube_client(Some(&kubeconfig)).await?;
+        let client = testcluster_service::kube_client(Some(&kubeconfig)).await?;
         tcctl::suite::install(&client).await?;
 
         let [provisioner, logview, broker, metrics @ ..] = free_ports::<7>()?;

@@ -16,9 +16,9 @@ use kube::{Client, CustomResource, CustomResourceExt, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sim::Simulator;
-use sim::apiserver::{ApiServer, ApiServerConfig};
-use sim::workloads::{Backoff, WorkloadConfig, Workloads};
+use testcluster_sim::Simulator;
+use testcluster_sim::apiserver::{ApiServer, ApiServerConfig};
+use testcluster_sim::workloads::{Backoff, WorkloadConfig, Workloads};
 // Each test binary uses some of these.
 #[allow(unused_imports)]
 pub use testcluster_testkit::{WAIT, create_namespace, init, wait_deleted, wait_for, within};

@@ -18,8 +18,8 @@ use futures::StreamExt as _;
 use kube::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
-use service::stores_ready::StoresReady;
 use testcluster_resources::TestClusterGKE;
+use testcluster_service::stores_ready::StoresReady;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 

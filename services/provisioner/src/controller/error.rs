@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use kube::runtime::finalizer;
-use service::retry::RetryPolicy;
+use testcluster_service::retry::RetryPolicy;
 
 /// Pauses after consecutive failed reconciles of one object: 250 ms, doubling up to a minute.
 pub const RETRY: RetryPolicy =

@@ -59,8 +59,8 @@ use crate::classify;
 use crate::template::{OWNED_KINDS, ObjectKind};
 use crate::validation;
 use own_writes::OwnWrites;
-use service::retry::Backoffs;
-use service::stale_reads::PendingWrites;
+use testcluster_service::retry::Backoffs;
+use testcluster_service::stale_reads::PendingWrites;
 
 /// Finalizer that keeps a `TestClusterGKE` until its cloud resources are gone.
 pub const FINALIZER: &str = "clusters.ci.cilium.io/provisioner";
@@ -186,7 +186,7 @@ pub async fn run(
     client: kube::Client,
     settings: Arc<Settings>,
     access: Arc<AccessIssuer>,
-    metrics: service::metrics::ControllerMetrics,
+    metrics: testcluster_service::metrics::ControllerMetrics,
     shutdown: CancellationToken,
 ) {
     let mut controller = Controller::new(

@@ -3,7 +3,7 @@
 //! A watch shows a write some time after it returns: milliseconds when idle, seconds under load.
 //! A reconcile in between would take an object just applied for missing (and apply it again, or,
 //! once the run has started, read it live) and an object just deleted for still there (and delete
-//! it again). (Status writes are fenced by `service::stale_reads`.) Remembering this process's own writes per `TestClusterGKE` (by uid) until the store
+//! it again). (Status writes are fenced by `testcluster_service::stale_reads`.) Remembering this process's own writes per `TestClusterGKE` (by uid) until the store
 //! catches up answers those questions without asking the API server.
 
 use std::collections::{HashMap, HashSet};

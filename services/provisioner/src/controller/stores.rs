@@ -6,7 +6,7 @@ use kube::ResourceExt as _;
 use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::{Map, Value};
-use service::stores_ready::StoresReady;
+use testcluster_service::stores_ready::StoresReady;
 
 use super::error::Error;
 use crate::template::ObjectKind;

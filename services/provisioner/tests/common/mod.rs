@@ -13,15 +13,15 @@ use kube::core::DynamicObject;
 use kube::runtime::wait::{Condition, await_condition};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, ResourceExt as _};
-use provisioner::Settings;
-use provisioner::template::OWNED_KINDS;
 use serde_json::{Value, json};
-use sim::cloud::connector::ConnectorConfig;
-use sim::{SimConfig, Simulator};
+use testcluster_provisioner::Settings;
+use testcluster_provisioner::template::OWNED_KINDS;
 use testcluster_resources::{
     Condition as StatusCondition, ErrorStatus, JobRunnerSpec, Phase, TestClusterGKE,
     TestClusterGKEStatus,
 };
+use testcluster_sim::cloud::connector::ConnectorConfig;
+use testcluster_sim::{SimConfig, Simulator};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -96,11 +96,11 @@ impl Env {
             .expect("bind");
         let address = listener.local_addr().expect("address");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(provisioner::run(
+        let task = tokio::spawn(testcluster_provisioner::run(
             client,
             listener,
             settings,
-            service::metrics::Metrics::new(),
+            testcluster_service::metrics::Metrics::new(),
             shutdown.clone(),
         ));
         Provisioner {

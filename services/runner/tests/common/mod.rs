@@ -10,9 +10,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource};
 use serde_json::json;
-use sim::cloud::{ClusterKey, Provider, TestCluster};
-use sim::{SimConfig, Simulator};
 use testcluster_resources::TestClusterGKE;
+use testcluster_sim::cloud::{ClusterKey, Provider, TestCluster};
+use testcluster_sim::{SimConfig, Simulator};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -174,11 +174,11 @@ impl RunningRunner {
 }
 
 /// Settings for a runner of the world's namespace, with a job deadline ample for any test job.
-pub fn settings(world: &World) -> runner::Settings {
-    runner::Settings {
+pub fn settings(world: &World) -> testcluster_runner::Settings {
+    testcluster_runner::Settings {
         job_deadline: Duration::from_secs(120),
         namespace: Some(world.namespace.clone()),
-        ..runner::Settings::default()
+        ..testcluster_runner::Settings::default()
     }
 }
 
@@ -188,12 +188,12 @@ pub fn start_runner(world: &World) -> RunningRunner {
 }
 
 /// Starts the runner with `settings`.
-pub fn start_runner_with(world: &World, settings: runner::Settings) -> RunningRunner {
+pub fn start_runner_with(world: &World, settings: testcluster_runner::Settings) -> RunningRunner {
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(runner::run(
+    let task = tokio::spawn(testcluster_runner::run(
         world.client.clone(),
         settings,
-        service::metrics::Metrics::new(),
+        testcluster_service::metrics::Metrics::new(),
         shutdown.clone(),
     ));
     RunningRunner { shutdown, task }
