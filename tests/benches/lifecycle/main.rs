@@ -131,6 +131,8 @@ struct Measured {
     concurrent_failures: Vec<String>,
     concurrent_wall: Duration,
     concurrent_counts: sim_metrics::Counts,
+    /// CPU seconds each process used during the concurrent lifecycles.
+    concurrent_cpu: BTreeMap<String, f64>,
     rss_ready: BTreeMap<Service, f64>,
     health_per_second: f64,
     get_per_second: f64,
@@ -159,12 +161,21 @@ async fn measure(processes: &Processes, sizes: &Sizes) -> anyhow::Result<String>
 
     eprintln!("{} lifecycles at once", sizes.concurrent);
     let before = sim.scrape().await?;
+    let cpu_before = processes.cpu_seconds()?;
     let started = Instant::now();
     let (concurrent, concurrent_failures) =
         runs::concurrent(&channel, "conc", sizes.concurrent).await?;
     let after = sim.wait_settled(QUIET, SETTLE_TIMEOUT).await?;
     let concurrent_wall = started.elapsed();
     let concurrent_counts = after.requests_since(&before);
+    let concurrent_cpu = processes
+        .cpu_seconds()?
+        .into_iter()
+        .map(|(name, used)| {
+            let before = cpu_before.get(&name).copied().unwrap_or_default();
+            (name, used - before)
+        })
+        .collect();
 
     eprintln!("{} Ready jobless test clusters", sizes.ready);
     let names = load::ready_clusters(&channel, "ready", sizes.ready).await?;
@@ -192,6 +203,7 @@ async fn measure(processes: &Processes, sizes: &Sizes) -> anyhow::Result<String>
         concurrent_failures,
         concurrent_wall,
         concurrent_counts,
+        concurrent_cpu,
         rss_ready,
         health_per_second,
         get_per_second,
@@ -225,6 +237,24 @@ fn time_split(timings: &[Timings]) -> String {
         ms(DELAYS.create_path()),
         median(&|t| t.running.saturating_sub(t.ready)),
         median(&|t| t.succeeded.saturating_sub(t.running)),
+    )
+}
+
+/// Who used the CPU while the lifecycles ran, against what the machine had: when the CPUs were
+/// busy, the lifecycles waited for them.
+fn cpu_split(used: &BTreeMap<String, f64>, wall: Duration) -> String {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let available = wall.as_secs_f64() * cpus as f64;
+    let mut by_use: Vec<(&String, &f64)> = used.iter().collect();
+    by_use.sort_by(|a, b| b.1.total_cmp(a.1));
+    let parts: Vec<String> = by_use
+        .iter()
+        .map(|(name, seconds)| format!("{name} {seconds:.1} s"))
+        .collect();
+    format!(
+        "CPU used in that phase: {} of the {available:.1} s that {cpus} CPUs had in its {:.1} s",
+        parts.join(", "),
+        wall.as_secs_f64()
     )
 }
 
@@ -265,14 +295,17 @@ fn write(processes: &Processes, sizes: &Sizes, m: &Measured) -> anyhow::Result<S
             },
         ),
     ];
-    for (name, timings) in [
+    let concurrent_cpu = cpu_split(&m.concurrent_cpu, m.concurrent_wall);
+    for (name, timings, cpu) in [
         (
             format!("lifecycle overhead p99, one at a time ({seq} runs)"),
             &seq_timings,
+            None,
         ),
         (
             format!("lifecycle overhead p99, {conc} concurrent"),
             &m.concurrent,
+            Some(&concurrent_cpu),
         ),
     ] {
         let overheads = overheads(timings);
@@ -281,7 +314,10 @@ fn write(processes: &Processes, sizes: &Sizes, m: &Measured) -> anyhow::Result<S
             ms(quantile(&overheads, 0.99)).round(),
             MAX_OVERHEAD_P99_MS,
             "ms",
-            || time_split(timings),
+            || match cpu {
+                Some(cpu) => format!("{}; {cpu}", time_split(timings)),
+                None => time_split(timings),
+            },
         );
         figure.measured = format!(
             "{} (p50 {:.0} ms)",

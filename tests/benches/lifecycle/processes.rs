@@ -218,6 +218,23 @@ impl Processes {
             .collect()
     }
 
+    /// CPU time (user and system) each process has used so far, in seconds, by binary name.
+    pub fn cpu_seconds(&self) -> anyhow::Result<BTreeMap<String, f64>> {
+        let mut used = BTreeMap::new();
+        for (name, child) in self
+            .services
+            .iter()
+            .map(|(service, child)| (service.binary(), child))
+            .chain([("testcluster-sim".to_owned(), &self.sim)])
+        {
+            let pid = child
+                .id()
+                .with_context(|| format!("{name} is not running"))?;
+            used.insert(name, cpu_seconds(pid)?);
+        }
+        Ok(used)
+    }
+
     /// `error`, or which child exited (with the end of its log) when one did: the likelier cause.
     pub fn explain(&mut self, error: anyhow::Error) -> anyhow::Error {
         for (service, child) in &mut self.services {
@@ -322,6 +339,28 @@ fn exited(child: &mut Child, binary: &str, logs: &Path, error: anyhow::Error) ->
     let log = std::fs::read_to_string(logs.join(format!("{binary}.log"))).unwrap_or_default();
     let tail = &log[log.floor_char_boundary(log.len().saturating_sub(TAIL))..];
     error.context(format!("{binary} {status}; the end of its log:\n{tail}"))
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times: USER_HZ, 100 on Linux.
+const USER_HZ: f64 = 100.0;
+
+/// User and system CPU time of process `pid` in seconds, from `/proc/<pid>/stat` (fields 14 and
+/// 15, counted after the command name, which may contain spaces).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |index: usize| -> anyhow::Result<f64> {
+        let field = fields
+            .get(index)
+            .with_context(|| format!("{path}: too few fields"))?;
+        Ok(field.parse::<f64>()?)
+    };
+    // After the command name: state is field 3, so utime (14) and stime (15) are 11 and 12.
+    Ok((ticks(11)? + ticks(12)?) / USER_HZ)
 }
 
 /// VmRSS of process `pid` in MiB, from `/proc/<pid>/status`.

@@ -189,10 +189,16 @@ pub async fn run(
     metrics: testcluster_service::metrics::ControllerMetrics,
     shutdown: CancellationToken,
 ) {
-    let mut controller = Controller::new(
+    // The test clusters' store, without managed fields (never read here, and a good part of an
+    // object with three field managers).
+    let (test_clusters, writer) = reflector::store();
+    let watched = watcher(
         Api::<TestClusterGKE>::all(client.clone()),
         watcher::Config::default(),
-    );
+    )
+    .modify(|tc| tc.managed_fields_mut().clear());
+    let mut controller =
+        Controller::for_stream(reflector(writer, watched).applied_objects(), test_clusters);
     let mut stores = Vec::with_capacity(OWNED_KINDS.len());
     for kind in OWNED_KINDS {
         let resource = kind.api_resource();
