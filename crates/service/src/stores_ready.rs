@@ -77,6 +77,8 @@ mod tests {
             waiters.iter().all(|w| !w.is_finished()),
             "one store is not listed"
         );
+        // Not only unscheduled: the wait itself has not ended.
+        assert!(ready.0.borrow().is_none(), "one store is not listed");
         second.apply_watcher_event(&Event::Init);
         second.apply_watcher_event(&Event::InitDone);
         for waiter in waiters {

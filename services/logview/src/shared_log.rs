@@ -47,6 +47,16 @@ struct LogKey {
     container: String,
 }
 
+impl LogKey {
+    fn new(namespace: &str, pod: &str, container: &str) -> LogKey {
+        LogKey {
+            namespace: namespace.to_owned(),
+            pod: pod.to_owned(),
+            container: container.to_owned(),
+        }
+    }
+}
+
 /// One container's log, read once for all its followers. Dropped with its last follower, which
 /// stops the reading task.
 struct SharedLog {
@@ -152,11 +162,7 @@ impl SharedLogs {
         container: &str,
         sink: &mut impl LineSink,
     ) -> Result<(), ReadError> {
-        let key = LogKey {
-            namespace: namespace.to_owned(),
-            pod: pod.to_owned(),
-            container: container.to_owned(),
-        };
+        let key = LogKey::new(namespace, pod, container);
         let shared = self.join(&key);
         let mut buffer = shared.buffer.clone();
         let mut resume = Resume::default();
@@ -202,11 +208,7 @@ impl SharedLogs {
         container: &str,
         sink: &mut impl LineSink,
     ) -> Result<(), ReadError> {
-        let key = LogKey {
-            namespace: namespace.to_owned(),
-            pod: pod.to_owned(),
-            container: container.to_owned(),
-        };
+        let key = LogKey::new(namespace, pod, container);
         self.container_log(&key, false)
             .read(&mut Resume::default(), sink)
             .await

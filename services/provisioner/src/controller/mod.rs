@@ -140,23 +140,23 @@ impl Context {
         }
     }
 
-    /// `tc`'s object `name` of `kind`, as far as this process knows: the store's copy or, while
-    /// the store does not show it yet, what this process applied. `None`: it does not exist, as
-    /// of the store (ready and so complete) and this process's own writes.
+    /// The object `name` of `kind` of the test cluster with uid `owner`, as far as this process
+    /// knows: the store's copy or, while the store does not show it yet, what this process
+    /// applied. `None`: it does not exist, as of the store (ready and so complete) and this
+    /// process's own writes.
     fn owned_object(
         &self,
-        tc: &TestClusterGKE,
+        owner: &str,
         kind: &ObjectKind,
         namespace: &str,
         name: &str,
-    ) -> Option<Arc<DynamicObject>> {
-        let owner = tc.uid().unwrap_or_default();
+    ) -> Option<Known> {
         match self.owned.get(kind, namespace, name) {
             Some(object) => {
-                self.writes.seen(&owner, kind.kind);
-                Some(object)
+                self.writes.settled(owner, kind.kind);
+                Some(Known::Stored(object))
             }
-            None => self.writes.unseen(&owner, kind.kind),
+            None => self.writes.unseen(owner, kind.kind).map(Known::Applied),
         }
     }
 
@@ -166,6 +166,22 @@ impl Context {
 
     fn succeeded(&self, key: &str) {
         self.failures.forget(key);
+    }
+}
+
+/// Where an owned object is known from.
+enum Known {
+    /// The store shows it.
+    Stored(Arc<DynamicObject>),
+    /// This process applied it; the store does not show it yet.
+    Applied(Arc<DynamicObject>),
+}
+
+impl Known {
+    fn into_object(self) -> Arc<DynamicObject> {
+        match self {
+            Known::Stored(object) | Known::Applied(object) => object,
+        }
     }
 }
 

@@ -59,8 +59,9 @@ impl OwnWrites {
         });
     }
 
-    /// The store shows `owner`'s object of `kind`: from now on the store answers for it.
-    pub(super) fn seen(&self, owner: &str, kind: &'static str) {
+    /// The store answers for `owner`'s object of `kind` from now on: it shows the object, or the
+    /// object is known to be gone.
+    pub(super) fn settled(&self, owner: &str, kind: &'static str) {
         self.look(owner, |w| {
             w.applied.remove(kind);
         });
@@ -69,11 +70,6 @@ impl OwnWrites {
     /// `owner`'s object of `kind` as this process applied it, while the store does not show it.
     pub(super) fn unseen(&self, owner: &str, kind: &'static str) -> Option<Arc<DynamicObject>> {
         self.look(owner, |w| w.applied.get(kind).cloned())
-    }
-
-    /// Forgets an applied object the store never showed, now known to be gone.
-    pub(super) fn gone(&self, owner: &str, kind: &'static str) {
-        self.seen(owner, kind);
     }
 
     pub(super) fn start_deleting(&self, owner: &str, uid: String) {
@@ -120,7 +116,7 @@ mod tests {
         writes.applied("uid-1", "ContainerCluster", object);
         assert!(writes.unseen("uid-1", "ContainerCluster").is_some());
         assert!(writes.unseen("uid-2", "ContainerCluster").is_none());
-        writes.seen("uid-1", "ContainerCluster");
+        writes.settled("uid-1", "ContainerCluster");
         assert!(writes.unseen("uid-1", "ContainerCluster").is_none());
         assert!(writes.0.lock().is_empty(), "looking keeps nothing alive");
 

@@ -26,7 +26,7 @@ use super::naming::{generate_cluster_name, region_of};
 use super::status::{ProvisionerStatus, now, write_status};
 use super::stores;
 use super::{
-    Context, FIELD_MANAGER, REASON_DEPENDENCY_FAILED, REASON_INVALID_SPEC,
+    Context, FIELD_MANAGER, Known, REASON_DEPENDENCY_FAILED, REASON_INVALID_SPEC,
     REASON_PROVISIONING_TIMEOUT,
 };
 use crate::Settings;
@@ -235,7 +235,9 @@ pub(super) async fn provision(
     let mut applied = 0;
     let mut not_recreated = Vec::new();
     for object in &rendered {
-        let current = context.owned_object(tc, &object.kind, &namespace, object.name());
+        let current = context
+            .owned_object(&owner_uid, &object.kind, &namespace, object.name())
+            .map(Known::into_object);
         if let Some(current) = &current
             && has_other_controller(current, tc)
         {

@@ -17,7 +17,7 @@ use super::error::Error;
 use super::provision::{dependency_of, is_controlled_by};
 use super::status::{ProvisionerStatus, now, write_status};
 use super::{
-    Context, REASON_DELETING_DEPENDENCIES, REASON_DEPENDENCIES_DELETED, REASON_INVALID_SPEC,
+    Context, Known, REASON_DELETING_DEPENDENCIES, REASON_DEPENDENCIES_DELETED, REASON_INVALID_SPEC,
 };
 use crate::readiness::{self, Dependency};
 use crate::template::OWNED_KINDS;
@@ -37,23 +37,25 @@ async fn delete_owned(
     for kind in OWNED_KINDS {
         let api: Api<DynamicObject> =
             Api::namespaced_with(context.client.clone(), &namespace, &kind.api_resource());
-        let Some(mut object) = context.owned_object(tc, &kind, &namespace, cluster_name) else {
-            continue;
-        };
-        let uid = object.uid().unwrap_or_default();
-        // Applied and deleted by this process without the store ever showing it (its watch may
-        // have re-listed in between): only a live read can tell whether it is still there.
-        if context.owned.get(&kind, &namespace, cluster_name).is_none()
-            && writes.is_deleting(&owner, &uid)
-        {
-            match api.get_opt(cluster_name).await? {
-                Some(live) => object = Arc::new(live),
-                None => {
-                    writes.gone(&owner, kind.kind);
-                    continue;
+        let object = match context.owned_object(&owner, &kind, &namespace, cluster_name) {
+            None => continue,
+            Some(Known::Stored(object)) => object,
+            // Applied and deleted by this process without the store ever showing it (its watch
+            // may have re-listed in between): only a live read can tell whether it is still there.
+            Some(Known::Applied(object))
+                if writes.is_deleting(&owner, &object.uid().unwrap_or_default()) =>
+            {
+                match api.get_opt(cluster_name).await? {
+                    Some(live) => Arc::new(live),
+                    None => {
+                        writes.settled(&owner, kind.kind);
+                        continue;
+                    }
                 }
             }
-        }
+            Some(Known::Applied(object)) => object,
+        };
+        let uid = object.uid().unwrap_or_default();
         // Someone else's object with the same name is left alone.
         if !is_controlled_by(&object, tc) {
             continue;
@@ -76,7 +78,7 @@ async fn delete_owned(
                     writes.start_deleting(&owner, uid);
                 }
                 Err(kube::Error::Api(status)) if status.code == 404 => {
-                    writes.gone(&owner, kind.kind);
+                    writes.settled(&owner, kind.kind);
                     continue;
                 }
                 Err(error) => return Err(error.into()),
