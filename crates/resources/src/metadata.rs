@@ -54,6 +54,13 @@ pub fn all_dependencies_ready_message(count: usize) -> String {
     format!("All {count} dependencies are ready")
 }
 
+/// `namespace/name` of a test cluster: the key of per-object controller state (back-off, writes
+/// not seen yet).
+pub fn object_key(tc: &crate::TestClusterGKE) -> String {
+    use kube::ResourceExt as _;
+    format!("{}/{}", tc.namespace().unwrap_or_default(), tc.name_any())
+}
+
 /// Key of a dependency in `status.dependencyConditions`: `<Kind>:<namespace>/<name>`.
 pub fn dependency_key(kind: &str, namespace: &str, name: &str) -> String {
     format!("{kind}:{namespace}/{name}")

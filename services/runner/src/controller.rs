@@ -22,6 +22,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
+use testcluster_resources::metadata::object_key;
 use testcluster_resources::outcome::{self, Outcome};
 use testcluster_resources::validation::{self, Naming, ObjectParts, Templates, Violations};
 use testcluster_resources::{JobRunnerSpec, Phase, TestClusterGKE};
@@ -101,14 +102,6 @@ pub fn error_policy(resource: Arc<TestClusterGKE>, error: &Error, ctx: Arc<Conte
     );
     tracing::warn!(%namespace, %name, kind = error.kind(), %error, ?delay, "reconcile failed");
     Action::requeue(delay)
-}
-
-fn object_key(resource: &TestClusterGKE) -> String {
-    format!(
-        "{}/{}",
-        resource.namespace().unwrap_or_default(),
-        resource.name_any()
-    )
 }
 
 async fn reconcile_once(resource: &TestClusterGKE, ctx: &Context) -> Result<Action, Error> {

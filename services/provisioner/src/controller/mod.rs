@@ -45,7 +45,7 @@ use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::{self, reflector};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Resource as _, ResourceExt as _};
-use testcluster_resources::metadata::{GROUP, KIND, VERSION};
+use testcluster_resources::metadata::{GROUP, KIND, VERSION, object_key};
 use testcluster_resources::{Phase, TestClusterGKE};
 use tokio_util::sync::CancellationToken;
 
@@ -275,10 +275,6 @@ fn deleted_object_key<Q: std::error::Error + 'static>(
         )),
         _ => None,
     }
-}
-
-pub(super) fn object_key(tc: &TestClusterGKE) -> String {
-    format!("{}/{}", tc.namespace().unwrap_or_default(), tc.name_any())
 }
 
 async fn reconcile(tc: Arc<TestClusterGKE>, context: Arc<Context>) -> Result<Action, Error> {

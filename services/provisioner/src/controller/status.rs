@@ -102,9 +102,10 @@ pub(super) async fn write_status(
         &Patch::Apply(&patch),
     )
     .await?;
-    context
-        .status_writes
-        .wrote(&super::object_key(tc), tc.resource_version().as_deref());
+    context.status_writes.wrote(
+        &testcluster_resources::metadata::object_key(tc),
+        tc.resource_version().as_deref(),
+    );
     Ok(true)
 }
 
