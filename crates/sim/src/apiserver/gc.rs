@@ -256,7 +256,7 @@ fn edit(
         entry.name(),
         write,
         false,
-        "garbage-collector",
+        objects::Writer::new("garbage-collector"),
     )
     .map(|_| ())
 }

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::errors::ApiError;
 use super::faults::Injected;
-use super::objects::{self, DeleteOptions, Write};
+use super::objects::{self, DeleteOptions, Write, Writer};
 use super::patch::PatchKind;
 use super::resources::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
@@ -301,7 +301,13 @@ async fn read_body(request: Request) -> Result<(HeaderMap, Value), ApiError> {
     }
     let value = if media.contains("protobuf") {
         // kubectl >= 1.32 creates simple built-in kinds this way.
-        super::protobuf::decode(&bytes).ok_or_else(|| ApiError::unsupported_media_type(&media))?
+        super::protobuf::decode(&bytes).ok_or_else(|| {
+            ApiError::unsupported_media_type(&[
+                "application/json",
+                "application/yaml",
+                "application/vnd.kubernetes.protobuf",
+            ])
+        })?
     } else if media.contains("yaml") && !bytes.starts_with(b"{") {
         yaml_serde::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
@@ -354,6 +360,15 @@ async fn resource(
     let method = request.method().clone();
     let headers = request.headers().clone();
     let manager = manager(&query, &headers);
+    // `dryRun` as the query gives it; which options kind an invalid value is reported against
+    // depends on the verb.
+    let dry_run_query = query.get("dryRun").map_or(Value::Null, |v| json!(v));
+    let writer = |options_kind: &str| {
+        Ok::<_, ApiError>(Writer {
+            manager: &manager,
+            dry_run: objects::dry_run(&dry_run_query, options_kind)?,
+        })
+    };
     let object_response = |object: &Value, created: bool| {
         json_response(
             if created {
@@ -370,8 +385,9 @@ async fn resource(
             list_or_watch(state, &rt, route.namespace, &query, &headers, internal)
         }
         (None, None, Method::POST) => {
+            let writer = writer("CreateOptions")?;
             let (_, body) = read_body(request).await?;
-            let created = objects::create(state, &rt, route.namespace.as_deref(), body, &manager)?;
+            let created = objects::create(state, &rt, route.namespace.as_deref(), body, writer)?;
             Ok(object_response(&created, true))
         }
         (None, None, Method::DELETE) => {
@@ -395,6 +411,7 @@ async fn resource(
             Ok(object_response(&object, false))
         }
         (Some(name), sub @ (None | Some("status") | Some("finalize")), Method::PUT) => {
+            let writer = writer("UpdateOptions")?;
             let (_, body) = read_body(request).await?;
             let body = match sub {
                 // finalize may only change spec.finalizers
@@ -416,12 +433,13 @@ async fn resource(
                 name,
                 Write::Replace(body),
                 sub == Some("status"),
-                &manager,
+                writer,
             )?;
             Ok(object_response(&object, false))
         }
         (Some(name), sub @ (None | Some("status")), Method::PATCH) => {
-            let kind = PatchKind::from_content_type(content_type(&headers))?;
+            let writer = writer("PatchOptions")?;
+            let kind = PatchKind::from_content_type(content_type(&headers), rt.custom)?;
             let (_, body) = read_body(request).await?;
             let write = if kind == PatchKind::Apply {
                 if !query.contains_key("fieldManager") {
@@ -438,17 +456,12 @@ async fn resource(
                 Write::Patch(kind, body)
             };
             let (object, created) =
-                objects::update(state, &rt, &namespace, name, write, sub.is_some(), &manager)?;
+                objects::update(state, &rt, &namespace, name, write, sub.is_some(), writer)?;
             Ok(object_response(&object, created))
         }
         (Some(name), None, Method::DELETE) => {
             let (_, body) = read_body(request).await?;
-            let mut options = DeleteOptions::from_body(&body)?;
-            if let Some(policy) = query.get("propagationPolicy") {
-                options = DeleteOptions::from_body(
-                    &json!({"propagationPolicy": policy, "preconditions": body["preconditions"]}),
-                )?;
-            }
+            let options = delete_options(&query, body)?;
             let object = objects::delete(state, &rt, &namespace, name, &options)?;
             Ok(object_response(&object, false))
         }
@@ -476,6 +489,22 @@ async fn resource(
     }
 }
 
+/// DeleteOptions from the body, where the query's `propagationPolicy` and `dryRun` win.
+fn delete_options(
+    query: &HashMap<String, String>,
+    mut body: Value,
+) -> Result<DeleteOptions, ApiError> {
+    if !body.is_object() {
+        body = json!({});
+    }
+    for key in ["propagationPolicy", "dryRun"] {
+        if let Some(value) = query.get(key) {
+            body[key] = json!(value);
+        }
+    }
+    DeleteOptions::from_body(&body)
+}
+
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
     headers
         .get(name)
@@ -483,10 +512,17 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
         .unwrap_or_default()
 }
 
-fn selectors(query: &HashMap<String, String>) -> Result<(LabelSelector, FieldSelector), ApiError> {
+fn selectors(
+    rt: &ResourceType,
+    query: &HashMap<String, String>,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
     Ok((
         LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))?,
-        FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))?,
+        FieldSelector::parse_for(
+            query.get("fieldSelector").map_or("", String::as_str),
+            &rt.group,
+            &rt.plural,
+        )?,
     ))
 }
 
@@ -498,7 +534,7 @@ fn list_or_watch(
     headers: &HeaderMap,
     internal: bool,
 ) -> Result<Response, ApiError> {
-    let (labels, fields) = selectors(query)?;
+    let (labels, fields) = selectors(rt, query)?;
     let as_table = table::wants_table(header_str(headers, header::ACCEPT));
     let flag = |name: &str| query.get(name).is_some_and(|v| v == "true" || v == "1");
     if flag("watch") {
@@ -533,27 +569,42 @@ fn list_or_watch(
             .into_response());
     }
 
-    let (objects, rv) = match fields.pinned_name() {
-        Some(name) => match (&namespace, rt.namespaced) {
-            (Some(ns), _) => (
-                state
-                    .store
-                    .get(&rt.storage_key(), ns, name)
-                    .into_iter()
-                    .collect(),
-                state.store.current_rv(),
-            ),
-            (None, false) => (
-                state
-                    .store
-                    .get(&rt.storage_key(), "", name)
-                    .into_iter()
-                    .collect(),
-                state.store.current_rv(),
-            ),
-            (None, true) => state.store.list(&rt.storage_key(), None),
-        },
-        None => state.store.list(&rt.storage_key(), namespace.as_deref()),
+    let exact = match (
+        query.get("resourceVersionMatch").map(String::as_str),
+        query.get("resourceVersion").filter(|rv| !rv.is_empty()),
+    ) {
+        (Some("Exact"), Some(rv)) => Some(rv.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("invalid resource version: {rv}"))
+        })?),
+        (Some("Exact"), None) => {
+            return Err(ApiError::invalid(
+                "ListOptions.meta.k8s.io",
+                "",
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ));
+        }
+        (None | Some("" | "NotOlderThan"), _) => None,
+        (Some(other), _) => {
+            return Err(ApiError::invalid(
+                "ListOptions.meta.k8s.io",
+                "",
+                format!(
+                    "resourceVersionMatch: Unsupported value: \"{other}\": supported values: \"Exact\", \"NotOlderThan\", \"\""
+                ),
+            ));
+        }
+    };
+    let (objects, rv) = match (exact, fields.pinned_name()) {
+        (Some(at), _) if at < state.store.current_rv() => (
+            state
+                .store
+                .list_at(&rt.storage_key(), namespace.as_deref(), at)
+                .map_err(|_| {
+                    ApiError::gone("The resourceVersion for the provided list is too old.")
+                })?,
+            at,
+        ),
+        (_, pinned) => current_objects(state, rt, namespace.as_deref(), pinned),
     };
     let matching: Vec<Arc<Value>> = objects
         .into_iter()
@@ -619,6 +670,27 @@ fn object_position(object: &Value) -> (String, String) {
     )
 }
 
+/// The objects a list is answered from now, and the resourceVersion they are at; a selector that
+/// pins the name is answered without a scan.
+fn current_objects(
+    state: &ServerState,
+    rt: &ResourceType,
+    namespace: Option<&str>,
+    pinned_name: Option<&str>,
+) -> (Vec<Arc<Value>>, u64) {
+    match (pinned_name, namespace, rt.namespaced) {
+        (Some(name), Some(ns), _) => (
+            state.store.get(&rt.storage_key(), ns, name).into_iter().collect(),
+            state.store.current_rv(),
+        ),
+        (Some(name), None, false) => (
+            state.store.get(&rt.storage_key(), "", name).into_iter().collect(),
+            state.store.current_rv(),
+        ),
+        _ => state.store.list(&rt.storage_key(), namespace),
+    }
+}
+
 fn encode_continue(position: &(String, String)) -> String {
     let raw = serde_json::to_vec(&json!([position.0, position.1])).unwrap_or_default();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
@@ -639,9 +711,9 @@ async fn delete_collection(
     query: &HashMap<String, String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (labels, fields) = selectors(query)?;
+    let (labels, fields) = selectors(rt, query)?;
     let (_, body) = read_body(request).await?;
-    let options = DeleteOptions::from_body(&body)?;
+    let options = delete_options(query, body)?;
     let (objects, _) = state.store.list(&rt.storage_key(), namespace);
     let mut deleted = Vec::new();
     for object in objects

@@ -27,9 +27,29 @@ pub enum Propagation {
     Orphan,
 }
 
+/// Who makes a write, and whether it is kept: a dry run (`dryRun=All`) takes every step of the
+/// write, validation and defaulting included, except storing the result.
+#[derive(Clone, Copy, Debug)]
+pub struct Writer<'a> {
+    /// The field manager the write is recorded under.
+    pub manager: &'a str,
+    pub dry_run: bool,
+}
+
+impl<'a> Writer<'a> {
+    /// A write that is kept.
+    pub fn new(manager: &'a str) -> Self {
+        Writer {
+            manager,
+            dry_run: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct DeleteOptions {
     pub propagation: Option<Propagation>,
+    pub dry_run: bool,
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
 }
@@ -53,12 +73,40 @@ impl DeleteOptions {
         };
         Ok(DeleteOptions {
             propagation,
+            dry_run: dry_run(&body["dryRun"], "DeleteOptions")?,
             precondition_uid: body["preconditions"]["uid"].as_str().map(str::to_owned),
             precondition_rv: body["preconditions"]["resourceVersion"]
                 .as_str()
                 .map(str::to_owned),
         })
     }
+}
+
+/// `dryRun`, from a query (`?dryRun=All`) or a DeleteOptions body (`"dryRun": ["All"]`): "All" is
+/// the only value there is, and anything else is refused before the write, as the real server does
+/// (422 naming the options kind).
+pub fn dry_run(value: &Value, options_kind: &str) -> Result<bool, ApiError> {
+    let values: Vec<&str> = match value {
+        Value::Null => return Ok(false),
+        Value::String(one) => vec![one.as_str()],
+        Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    if !values.is_empty() && values.iter().all(|v| *v == "All") {
+        return Ok(true);
+    }
+    if values.is_empty() && value.as_array().is_some_and(Vec::is_empty) {
+        return Ok(false);
+    }
+    let quoted: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
+    Err(ApiError::invalid(
+        &format!("{options_kind}.meta.k8s.io"),
+        "",
+        format!(
+            "dryRun: Unsupported value: []string{{{}}}: supported values: \"All\"",
+            quoted.join(", ")
+        ),
+    ))
 }
 
 fn store_error<'a>(
@@ -82,7 +130,7 @@ pub fn create(
     rt: &ResourceType,
     namespace: Option<&str>,
     mut object: Value,
-    manager: &str,
+    writer: Writer,
 ) -> Result<Arc<Value>, ApiError> {
     if !object.is_object() {
         return Err(ApiError::bad_request(
@@ -147,6 +195,7 @@ pub fn create(
         "deletionGracePeriodSeconds",
         "managedFields",
         "selfLink",
+        "generation",
     ] {
         meta.remove(volatile);
     }
@@ -155,7 +204,9 @@ pub fn create(
         Value::String(uuid::Uuid::new_v4().to_string()),
     );
     meta.insert("creationTimestamp".into(), Value::String(now.clone()));
-    meta.insert("generation".into(), json!(1));
+    if rt.has_generation {
+        meta.insert("generation".into(), json!(1));
+    }
     if rt.has_status
         && rt.group != "apiextensions.k8s.io"
         && rt.plural != "namespaces"
@@ -173,18 +224,25 @@ pub fn create(
         schema::default_and_prune(&mut object, schema);
     }
     if rt.plural == "customresourcedefinitions" {
-        establish_crd(state, &mut object)?;
+        establish_crd(state, &mut object, writer.dry_run)?;
     }
     let scope = if rt.has_status {
         Scope::MainWithoutStatus
     } else {
         Scope::Main
     };
-    apply::record_update(&json!({}), &mut object, manager, scope, &now);
+    apply::record_update(&json!({}), &mut object, writer.manager, scope, &now);
     if let Some(entries) = object["metadata"]["managedFields"].as_array_mut() {
         for entry in entries {
             entry["operation"] = json!("Update");
         }
+    }
+    if writer.dry_run {
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
+        if state.store.get(&rt.storage_key(), namespace, &name).is_some() {
+            return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
+        }
+        return Ok(Arc::new(object));
     }
     let created = state
         .store
@@ -207,7 +265,13 @@ pub fn create_internal(state: &ServerState, object: Value) -> Result<Arc<Value>,
             ))
         })?;
     let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
-    create(state, &rt, namespace.as_deref(), object, "testcluster-sim")
+    create(
+        state,
+        &rt,
+        namespace.as_deref(),
+        object,
+        Writer::new("testcluster-sim"),
+    )
 }
 
 /// The kinds of change a write makes.
@@ -229,8 +293,9 @@ pub fn update(
     name: &str,
     write: Write,
     status: bool,
-    manager: &str,
+    writer: Writer,
 ) -> Result<(Arc<Value>, bool), ApiError> {
+    let manager = writer.manager;
     let scope = match (status, rt.has_status) {
         (true, _) => Scope::Status,
         (false, true) => Scope::MainWithoutStatus,
@@ -248,9 +313,13 @@ pub fn update(
         }
         let applied = apply::apply(&skeleton, config, manager, true, scope, &now())?;
         let managed = applied["metadata"]["managedFields"].clone();
-        let mut created = create(state, rt, Some(namespace), applied, manager)?;
+        let mut created = create(state, rt, Some(namespace), applied, writer)?;
         // Creation recorded an Update; an apply owns its fields as Apply.
-        if !managed.is_null() {
+        if !managed.is_null() && writer.dry_run {
+            let mut with_managed = (*created).clone();
+            with_managed["metadata"]["managedFields"] = managed;
+            created = Arc::new(with_managed);
+        } else if !managed.is_null() {
             created = state
                 .store
                 .update(&table, namespace, name, |current| {
@@ -263,9 +332,7 @@ pub fn update(
         return Ok((created, true));
     }
     let mut finalize = false;
-    let updated = state
-        .store
-        .update(&table, namespace, name, |current| {
+    let mut change = |current: &Value| {
             let now = now();
             let mut next = match &write {
                 Write::Replace(body) => {
@@ -296,6 +363,7 @@ pub fn update(
                 )));
             }
             keep_server_owned(rt, current, &mut next, scope);
+            check_no_new_finalizers(rt, name, current, &next)?;
             drop_empty_metadata(&mut next);
             if let Some(schema) = &rt.schema {
                 schema::default_and_prune(&mut next, schema);
@@ -306,19 +374,30 @@ pub fn update(
             if !matches!(write, Write::Apply { .. }) {
                 apply::record_update(current, &mut next, manager, scope, &now);
             }
-            if spec_changed(current, &next) {
+            if rt.has_generation && spec_changed(current, &next) {
                 let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
                 next["metadata"]["generation"] = json!(generation + 1);
             }
             if rt.plural == "customresourcedefinitions" {
-                establish_crd(state, &mut next)?;
+                establish_crd(state, &mut next, writer.dry_run)?;
             }
             if next == *current {
                 return Ok(None);
             }
             finalize = is_finalizable(&next);
             Ok(Some(next))
-        })
+    };
+    if writer.dry_run {
+        let current = state
+            .store
+            .get(&table, namespace, name)
+            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        let next = change(&current)?;
+        return Ok((next.map_or(current, Arc::new), false));
+    }
+    let updated = state
+        .store
+        .update(&table, namespace, name, &mut change)
         .map_err(store_error(rt, name))?;
     events::mirror_to_core(state, rt, &updated);
     if finalize {
@@ -405,16 +484,35 @@ fn keep_server_owned(rt: &ResourceType, current: &Value, next: &mut Value, scope
             current["metadata"].get(key).cloned(),
         );
     }
-    // A finalizer may not be added to an object that is being deleted.
-    if current["metadata"]["deletionTimestamp"].is_string() {
-        let before = string_list(&current["metadata"]["finalizers"]);
-        let after: Vec<Value> = string_list(&next["metadata"]["finalizers"])
-            .into_iter()
-            .filter(|f| before.contains(f))
-            .map(Value::String)
-            .collect();
-        next["metadata"]["finalizers"] = Value::Array(after);
+}
+
+/// A finalizer may not be added to an object that is being deleted (422, as the real server).
+fn check_no_new_finalizers(
+    rt: &ResourceType,
+    name: &str,
+    current: &Value,
+    next: &Value,
+) -> Result<(), ApiError> {
+    if !current["metadata"]["deletionTimestamp"].is_string() {
+        return Ok(());
     }
+    let before = string_list(&current["metadata"]["finalizers"]);
+    let added: Vec<String> = string_list(&next["metadata"]["finalizers"])
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .map(|f| format!("{f:?}"))
+        .collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        &rt.kind,
+        name,
+        format!(
+            "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+            added.join(", ")
+        ),
+    ))
 }
 
 /// Sets `object[key]` to `value`, or removes `key` when there is no value: copies an optional field
@@ -502,7 +600,11 @@ pub fn delete(
     let mut finalizers = string_list(&current["metadata"]["finalizers"]);
     let is_namespace = rt.plural == "namespaces" && rt.group.is_empty();
     if finalizers.is_empty() && policy_finalizer.is_none() && !is_namespace {
-        return remove(state, rt, namespace, name);
+        return if options.dry_run {
+            Ok(current)
+        } else {
+            remove(state, rt, namespace, name)
+        };
     }
     if let Some(f) = policy_finalizer
         && !current["metadata"]["deletionTimestamp"].is_string()
@@ -510,26 +612,28 @@ pub fn delete(
     {
         finalizers.push(f.to_owned());
     }
-    let (updated, _) = (
-        state
-            .store
-            .update(&table, namespace, name, |current| {
-                if current["metadata"]["deletionTimestamp"].is_string() {
-                    return Ok::<_, ApiError>(None);
-                }
-                let mut next = current.clone();
-                next["metadata"]["deletionTimestamp"] = Value::String(now());
-                next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-                next["metadata"]["finalizers"] = json!(finalizers);
-                drop_empty_metadata(&mut next);
-                if is_namespace {
-                    next["status"]["phase"] = json!("Terminating");
-                }
-                Ok(Some(next))
-            })
-            .map_err(store_error(rt, name))?,
-        (),
-    );
+    // Marked for deletion: finalizers (or the namespace controller) hold it until they are done.
+    let mark = |current: &Value| {
+        if current["metadata"]["deletionTimestamp"].is_string() {
+            return Ok::<_, ApiError>(None);
+        }
+        let mut next = current.clone();
+        next["metadata"]["deletionTimestamp"] = Value::String(now());
+        next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        next["metadata"]["finalizers"] = json!(finalizers);
+        drop_empty_metadata(&mut next);
+        if is_namespace {
+            next["status"]["phase"] = json!("Terminating");
+        }
+        Ok(Some(next))
+    };
+    if options.dry_run {
+        return Ok(mark(&current)?.map_or(current, Arc::new));
+    }
+    let updated = state
+        .store
+        .update(&table, namespace, name, mark)
+        .map_err(store_error(rt, name))?;
     state.gc_wake.notify_one();
     Ok(updated)
 }
@@ -598,7 +702,7 @@ fn crd_storage_key(crd: &Value) -> Option<String> {
 }
 
 /// Serves a CRD's resource and reports it established, as the apiextensions controller does.
-fn establish_crd(state: &ServerState, crd: &mut Value) -> Result<(), ApiError> {
+fn establish_crd(state: &ServerState, crd: &mut Value, dry_run: bool) -> Result<(), ApiError> {
     let name = name_of(crd).to_owned();
     let expected = crd_storage_key(crd)
         .map(|k| {
@@ -615,10 +719,12 @@ fn establish_crd(state: &ServerState, crd: &mut Value) -> Result<(), ApiError> {
             ),
         ));
     }
-    state
-        .resources
-        .register_crd(crd)
-        .map_err(|message| ApiError::invalid("CustomResourceDefinition", &name, message))?;
+    if !dry_run {
+        state
+            .resources
+            .register_crd(crd)
+            .map_err(|message| ApiError::invalid("CustomResourceDefinition", &name, message))?;
+    }
     let now = now();
     crd["status"] = json!({
         "acceptedNames": crd["spec"]["names"].clone(),

@@ -12,15 +12,31 @@ pub enum PatchKind {
     Apply,
 }
 
+/// The patch media types of built-in kinds. Custom resources take all but the strategic merge
+/// patch, which needs the Go types' patch strategies.
+const BUILTIN_PATCH_TYPES: [&str; 4] = [
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+];
+const CUSTOM_PATCH_TYPES: [&str; 3] = [
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+];
+
 impl PatchKind {
-    pub fn from_content_type(content_type: &str) -> Result<Self, ApiError> {
+    /// The patch a Content-Type names, on a built-in kind or a custom resource (`custom`).
+    pub fn from_content_type(content_type: &str, custom: bool) -> Result<Self, ApiError> {
         let media = content_type.split(';').next().unwrap_or_default().trim();
         match media {
             "application/json-patch+json" => Ok(PatchKind::Json),
             "application/merge-patch+json" => Ok(PatchKind::Merge),
-            "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
+            "application/strategic-merge-patch+json" if !custom => Ok(PatchKind::Strategic),
             "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(PatchKind::Apply),
-            other => Err(ApiError::unsupported_media_type(other)),
+            _ if custom => Err(ApiError::unsupported_media_type(&CUSTOM_PATCH_TYPES)),
+            _ => Err(ApiError::unsupported_media_type(&BUILTIN_PATCH_TYPES)),
         }
     }
 }

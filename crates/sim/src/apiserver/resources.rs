@@ -25,6 +25,11 @@ pub struct ResourceType {
     /// The CRD version's `openAPIV3Schema`, used for defaulting and pruning. Shared, since a type is
     /// cloned on every request and Config Connector schemas are large.
     pub schema: Option<Arc<Value>>,
+    /// Served for a CRD rather than built in.
+    pub custom: bool,
+    /// Whether `metadata.generation` is kept: for every custom resource, and for the built-in
+    /// kinds whose spec a controller acts on; ConfigMaps, Secrets, Services and the like have none.
+    pub has_generation: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +67,22 @@ impl ResourceType {
             subresources: Vec::new(),
             printer_columns: Vec::new(),
             schema: None,
+            custom: false,
+            has_generation: matches!(
+                plural,
+                "deployments"
+                    | "replicasets"
+                    | "statefulsets"
+                    | "daemonsets"
+                    | "jobs"
+                    | "cronjobs"
+                    | "replicationcontrollers"
+                    | "poddisruptionbudgets"
+                    | "networkpolicies"
+                    | "ingresses"
+                    | "horizontalpodautoscalers"
+                    | "customresourcedefinitions"
+            ),
         }
     }
 
@@ -72,6 +93,12 @@ impl ResourceType {
 
     fn short(mut self, names: &[&str]) -> Self {
         self.short_names = names.iter().map(|name| (*name).to_owned()).collect();
+        self
+    }
+
+    /// In the `all` category, which `kubectl get all` lists.
+    fn in_all(mut self) -> Self {
+        self.categories = vec!["all".to_owned()];
         self
     }
 
@@ -100,6 +127,7 @@ impl Resources {
             R::builtin("", "v1", "pods", "Pod", true)
                 .with_status()
                 .short(&["po"])
+                .in_all()
                 .sub(&["log"]),
             R::builtin("", "v1", "configmaps", "ConfigMap", true).short(&["cm"]),
             R::builtin("", "v1", "secrets", "Secret", true),
@@ -109,6 +137,7 @@ impl Resources {
             R::builtin("", "v1", "services", "Service", true)
                 .with_status()
                 .short(&["svc"])
+                .in_all()
                 .sub(&["proxy"]),
             R::builtin("", "v1", "endpoints", "Endpoints", true).short(&["ep"]),
             R::builtin("", "v1", "events", "Event", true).short(&["ev"]),
@@ -123,20 +152,27 @@ impl Resources {
             .short(&["pvc"]),
             R::builtin("apps", "v1", "deployments", "Deployment", true)
                 .with_status()
-                .short(&["deploy"]),
+                .short(&["deploy"])
+                .in_all(),
             R::builtin("apps", "v1", "replicasets", "ReplicaSet", true)
                 .with_status()
-                .short(&["rs"]),
+                .short(&["rs"])
+                .in_all(),
             R::builtin("apps", "v1", "statefulsets", "StatefulSet", true)
                 .with_status()
-                .short(&["sts"]),
+                .short(&["sts"])
+                .in_all(),
             R::builtin("apps", "v1", "daemonsets", "DaemonSet", true)
                 .with_status()
-                .short(&["ds"]),
-            R::builtin("batch", "v1", "jobs", "Job", true).with_status(),
+                .short(&["ds"])
+                .in_all(),
+            R::builtin("batch", "v1", "jobs", "Job", true)
+                .with_status()
+                .in_all(),
             R::builtin("batch", "v1", "cronjobs", "CronJob", true)
                 .with_status()
-                .short(&["cj"]),
+                .short(&["cj"])
+                .in_all(),
             R::builtin("coordination.k8s.io", "v1", "leases", "Lease", true),
             R::builtin("events.k8s.io", "v1", "events", "Event", true).short(&["ev"]),
             R::builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
@@ -313,6 +349,8 @@ fn crd_types(crd: &Value) -> Result<Vec<ResourceType>, String> {
                 schema: v["schema"]["openAPIV3Schema"]
                     .as_object()
                     .map(|s| Arc::new(Value::Object(s.clone()))),
+                custom: true,
+                has_generation: true,
             })
         })
         .collect())

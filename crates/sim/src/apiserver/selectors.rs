@@ -111,7 +111,62 @@ fn valid_key(key: &str) -> bool {
 #[derive(Debug, Default)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
+/// The fields a kind can be selected on besides `metadata.name` and `metadata.namespace`, as the
+/// real API server's field label conversions declare them (`(group, plural)`). Anything else is
+/// refused rather than silently matching nothing.
+fn selectable_fields(group: &str, plural: &str) -> &'static [&'static str] {
+    match (group, plural) {
+        ("", "pods") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ],
+        ("" | "events.k8s.io", "events") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("", "secrets") => &["type"],
+        ("", "nodes") => &["spec.unschedulable"],
+        ("", "namespaces") => &["status.phase"],
+        ("", "services") => &["spec.clusterIP", "spec.type"],
+        ("", "replicationcontrollers") | ("apps", "replicasets") => &["status.replicas"],
+        ("batch", "jobs") => &["status.successful"],
+        ("certificates.k8s.io", "certificatesigningrequests") => &["spec.signerName"],
+        _ => &[],
+    }
+}
+
 impl FieldSelector {
+    /// Parses a selector on objects of `group`/`plural`; a field the kind cannot be selected on
+    /// is a 400 with the real server's text.
+    pub fn parse_for(text: &str, group: &str, plural: &str) -> Result<Self, ApiError> {
+        let selector = Self::parse(text)?;
+        if let Some((path, _, _)) = selector.0.iter().find(|(path, _, _)| {
+            !matches!(path.as_str(), "metadata.name" | "metadata.namespace")
+                && !selectable_fields(group, plural).contains(&path.as_str())
+        }) {
+            return Err(ApiError::bad_request(format!(
+                "field label not supported: {path}"
+            )));
+        }
+        Ok(selector)
+    }
+
     pub fn parse(text: &str) -> Result<Self, ApiError> {
         let mut terms = Vec::new();
         for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
@@ -193,6 +248,16 @@ mod tests {
             err.message,
             "unable to parse requirement: found 'app in web'"
         );
+    }
+
+    #[test]
+    fn field_selector_only_on_the_fields_a_kind_declares() {
+        assert!(FieldSelector::parse_for("spec.nodeName=n,metadata.name=p", "", "pods").is_ok());
+        assert!(FieldSelector::parse_for("metadata.namespace!=x", "cnrm.example", "things").is_ok());
+        let err = FieldSelector::parse_for("spec.nodeName=n", "apps", "deployments")
+            .expect_err("deployments have no spec.nodeName selector");
+        assert_eq!((err.code, err.reason), (400, "BadRequest"));
+        assert_eq!(err.message, "field label not supported: spec.nodeName");
     }
 
     #[test]

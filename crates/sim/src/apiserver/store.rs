@@ -39,7 +39,8 @@ pub struct Change {
     pub event: EventType,
     pub rv: u64,
     pub object: Arc<Value>,
-    /// The object before a modification, so that selector-filtered watches see objects leave.
+    /// The object before a modification or deletion: selector-filtered watches see objects leave
+    /// by it, and an exact list of an earlier resourceVersion rolls back to it.
     pub previous: Option<Arc<Value>>,
 }
 
@@ -249,7 +250,7 @@ impl Store {
             event: EventType::Deleted,
             rv,
             object: gone.clone(),
-            previous: None,
+            previous: Some(current),
         });
         drop(inner);
         // Wakes the garbage collector: the deleted object may have had dependents.
@@ -289,6 +290,42 @@ impl Store {
                 rv,
             }),
         }
+    }
+
+    /// The objects of `table` (in `namespace`, or all) as they were at resourceVersion `at`, as
+    /// `resourceVersionMatch=Exact` lists them: the current objects with every later change in the
+    /// history rolled back. `Err(oldest)` when `at` is older than the kept history (410 Gone).
+    pub fn list_at(
+        &self,
+        table: &str,
+        namespace: Option<&str>,
+        at: u64,
+    ) -> Result<Vec<Arc<Value>>, u64> {
+        let inner = self.inner.lock();
+        let Some(t) = inner.tables.get(table) else {
+            return Ok(Vec::new());
+        };
+        if at < t.compacted_at {
+            return Err(t.compacted_at);
+        }
+        let mut objects = t.objects.clone();
+        for change in t.history.iter().rev().take_while(|c| c.rv > at) {
+            let key = object_key(&change.object);
+            match (&change.event, &change.previous) {
+                (EventType::Added, _) => {
+                    objects.remove(&key);
+                }
+                (_, Some(previous)) => {
+                    objects.insert(key, previous.clone());
+                }
+                (_, None) => {}
+            }
+        }
+        Ok(objects
+            .into_iter()
+            .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .map(|(_, object)| object)
+            .collect())
     }
 
     /// Forgets all history, as etcd compaction does: any watch resuming from an older
