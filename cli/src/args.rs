@@ -44,7 +44,12 @@ pub enum Command {
     /// Delete a test cluster (its cloud resources go with it).
     Delete(NameArgs),
     /// Run the whole suite on this machine: the simulator and all four services, until Ctrl-C.
-    Up(UpArgs),
+    /// Faults can be on from the start (`--stockout europe-west2-b`) or changed while it runs
+    /// (`tcctl faults`).
+    Up(Box<UpArgs>),
+    /// Show or change the simulator's faults while `tcctl up` runs: make a zone run out of
+    /// capacity, shrink a quota, slow the cloud down, make the API server fail or drop watches.
+    Faults(FaultsArgs),
 }
 
 /// `tcctl run`.
@@ -172,6 +177,14 @@ pub struct LogsArgs {
     pub follow: bool,
 }
 
+/// Where `tcctl up` serves the simulator's fault settings, and `tcctl faults` reaches them.
+pub const DEFAULT_SIM_ADMIN_LISTEN: &str = "127.0.0.1:50060";
+
+/// Where `tcctl up` writes the management cluster's kubeconfig, and `tcctl faults` finds its token.
+pub fn default_up_kubeconfig() -> PathBuf {
+    std::env::temp_dir().join("testcluster-up.kubeconfig")
+}
+
 /// `tcctl up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -179,9 +192,44 @@ pub struct UpArgs {
     #[arg(long, env = "TESTCLUSTER_UP_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// Where to write the simulated management cluster's kubeconfig [default: a temporary file].
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
+    /// Where to write the simulated management cluster's kubeconfig (mode 0600).
+    #[arg(long, env = "TESTCLUSTER_KUBECONFIG", default_value_os_t = default_up_kubeconfig())]
+    pub kubeconfig: PathBuf,
+
+    /// Where to serve the simulator's fault settings (`tcctl faults`).
+    #[arg(long, default_value = DEFAULT_SIM_ADMIN_LISTEN)]
+    pub sim_admin_listen: SocketAddr,
+
+    #[command(flatten)]
+    pub sim: testcluster_sim::admin::SimFlags,
+}
+
+/// `tcctl faults`.
+#[derive(Debug, Args)]
+pub struct FaultsArgs {
+    /// The simulator's fault endpoint, as `tcctl up` serves it.
+    #[arg(long, env = "TESTCLUSTER_SIM_ADMIN", default_value_t = format!("http://{DEFAULT_SIM_ADMIN_LISTEN}"))]
+    pub sim_admin: String,
+
+    /// The kubeconfig `tcctl up` wrote: its token is the simulator's admin token.
+    #[arg(long, env = "TESTCLUSTER_KUBECONFIG", default_value_os_t = default_up_kubeconfig())]
+    pub kubeconfig: PathBuf,
+
+    #[command(subcommand)]
+    pub action: FaultsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FaultsAction {
+    /// Print the fault settings now in force.
+    Show,
+    /// Replace every fault setting with these (flags not given are off), e.g.
+    /// `tcctl faults set --stockout europe-west2-b`.
+    Set(testcluster_sim::admin::FaultFlags),
+    /// Turn every fault off.
+    Clear,
+    /// Close every watch open now, as an API server restart would.
+    DropWatches,
 }
 
 /// How `get` and `list` print.

@@ -69,48 +69,88 @@ impl Drop for Child {
     }
 }
 
-#[test]
-fn up_serves_within_10_seconds_and_a_second_tcctl_reaches_it() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("free port")
-        .port();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    let started = Instant::now();
-    let mut child = Child(
-        Command::new(TCCTL)
-            .args([
-                "up",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--kubeconfig",
-            ])
-            .arg(&kubeconfig)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tcctl up starts"),
-    );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let (lines, received) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
+        .port()
+}
+
+/// `tcctl up` as a child process on free ports, once it printed its endpoint (within 10 s).
+/// Its services' metrics ports are the fixed defaults, so these tests run one at a time (the
+/// `tcctl-up` group in `.config/nextest.toml`).
+struct Up {
+    child: Child,
+    endpoint: String,
+    kubeconfig: std::path::PathBuf,
+    sim_admin: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Up {
+    fn start(extra: &[&str]) -> Up {
+        let port = free_port();
+        let admin_port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let started = Instant::now();
+        let mut child = Child(
+            Command::new(TCCTL)
+                .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+                .args(["--sim-admin-listen", &format!("127.0.0.1:{admin_port}")])
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(extra)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("tcctl up starts"),
+        );
+        let stdout = child.0.stdout.take().expect("stdout");
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
             }
+        });
+        let endpoint = loop {
+            let left = Duration::from_secs(10).saturating_sub(started.elapsed());
+            let line = received
+                .recv_timeout(left)
+                .expect("tcctl up printed its endpoint within 10 s");
+            if let Some(endpoint) = line.strip_prefix("gRPC endpoint:") {
+                break endpoint.trim().to_owned();
+            }
+        };
+        assert_eq!(endpoint, format!("http://127.0.0.1:{port}"));
+        Up {
+            child,
+            endpoint,
+            kubeconfig,
+            sim_admin: format!("http://127.0.0.1:{admin_port}"),
+            _dir: dir,
         }
-    });
-    let endpoint = loop {
-        let left = Duration::from_secs(10).saturating_sub(started.elapsed());
-        let line = received
-            .recv_timeout(left)
-            .expect("tcctl up printed its endpoint within 10 s");
-        if let Some(endpoint) = line.strip_prefix("gRPC endpoint:") {
-            break endpoint.trim().to_owned();
-        }
-    };
-    assert_eq!(endpoint, format!("http://127.0.0.1:{port}"));
+    }
+
+    /// Runs another tcctl command against this suite.
+    fn tcctl(&self, args: &[&str]) -> Output {
+        Command::new(TCCTL)
+            .args(args)
+            .env("TESTCLUSTER_ENDPOINT", &self.endpoint)
+            .env("TESTCLUSTER_SIM_ADMIN", &self.sim_admin)
+            .env("TESTCLUSTER_KUBECONFIG", &self.kubeconfig)
+            .output()
+            .expect("tcctl runs")
+    }
+}
+
+#[test]
+fn up_serves_within_10_seconds_and_a_second_tcctl_reaches_it() {
+    let up = Up::start(&[]);
+    let (endpoint, kubeconfig, mut child) = (up.endpoint.clone(), up.kubeconfig.clone(), up.child);
+
     assert!(kubeconfig.exists());
 
     let output = Command::new(TCCTL)
@@ -235,5 +275,77 @@ fn sigterm_deletes_the_run_and_exits_143() {
     assert!(
         !seen.iter().any(|line| line.contains("delete failed")),
         "{seen:#?}"
+    );
+}
+
+#[test]
+fn up_with_a_stockout_ends_a_run_in_that_zone_in_error_and_faults_change_at_runtime() {
+    let up = Up::start(&["--stockout", "europe-west2-b"]);
+    let output = up.tcctl(&[
+        "run",
+        "--name",
+        "scarce",
+        "--location",
+        "europe-west2-b",
+        "--",
+        "true",
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(tcctl::EXIT_INFRASTRUCTURE),
+        "{stderr}"
+    );
+    assert!(stderr.contains("phase Error"), "{stderr}");
+    assert!(stderr.contains("ZoneStockout"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "Google Compute Engine does not have enough resources available to fulfill request: \
+             europe-west2-b."
+        ),
+        "{stderr}"
+    );
+
+    // The settings as the simulator holds them, then changed while it runs: the stockout moves.
+    let shown = up.tcctl(&["faults", "show"]);
+    assert_eq!(shown.status.code(), Some(0), "{}", text(&shown.stderr));
+    let settings: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    assert_eq!(settings["zones"]["europe-west2-b"]["stockout"], true);
+    let set = up.tcctl(&["faults", "set", "--stockout", "europe-west2-a"]);
+    assert_eq!(set.status.code(), Some(0), "{}", text(&set.stderr));
+    let settings: serde_json::Value = serde_json::from_slice(&set.stdout).expect("JSON");
+    assert_eq!(settings["zones"]["europe-west2-a"]["stockout"], true);
+    assert!(
+        settings["zones"].get("europe-west2-b").is_none(),
+        "{settings}"
+    );
+    let output = up.tcctl(&[
+        "run",
+        "--name",
+        "plenty",
+        "--location",
+        "europe-west2-b",
+        "--",
+        "echo",
+        "ran",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("ran"));
+
+    // Without the admin token, nothing changes.
+    let wrong = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(wrong.path(), "users: [{name: x, user: {token: guess}}]\n").expect("write");
+    let refused = Command::new(TCCTL)
+        .args(["faults", "--kubeconfig"])
+        .arg(wrong.path())
+        .arg("clear")
+        .env("TESTCLUSTER_SIM_ADMIN", &up.sim_admin)
+        .output()
+        .expect("tcctl runs");
+    assert_eq!(refused.status.code(), Some(tcctl::EXIT_INFRASTRUCTURE));
+    assert!(
+        text(&refused.stderr).contains("401 Unauthorized"),
+        "{}",
+        text(&refused.stderr)
     );
 }

@@ -113,7 +113,7 @@ pub async fn execute(
                 .unwrap_or_default();
             println!("deleting {}/{}", cluster.namespace, cluster.name);
         }
-        Command::Run(_) | Command::Up(_) => unreachable_command()?,
+        Command::Run(_) | Command::Up(_) | Command::Faults(_) => unreachable_command()?,
     }
     Ok(0)
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand; [`execute`] dispatches and turns the outcome into an exit code.
 
+mod faults;
 mod inspect;
 mod run;
 mod up;
@@ -13,6 +14,7 @@ pub async fn execute(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Run(args) => run::run(*args, &cli.endpoint, namespace).await,
         Command::Up(args) => up::up(args).await,
+        Command::Faults(args) => faults::faults(args).await,
         command => match follow::connect(&cli.endpoint).await {
             Ok(channel) => inspect::execute(command, channel, namespace).await,
             Err(error) => Err(error),

@@ -10,11 +10,13 @@
 //!   inventory of every cloud cluster ever created, and per-zone faults (stockouts, quota).
 //! - [`workloads`]: a Job controller and a kubelet that runs containers as local processes.
 //!
-//! [`metrics`] renders its request counters and cloud cluster counts for Prometheus.
+//! [`metrics`] renders its request counters and cloud cluster counts for Prometheus; [`admin`] holds
+//! the flags and the HTTP endpoint that turn its faults on and off from outside.
 //!
 //! [`Simulator::start`] composes the three on free loopback ports; the `testcluster-sim` binary does the
 //! same and writes a kubeconfig file.
 
+pub mod admin;
 pub mod apiserver;
 pub mod cloud;
 pub mod metrics;

@@ -7,15 +7,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::Router;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use clap::Parser;
-use testcluster_sim::cloud::connector::ConnectorConfig;
-use testcluster_sim::cloud::gke::GkeConfig;
+use testcluster_sim::admin::SimFlags;
 use testcluster_sim::{SimConfig, Simulator};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -36,59 +33,16 @@ struct Args {
     #[arg(long, env = "TESTCLUSTER_SIM_LOG", default_value = "info")]
     log: String,
 
-    /// Address to serve `/metrics` on (Prometheus text): `apiserver_request_total{verb,resource}`
-    /// for requests from clients outside the simulator, and the cloud's cluster counts. Port 0
-    /// picks a free port (printed). Not served unless given.
-    #[arg(long, env = "TESTCLUSTER_SIM_METRICS_LISTEN")]
-    metrics_listen: Option<SocketAddr>,
+    /// Address of the simulator's own HTTP endpoint: `/metrics` (Prometheus text:
+    /// `apiserver_request_total{verb,resource}` for requests from clients outside the simulator, and
+    /// the cloud's cluster counts) and `/faults` (show and change the fault settings at runtime,
+    /// with the kubeconfig's token as bearer token). Port 0 picks a free port (printed). Not served
+    /// unless given.
+    #[arg(long, alias = "metrics-listen", env = "TESTCLUSTER_SIM_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
 
     #[command(flatten)]
-    delays: CloudDelays,
-}
-
-/// How long the simulated cloud takes, for Config Connector objects and the GKE API fake alike: a
-/// number with a unit (`300ms`, `2s`, `1m`).
-#[derive(Debug, clap::Args)]
-struct CloudDelays {
-    /// Creating a cluster (ContainerCluster, or GKE's clusters.create).
-    #[arg(long, env = "TESTCLUSTER_SIM_CLUSTER_CREATE_DELAY", default_value = "300ms", value_parser = humantime::parse_duration)]
-    cluster_create_delay: Duration,
-
-    /// Creating a node pool (ContainerNodePool, or GKE's nodePools.create).
-    #[arg(long, env = "TESTCLUSTER_SIM_NODE_POOL_CREATE_DELAY", default_value = "200ms", value_parser = humantime::parse_duration)]
-    node_pool_create_delay: Duration,
-
-    /// Creating any other Config Connector object (network, subnetwork, IAM).
-    #[arg(long, env = "TESTCLUSTER_SIM_OTHER_CREATE_DELAY", default_value = "50ms", value_parser = humantime::parse_duration)]
-    other_create_delay: Duration,
-
-    /// Deleting any cloud resource (and resizing a GKE node pool).
-    #[arg(long, env = "TESTCLUSTER_SIM_DELETE_DELAY", default_value = "100ms", value_parser = humantime::parse_duration)]
-    delete_delay: Duration,
-}
-
-impl CloudDelays {
-    /// The simulator's configuration with these delays; everything else at its default.
-    fn config(&self) -> SimConfig {
-        SimConfig {
-            connector: ConnectorConfig {
-                cluster_create: self.cluster_create_delay,
-                node_pool_create: self.node_pool_create_delay,
-                other_create: self.other_create_delay,
-                delete: self.delete_delay,
-                ..ConnectorConfig::default()
-            },
-            gke: GkeConfig {
-                cluster_create: self.cluster_create_delay,
-                cluster_delete: self.delete_delay,
-                node_pool_create: self.node_pool_create_delay,
-                node_pool_delete: self.delete_delay,
-                node_pool_resize: self.delete_delay,
-                ..GkeConfig::default()
-            },
-            ..SimConfig::default()
-        }
-    }
+    sim: SimFlags,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -114,10 +68,14 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let sim = Arc::new(
-        Simulator::start(args.delays.config())
+        Simulator::start(args.sim.delays.config(SimConfig::default()))
             .await
             .context("starting the simulator")?,
     );
+    sim.fault_switches()
+        .apply(&args.sim.faults.settings())
+        .map_err(anyhow::Error::msg)
+        .context("the fault flags")?;
     // Written after start, to a temporary name renamed into place, so that whoever waits for the
     // file finds a complete kubeconfig of a server that already listens.
     let tmp = temp_path(&args.kubeconfig);
@@ -127,8 +85,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", args.kubeconfig.display()))?;
 
     let metrics_stop = CancellationToken::new();
-    let metrics = match args.metrics_listen {
-        Some(address) => Some(serve_metrics(sim.clone(), address, metrics_stop.clone()).await?),
+    let admin = match args.admin_listen {
+        Some(address) => Some(serve_admin(sim.clone(), address, metrics_stop.clone()).await?),
         None => None,
     };
 
@@ -138,8 +96,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("kubeconfig:    {}", args.kubeconfig.display());
     println!("GKE endpoint:  {}", or_none(gke.endpoint()));
     println!("metadata host: {}", or_none(gke.metadata_host()));
-    if let Some((address, _)) = &metrics {
+    if let Some((address, _)) = &admin {
         println!("metrics:       http://{address}/metrics");
+        println!("faults:        http://{address}/faults (bearer: the kubeconfig's token)");
     }
     println!(
         "try:           KUBECONFIG={} kubectl get namespaces",
@@ -153,7 +112,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The metrics server holds the last other reference to the simulator: stop it first, so that
     // dropping ours stops the simulator's test clusters and container processes.
     metrics_stop.cancel();
-    if let Some((_, server)) = metrics {
+    if let Some((_, server)) = admin {
         let _ = server.await;
     }
     drop(sim);
@@ -166,18 +125,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves [`testcluster_sim::metrics::encode`] on `GET /metrics` at `address` until `stop`; returns the bound
-/// address and the server's task.
-async fn serve_metrics(
+/// Serves [`testcluster_sim::metrics::encode`] on `GET /metrics` and the fault settings on `/faults`
+/// at `address` until `stop`; returns the bound address and the server's task.
+async fn serve_admin(
     sim: Arc<Simulator>,
     address: SocketAddr,
     stop: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
-        .with_context(|| format!("binding --metrics-listen {address}"))?;
+        .with_context(|| format!("binding --admin-listen {address}"))?;
     let address = listener.local_addr()?;
-    let app = Router::new().route(
+    let switches = sim.fault_switches();
+    let app = testcluster_sim::admin::router(switches).route(
         "/metrics",
         get(move || {
             let sim = sim.clone();
@@ -223,34 +183,4 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
         _ = interrupt.recv() => "SIGINT",
         _ = terminate.recv() => "SIGTERM",
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_delay_flags_default_to_the_simulators_defaults() {
-        let args = Args::try_parse_from(["testcluster-sim"]).expect("no flags needed");
-        let config = args.delays.config();
-        let defaults = ConnectorConfig::default();
-        assert_eq!(config.connector.cluster_create, defaults.cluster_create);
-        assert_eq!(config.connector.node_pool_create, defaults.node_pool_create);
-        assert_eq!(config.connector.other_create, defaults.other_create);
-        assert_eq!(config.connector.delete, defaults.delete);
-        let defaults = GkeConfig::default();
-        assert_eq!(config.gke.cluster_create, defaults.cluster_create);
-        assert_eq!(config.gke.cluster_delete, defaults.cluster_delete);
-        assert_eq!(config.gke.node_pool_create, defaults.node_pool_create);
-        assert_eq!(config.gke.node_pool_delete, defaults.node_pool_delete);
-        assert_eq!(config.gke.node_pool_resize, defaults.node_pool_resize);
-    }
-
-    #[test]
-    fn a_delay_takes_a_unit() {
-        let args = Args::try_parse_from(["testcluster-sim", "--cluster-create-delay", "2s"])
-            .expect("a duration");
-        assert_eq!(args.delays.cluster_create_delay, Duration::from_secs(2));
-        assert!(Args::try_parse_from(["testcluster-sim", "--delete-delay", "soon"]).is_err());
-    }
 }

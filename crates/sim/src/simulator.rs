@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::admin::FaultSwitches;
 use crate::apiserver::{ApiServer, ApiServerConfig};
 use crate::cloud::connector::{ConfigConnector, ConnectorConfig};
 use crate::cloud::gke::{GkeConfig, GkeServer};
@@ -71,6 +72,15 @@ impl Simulator {
     /// Per-zone stockouts, quota and slow operations.
     pub fn zone_faults(&self) -> &ZoneFaults {
         self.cloud.faults()
+    }
+
+    /// The switches of every fault, for [`crate::admin`]: its HTTP endpoint and its flags.
+    pub fn fault_switches(&self) -> FaultSwitches {
+        FaultSwitches {
+            cloud: self.cloud.clone(),
+            api: self.api.faults().clone(),
+            token: self.api.admin_token().to_owned(),
+        }
     }
 
     /// The GKE REST API fake and the metadata server.

@@ -147,10 +147,10 @@ fn prost_messages(src: &Path) -> BTreeMap<String, Vec<Field>> {
                 if let Some(attr) = attribute.take() {
                     finish_field(&module, &mut current, attr, line.to_owned(), &mut pending);
                 }
-            } else if line == "}" {
-                if let Some((name, fields)) = current.take() {
-                    messages.insert(format!("{}.{name}", module.join(".")), fields);
-                }
+            } else if line == "}"
+                && let Some((name, fields)) = current.take()
+            {
+                messages.insert(format!("{}.{name}", module.join(".")), fields);
             }
         }
     }
@@ -297,7 +297,10 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("reading a directory").flatten() {
+        for entry in std::fs::read_dir(&dir)
+            .expect("reading a directory")
+            .flatten()
+        {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);

@@ -18,10 +18,33 @@ pub struct ApiFaults {
     /// writer got there first.
     conflict_per_mille: AtomicU32,
     latency_ms: AtomicU64,
+    /// Closes each watch this long after it started (0: never), as a load balancer's timeout.
+    watch_lifetime_ms: AtomicU64,
     /// Ends each new watch after its first event.
     flaky_watches: AtomicBool,
     /// Notified to close the watches open now.
     dropped_watches: watch::Sender<()>,
+}
+
+/// The API fault switches as one value: what `GET /faults` shows and `PUT /faults/api` sets.
+/// Rates are fractions of requests (0.05 is 5 %).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct ApiFaultSettings {
+    /// Requests answered 500 InternalError.
+    pub error_rate: f64,
+    /// Requests answered 429 TooManyRequests.
+    pub throttle_rate: f64,
+    /// Updates and patches of an object answered 409 Conflict.
+    pub conflict_rate: f64,
+    /// Added to every request.
+    #[serde(with = "crate::admin::duration")]
+    pub latency: Duration,
+    /// Every watch is closed this long after it started; zero: never.
+    #[serde(with = "crate::admin::duration")]
+    pub drop_watches_after: Duration,
+    /// Every watch is closed after its first event.
+    pub flaky_watches: bool,
 }
 
 /// What the fault switches say about one request.
@@ -66,13 +89,51 @@ impl ApiFaults {
         self.flaky_watches.store(on, Ordering::Relaxed);
     }
 
+    /// Closes every watch `lifetime` after it started; zero: never.
+    pub fn set_watch_lifetime(&self, lifetime: Duration) {
+        self.watch_lifetime_ms
+            .store(lifetime.as_millis() as u64, Ordering::Relaxed);
+    }
+
     /// Turns every fault off.
     pub fn clear(&self) {
-        self.set_error_rate(0);
-        self.set_throttle_rate(0);
-        self.set_conflict_rate(0);
-        self.set_latency(Duration::ZERO);
-        self.set_flaky_watches(false);
+        self.set(&ApiFaultSettings::default());
+    }
+
+    /// Sets every switch at once.
+    pub fn set(&self, settings: &ApiFaultSettings) {
+        let per_mille = |rate: f64| (rate.clamp(0.0, 1.0) * 1000.0).round() as u32;
+        self.set_error_rate(per_mille(settings.error_rate));
+        self.set_throttle_rate(per_mille(settings.throttle_rate));
+        self.set_conflict_rate(per_mille(settings.conflict_rate));
+        self.set_latency(settings.latency);
+        self.set_watch_lifetime(settings.drop_watches_after);
+        self.set_flaky_watches(settings.flaky_watches);
+    }
+
+    /// The switches as they are now.
+    pub fn settings(&self) -> ApiFaultSettings {
+        let rate = |per_mille: &AtomicU32| f64::from(per_mille.load(Ordering::Relaxed)) / 1000.0;
+        ApiFaultSettings {
+            error_rate: rate(&self.error_500_per_mille),
+            throttle_rate: rate(&self.error_429_per_mille),
+            conflict_rate: rate(&self.conflict_per_mille),
+            latency: self.latency(),
+            drop_watches_after: self.watch_lifetime(),
+            flaky_watches: self.flaky_watches(),
+        }
+    }
+
+    /// How long a watch may stay open: `requested`, or less while watches are being dropped.
+    pub(crate) fn watch_timeout(&self, requested: Duration) -> Duration {
+        match self.watch_lifetime() {
+            lifetime if lifetime.is_zero() => requested,
+            lifetime => requested.min(lifetime),
+        }
+    }
+
+    fn watch_lifetime(&self) -> Duration {
+        Duration::from_millis(self.watch_lifetime_ms.load(Ordering::Relaxed))
     }
 
     /// Whether this update or patch of an object is to be refused with a conflict.

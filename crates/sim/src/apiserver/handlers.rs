@@ -549,6 +549,11 @@ fn list_or_watch(
             .get("timeoutSeconds")
             .and_then(|t| t.parse().ok())
             .map_or(DEFAULT_WATCH_TIMEOUT, Duration::from_secs);
+        let timeout = if internal {
+            timeout
+        } else {
+            state.faults.watch_timeout(timeout)
+        };
         let request = WatchRequest {
             rt: rt.clone(),
             namespace,
@@ -573,9 +578,10 @@ fn list_or_watch(
         query.get("resourceVersionMatch").map(String::as_str),
         query.get("resourceVersion").filter(|rv| !rv.is_empty()),
     ) {
-        (Some("Exact"), Some(rv)) => Some(rv.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("invalid resource version: {rv}"))
-        })?),
+        (Some("Exact"), Some(rv)) => Some(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?,
+        ),
         (Some("Exact"), None) => {
             return Err(ApiError::invalid(
                 "ListOptions.meta.k8s.io",
@@ -680,11 +686,19 @@ fn current_objects(
 ) -> (Vec<Arc<Value>>, u64) {
     match (pinned_name, namespace, rt.namespaced) {
         (Some(name), Some(ns), _) => (
-            state.store.get(&rt.storage_key(), ns, name).into_iter().collect(),
+            state
+                .store
+                .get(&rt.storage_key(), ns, name)
+                .into_iter()
+                .collect(),
             state.store.current_rv(),
         ),
         (Some(name), None, false) => (
-            state.store.get(&rt.storage_key(), "", name).into_iter().collect(),
+            state
+                .store
+                .get(&rt.storage_key(), "", name)
+                .into_iter()
+                .collect(),
             state.store.current_rv(),
         ),
         _ => state.store.list(&rt.storage_key(), namespace),

@@ -25,7 +25,7 @@ mod tls;
 mod watch;
 
 pub use errors::ApiError;
-pub use faults::{ApiFaults, RequestCounters};
+pub use faults::{ApiFaultSettings, ApiFaults, RequestCounters};
 
 // The public API of the server handle lives in `server.rs`.
 mod server;

@@ -239,7 +239,11 @@ pub fn create(
     }
     if writer.dry_run {
         let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
-        if state.store.get(&rt.storage_key(), namespace, &name).is_some() {
+        if state
+            .store
+            .get(&rt.storage_key(), namespace, &name)
+            .is_some()
+        {
             return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
         }
         return Ok(Arc::new(object));
@@ -333,59 +337,59 @@ pub fn update(
     }
     let mut finalize = false;
     let mut change = |current: &Value| {
-            let now = now();
-            let mut next = match &write {
-                Write::Replace(body) => {
-                    check_sent_resource_version(rt, name, body, current)?;
-                    body.clone()
-                }
-                Write::Patch(kind, patch) => {
-                    let patched = patch::apply_patch(*kind, current, patch)?;
-                    // A resourceVersion the patch sets is a precondition, as for a replace.
-                    check_sent_resource_version(rt, name, &patched, current)?;
-                    patched
-                }
-                Write::Apply { config, force } => {
-                    validate_apply_identity(rt, config, name)?;
-                    check_sent_resource_version(rt, name, config, current)?;
-                    apply::apply(current, config, manager, *force, scope, &now)?
-                }
-            };
-            if !next.is_object() {
-                return Err(ApiError::bad_request(
-                    "the body of the request is not a JSON object",
-                ));
+        let now = now();
+        let mut next = match &write {
+            Write::Replace(body) => {
+                check_sent_resource_version(rt, name, body, current)?;
+                body.clone()
             }
-            if next["metadata"]["name"].as_str().is_some_and(|n| n != name) {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({}) does not match the name on the URL ({name})",
-                    name_of(&next)
-                )));
+            Write::Patch(kind, patch) => {
+                let patched = patch::apply_patch(*kind, current, patch)?;
+                // A resourceVersion the patch sets is a precondition, as for a replace.
+                check_sent_resource_version(rt, name, &patched, current)?;
+                patched
             }
-            keep_server_owned(rt, current, &mut next, scope);
-            check_no_new_finalizers(rt, name, current, &next)?;
-            drop_empty_metadata(&mut next);
-            if let Some(schema) = &rt.schema {
-                schema::default_and_prune(&mut next, schema);
+            Write::Apply { config, force } => {
+                validate_apply_identity(rt, config, name)?;
+                check_sent_resource_version(rt, name, config, current)?;
+                apply::apply(current, config, manager, *force, scope, &now)?
             }
-            if rt.plural == "secrets" {
-                fold_string_data(&mut next);
-            }
-            if !matches!(write, Write::Apply { .. }) {
-                apply::record_update(current, &mut next, manager, scope, &now);
-            }
-            if rt.has_generation && spec_changed(current, &next) {
-                let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
-                next["metadata"]["generation"] = json!(generation + 1);
-            }
-            if rt.plural == "customresourcedefinitions" {
-                establish_crd(state, &mut next, writer.dry_run)?;
-            }
-            if next == *current {
-                return Ok(None);
-            }
-            finalize = is_finalizable(&next);
-            Ok(Some(next))
+        };
+        if !next.is_object() {
+            return Err(ApiError::bad_request(
+                "the body of the request is not a JSON object",
+            ));
+        }
+        if next["metadata"]["name"].as_str().is_some_and(|n| n != name) {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                name_of(&next)
+            )));
+        }
+        keep_server_owned(rt, current, &mut next, scope);
+        check_no_new_finalizers(rt, name, current, &next)?;
+        drop_empty_metadata(&mut next);
+        if let Some(schema) = &rt.schema {
+            schema::default_and_prune(&mut next, schema);
+        }
+        if rt.plural == "secrets" {
+            fold_string_data(&mut next);
+        }
+        if !matches!(write, Write::Apply { .. }) {
+            apply::record_update(current, &mut next, manager, scope, &now);
+        }
+        if rt.has_generation && spec_changed(current, &next) {
+            let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+            next["metadata"]["generation"] = json!(generation + 1);
+        }
+        if rt.plural == "customresourcedefinitions" {
+            establish_crd(state, &mut next, writer.dry_run)?;
+        }
+        if next == *current {
+            return Ok(None);
+        }
+        finalize = is_finalizable(&next);
+        Ok(Some(next))
     };
     if writer.dry_run {
         let current = state

@@ -391,7 +391,12 @@ mod tests {
     }
 
     fn bytes_field(number: u64, payload: &[u8]) -> Vec<u8> {
-        [varint(number << 3 | 2), varint(payload.len() as u64), payload.to_vec()].concat()
+        [
+            varint(number << 3 | 2),
+            varint(payload.len() as u64),
+            payload.to_vec(),
+        ]
+        .concat()
     }
 
     fn varint_field(number: u64, value: u64) -> Vec<u8> {
@@ -438,7 +443,12 @@ mod tests {
 
     fn body(api_version: &[u8], kind: &[u8], raw: &[u8]) -> Vec<u8> {
         let type_meta = [bytes_field(1, api_version), bytes_field(2, kind)].concat();
-        [MAGIC.to_vec(), bytes_field(1, &type_meta), bytes_field(2, raw)].concat()
+        [
+            MAGIC.to_vec(),
+            bytes_field(1, &type_meta),
+            bytes_field(2, raw),
+        ]
+        .concat()
     }
 
     #[test]
@@ -453,7 +463,10 @@ mod tests {
         let rolling = [bytes_field(1, &max_unavailable), bytes_field(2, &max_surge)].concat();
         let strategy = [bytes_field(1, b"RollingUpdate"), bytes_field(2, &rolling)].concat();
         let quantity = bytes_field(1, b"64Mi");
-        let limits = bytes_field(1, &[bytes_field(1, b"memory"), bytes_field(2, &quantity)].concat());
+        let limits = bytes_field(
+            1,
+            &[bytes_field(1, b"memory"), bytes_field(2, &quantity)].concat(),
+        );
         let container = [
             bytes_field(1, b"web"),
             bytes_field(2, b"nginx"),
@@ -461,7 +474,11 @@ mod tests {
         ]
         .concat();
         let config_map = bytes_field(1, &bytes_field(1, b"settings"));
-        let volume = [bytes_field(1, b"config"), bytes_field(2, &bytes_field(19, &config_map))].concat();
+        let volume = [
+            bytes_field(1, b"config"),
+            bytes_field(2, &bytes_field(19, &config_map)),
+        ]
+        .concat();
         let pod_spec = [bytes_field(1, &volume), bytes_field(2, &container)].concat();
         let template = bytes_field(2, &pod_spec);
         let spec = [
@@ -502,6 +519,9 @@ mod tests {
         assert_eq!(decode(&body(b"example.com/v1", b"Widget", &raw)), None);
         assert_eq!(decode(b"not protobuf"), None);
         // A length that runs past the end of the body.
-        assert_eq!(decode(&body(b"v1", b"ConfigMap", &[0x0a, 0x7f, 0x01])), None);
+        assert_eq!(
+            decode(&body(b"v1", b"ConfigMap", &[0x0a, 0x7f, 0x01])),
+            None
+        );
     }
 }

@@ -253,7 +253,9 @@ mod tests {
     #[test]
     fn field_selector_only_on_the_fields_a_kind_declares() {
         assert!(FieldSelector::parse_for("spec.nodeName=n,metadata.name=p", "", "pods").is_ok());
-        assert!(FieldSelector::parse_for("metadata.namespace!=x", "cnrm.example", "things").is_ok());
+        assert!(
+            FieldSelector::parse_for("metadata.namespace!=x", "cnrm.example", "things").is_ok()
+        );
         let err = FieldSelector::parse_for("spec.nodeName=n", "apps", "deployments")
             .expect_err("deployments have no spec.nodeName selector");
         assert_eq!((err.code, err.reason), (400, "BadRequest"));

@@ -43,7 +43,7 @@ pub(crate) struct ServerState {
     pub resources: Resources,
     pub pod_logs: PodLogs,
     pub tokens: RwLock<HashSet<String>>,
-    pub faults: ApiFaults,
+    pub faults: Arc<ApiFaults>,
     pub counters: RequestCounters,
     pub services: ServiceBackends,
     pub shutdown: CancellationToken,
@@ -76,7 +76,7 @@ impl ApiServer {
             resources,
             pod_logs: PodLogs::default(),
             tokens: RwLock::new(HashSet::from([admin_token.clone()])),
-            faults: ApiFaults::default(),
+            faults: Arc::default(),
             counters: RequestCounters::default(),
             services: ServiceBackends::default(),
             shutdown: CancellationToken::new(),
@@ -173,7 +173,7 @@ impl ApiServer {
     }
 
     /// Switches for injected API failures.
-    pub fn faults(&self) -> &ApiFaults {
+    pub fn faults(&self) -> &Arc<ApiFaults> {
         &self.state.faults
     }
 

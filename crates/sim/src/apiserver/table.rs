@@ -22,7 +22,11 @@ struct Column {
 }
 
 impl Column {
-    fn new(name: &str, column_type: &'static str, cell: impl Fn(&Value) -> Value + 'static) -> Self {
+    fn new(
+        name: &str,
+        column_type: &'static str,
+        cell: impl Fn(&Value) -> Value + 'static,
+    ) -> Self {
         Column {
             name: name.to_owned(),
             column_type,
@@ -35,7 +39,11 @@ impl Column {
 /// the name, a CRD's printer columns (dates printed as ages, as the real server does) and the age.
 fn columns(rt: &ResourceType) -> Vec<Column> {
     let name = || Column::new("Name", "string", |o| o["metadata"]["name"].clone());
-    let age_column = || Column::new("Age", "string", |o| json!(age(o["metadata"]["creationTimestamp"].as_str())));
+    let age_column = || {
+        Column::new("Age", "string", |o| {
+            json!(age(o["metadata"]["creationTimestamp"].as_str()))
+        })
+    };
     let int = |path: &'static [&'static str]| {
         move |o: &Value| json!(path.iter().fold(o, |v, key| &v[*key]).as_i64().unwrap_or(0))
     };
@@ -50,17 +58,27 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
             Column::new("Restarts", "integer", pod_restarts),
             age_column(),
         ],
-        ("", "namespaces") => vec![name(), Column::new("Status", "string", text(&["status", "phase"])), age_column()],
+        ("", "namespaces") => vec![
+            name(),
+            Column::new("Status", "string", text(&["status", "phase"])),
+            age_column(),
+        ],
         ("", "nodes") => vec![
             name(),
             Column::new("Status", "string", node_status),
             Column::new("Roles", "string", node_roles),
             age_column(),
-            Column::new("Version", "string", text(&["status", "nodeInfo", "kubeletVersion"])),
+            Column::new(
+                "Version",
+                "string",
+                text(&["status", "nodeInfo", "kubeletVersion"]),
+            ),
         ],
         ("", "configmaps") => vec![
             name(),
-            Column::new("Data", "integer", |o| json!(entries(&o["data"]) + entries(&o["binaryData"]))),
+            Column::new("Data", "integer", |o| {
+                json!(entries(&o["data"]) + entries(&o["binaryData"]))
+            }),
             age_column(),
         ],
         ("", "secrets") => vec![
@@ -71,7 +89,9 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
         ],
         ("", "serviceaccounts") => vec![
             name(),
-            Column::new("Secrets", "integer", |o| json!(o["secrets"].as_array().map_or(0, Vec::len))),
+            Column::new("Secrets", "integer", |o| {
+                json!(o["secrets"].as_array().map_or(0, Vec::len))
+            }),
             age_column(),
         ],
         ("", "services") => vec![
@@ -84,33 +104,55 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
         ],
         ("" | "events.k8s.io", "events") => vec![
             Column::new("Last Seen", "string", |o| {
-                let seen = o["lastTimestamp"].as_str().or(o["eventTime"].as_str()).or(o["metadata"]["creationTimestamp"].as_str());
+                let seen = o["lastTimestamp"]
+                    .as_str()
+                    .or(o["eventTime"].as_str())
+                    .or(o["metadata"]["creationTimestamp"].as_str());
                 json!(age(seen))
             }),
             Column::new("Type", "string", text(&["type"])),
             Column::new("Reason", "string", text(&["reason"])),
             Column::new("Object", "string", |o| {
-                let involved = if o["regarding"].is_object() { &o["regarding"] } else { &o["involvedObject"] };
+                let involved = if o["regarding"].is_object() {
+                    &o["regarding"]
+                } else {
+                    &o["involvedObject"]
+                };
                 json!(format!(
                     "{}/{}",
                     involved["kind"].as_str().unwrap_or_default().to_lowercase(),
                     involved["name"].as_str().unwrap_or_default()
                 ))
             }),
-            Column::new("Message", "string", |o| o.get("message").or(o.get("note")).cloned().unwrap_or(Value::Null)),
+            Column::new("Message", "string", |o| {
+                o.get("message")
+                    .or(o.get("note"))
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            }),
         ],
         ("apps", "deployments") => vec![
             name(),
             Column::new("Ready", "string", |o| {
-                json!(format!("{}/{}", o["status"]["readyReplicas"].as_i64().unwrap_or(0), o["spec"]["replicas"].as_i64().unwrap_or(1)))
+                json!(format!(
+                    "{}/{}",
+                    o["status"]["readyReplicas"].as_i64().unwrap_or(0),
+                    o["spec"]["replicas"].as_i64().unwrap_or(1)
+                ))
             }),
             Column::new("Up-to-date", "integer", int(&["status", "updatedReplicas"])),
-            Column::new("Available", "integer", int(&["status", "availableReplicas"])),
+            Column::new(
+                "Available",
+                "integer",
+                int(&["status", "availableReplicas"]),
+            ),
             age_column(),
         ],
         ("apps", "replicasets") => vec![
             name(),
-            Column::new("Desired", "integer", |o| json!(o["spec"]["replicas"].as_i64().unwrap_or(1))),
+            Column::new("Desired", "integer", |o| {
+                json!(o["spec"]["replicas"].as_i64().unwrap_or(1))
+            }),
             Column::new("Current", "integer", int(&["status", "replicas"])),
             Column::new("Ready", "integer", int(&["status", "readyReplicas"])),
             age_column(),
@@ -129,7 +171,11 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
                 let is_date = c.column_type == "date";
                 columns.push(Column {
                     name: c.name.clone(),
-                    column_type: if is_date { "string" } else { column_type(&c.column_type) },
+                    column_type: if is_date {
+                        "string"
+                    } else {
+                        column_type(&c.column_type)
+                    },
                     cell: Box::new(move |o| {
                         let value = json_path(o, &path).cloned().unwrap_or(Value::Null);
                         match value.as_str() {
@@ -160,7 +206,10 @@ fn entries(map: &Value) -> usize {
 }
 
 fn container_statuses(pod: &Value) -> Vec<Value> {
-    pod["status"]["containerStatuses"].as_array().cloned().unwrap_or_default()
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn pod_ready(pod: &Value) -> Value {
@@ -191,7 +240,12 @@ fn pod_status(pod: &Value) -> Value {
 }
 
 fn pod_restarts(pod: &Value) -> Value {
-    json!(container_statuses(pod).iter().filter_map(|s| s["restartCount"].as_i64()).sum::<i64>())
+    json!(
+        container_statuses(pod)
+            .iter()
+            .filter_map(|s| s["restartCount"].as_i64())
+            .sum::<i64>()
+    )
 }
 
 fn node_status(node: &Value) -> Value {
@@ -214,7 +268,11 @@ fn node_roles(node: &Value) -> Value {
         .flatten()
         .filter_map(|(key, _)| key.strip_prefix("node-role.kubernetes.io/"))
         .collect();
-    json!(if roles.is_empty() { "<none>".to_owned() } else { roles.join(",") })
+    json!(if roles.is_empty() {
+        "<none>".to_owned()
+    } else {
+        roles.join(",")
+    })
 }
 
 fn service_ports(service: &Value) -> Value {
@@ -230,7 +288,11 @@ fn service_ports(service: &Value) -> Value {
             }
         })
         .collect();
-    json!(if ports.is_empty() { "<none>".to_owned() } else { ports.join(",") })
+    json!(if ports.is_empty() {
+        "<none>".to_owned()
+    } else {
+        ports.join(",")
+    })
 }
 
 fn job_condition(job: &Value, kind: &str) -> bool {

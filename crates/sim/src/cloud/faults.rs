@@ -12,13 +12,20 @@ pub struct ZoneFaults {
     zones: RwLock<HashMap<String, ZoneFault>>,
 }
 
-#[derive(Clone, Debug, Default)]
-struct ZoneFault {
-    stockout: bool,
+/// The faults of one location: what `GET /faults` shows and `PUT /faults/zones/{zone}` sets.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct ZoneFault {
+    /// Every create of a cluster or node pool here ends in GKE's stockout.
+    pub stockout: bool,
     /// vCPUs the project still has in this location's region; `None` means unlimited.
-    cpu_quota: Option<f64>,
-    create_delay: Option<Duration>,
-    delete_delay: Option<Duration>,
+    pub cpu_quota: Option<f64>,
+    /// Added to every create here.
+    #[serde(with = "crate::admin::duration")]
+    pub create_delay: Duration,
+    /// Added to every delete here.
+    #[serde(with = "crate::admin::duration")]
+    pub delete_delay: Duration,
 }
 
 /// Why the cloud refused to create nodes.
@@ -68,19 +75,28 @@ impl ZoneFaults {
         self.update(location, |f| f.cpu_quota = vcpus);
     }
 
-    /// Delays cluster and node pool creation in `location` (on top of the usual delays).
-    pub fn set_create_delay(&self, location: &str, delay: Option<Duration>) {
-        self.update(location, |f| f.create_delay = delay);
-    }
-
-    /// Delays cluster and node pool deletion in `location`.
-    pub fn set_delete_delay(&self, location: &str, delay: Option<Duration>) {
-        self.update(location, |f| f.delete_delay = delay);
-    }
-
     /// Clears every fault.
     pub fn clear(&self) {
         self.zones.write().clear();
+    }
+
+    /// Replaces the faults of `location`; the default clears them.
+    pub fn set(&self, location: &str, fault: ZoneFault) {
+        let mut zones = self.zones.write();
+        if fault == ZoneFault::default() {
+            zones.remove(location);
+        } else {
+            zones.insert(location.to_owned(), fault);
+        }
+    }
+
+    /// Every location with a fault, as it is now.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, ZoneFault> {
+        self.zones
+            .read()
+            .iter()
+            .map(|(zone, fault)| (zone.clone(), fault.clone()))
+            .collect()
     }
 
     /// A quota failure, if asking for `nodes` machines of `machine_type` exceeds the quota.
@@ -116,11 +132,11 @@ impl ZoneFaults {
     }
 
     pub fn create_delay(&self, location: &str) -> Duration {
-        self.get(location).create_delay.unwrap_or_default()
+        self.get(location).create_delay
     }
 
     pub fn delete_delay(&self, location: &str) -> Duration {
-        self.get(location).delete_delay.unwrap_or_default()
+        self.get(location).delete_delay
     }
 
     fn get(&self, location: &str) -> ZoneFault {

@@ -11,7 +11,7 @@ pub mod gke;
 mod inventory;
 mod test_cluster;
 
-pub use faults::{CloudFailure, ZoneFaults, vcpus_of};
+pub use faults::{CloudFailure, ZoneFault, ZoneFaults, vcpus_of};
 pub use inventory::{CloudCluster, Inventory, Provider};
 pub use test_cluster::TestCluster;
 
