@@ -18,6 +18,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, Lines};
 use tokio::process::{Child, Command};
 
+#[path = "kubectl/conformance.rs"]
+mod conformance;
+
 /// The longest any single step may take.
 const STEP: Duration = Duration::from_secs(30);
 

@@ -105,7 +105,7 @@ async fn dispatch(State(state): State<Arc<ServerState>>, request: Request) -> Re
                 header::CONTENT_TYPE,
                 "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
             )],
-            "",
+            super::openapi::document(&state.resources.all()),
         )
             .into_response()),
         Route::CoreVersions => {

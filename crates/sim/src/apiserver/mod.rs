@@ -13,6 +13,7 @@ mod faults;
 mod gc;
 mod handlers;
 mod objects;
+mod openapi;
 mod patch;
 mod protobuf;
 mod proxy;
