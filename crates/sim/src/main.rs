@@ -41,6 +41,11 @@ struct Args {
     #[arg(long, alias = "metrics-listen", env = "TESTCLUSTER_SIM_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
 
+    /// Also serve the API over plain HTTP on loopback, without authentication. Off unless given:
+    /// every process on this machine, jobs included, could use it as admin.
+    #[arg(long, env = "TESTCLUSTER_SIM_PLAIN_HTTP")]
+    plain_http: bool,
+
     #[command(flatten)]
     sim: SimFlags,
 }
@@ -68,7 +73,10 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let sim = Arc::new(
-        Simulator::start(args.sim.delays.config(SimConfig::default()))
+        Simulator::start(args.sim.delays.config(SimConfig {
+            plain_http: args.plain_http,
+            ..SimConfig::default()
+        }))
             .await
             .context("starting the simulator")?,
     );
@@ -92,7 +100,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let gke = sim.gke();
     println!("API server:    {}", sim.api().https_url());
-    println!("API (no auth): {}", sim.api().http_url());
+    if let Some(url) = sim.api().http_url() {
+        println!("API (no auth): {url}");
+    }
     println!("kubeconfig:    {}", args.kubeconfig.display());
     println!("GKE endpoint:  {}", or_none(gke.endpoint()));
     println!("metadata host: {}", or_none(gke.metadata_host()));

@@ -12,6 +12,9 @@ use crate::workloads::{WorkloadConfig, Workloads};
 /// How to start the simulator.
 #[derive(Clone, Debug, Default)]
 pub struct SimConfig {
+    /// Also serve the management API over plain HTTP without authentication (see
+    /// [`ApiServerConfig::plain_http`]).
+    pub plain_http: bool,
     pub connector: ConnectorConfig,
     pub gke: GkeConfig,
     pub workloads: WorkloadConfig,
@@ -33,17 +36,18 @@ impl Simulator {
     pub async fn start(config: SimConfig) -> anyhow::Result<Simulator> {
         let api = ApiServer::start(ApiServerConfig {
             name: "sim".into(),
+            plain_http: config.plain_http,
             ..ApiServerConfig::default()
         })
         .await?;
         let cloud = Cloud::default();
         let workloads = Workloads::start(
-            api.internal_client()?,
+            api.internal_client(),
             api.pod_logs().clone(),
             config.workloads,
         )?;
         let connector =
-            ConfigConnector::start(api.internal_client()?, cloud.clone(), config.connector).await?;
+            ConfigConnector::start(api.internal_client(), cloud.clone(), config.connector).await?;
         let gke = GkeServer::start(cloud.clone(), config.gke).await?;
         Ok(Simulator {
             _connector: connector,

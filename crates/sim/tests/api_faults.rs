@@ -51,7 +51,7 @@ async fn injected_500s_are_internal_errors_for_outside_clients_only() {
     );
     // The simulator's own controllers are never faulted.
     let internal: Api<ConfigMap> =
-        Api::namespaced(api.internal_client().expect("internal client"), "f500");
+        Api::namespaced(api.internal_client(), "f500");
     internal
         .create(&PostParams::default(), &configmap("inside"))
         .await
@@ -159,7 +159,7 @@ async fn injected_latency_delays_every_request() {
     }
     // Internal requests are not delayed.
     let internal: Api<ConfigMap> =
-        Api::namespaced(api.internal_client().expect("internal"), "flat");
+        Api::namespaced(api.internal_client(), "flat");
     let started = Instant::now();
     internal.get("x").await.expect("internal get");
     assert!(started.elapsed() < delay);
@@ -294,7 +294,7 @@ async fn request_counters_count_outside_requests_per_verb_and_resource() {
         3
     );
     // The simulator's own requests are not counted.
-    let internal: Api<ConfigMap> = Api::namespaced(api.internal_client().expect("internal"), "cnt");
+    let internal: Api<ConfigMap> = Api::namespaced(api.internal_client(), "cnt");
     internal
         .create(&PostParams::default(), &configmap("internal"))
         .await

@@ -33,7 +33,7 @@ impl Cluster {
         .await
         .expect("api server");
         let workloads = start_workloads(&api, TICK);
-        let client = api.internal_client().expect("client");
+        let client = api.internal_client();
         create_namespace(&client, namespace).await;
         let cluster = Cluster {
             api,

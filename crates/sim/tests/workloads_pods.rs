@@ -32,7 +32,7 @@ impl Cluster {
         .await
         .expect("api server");
         let workloads = start_workloads(&api, Duration::from_millis(300));
-        let client = api.internal_client().expect("client");
+        let client = api.internal_client();
         create_namespace(&client, namespace).await;
         Cluster {
             _api: api,

@@ -99,9 +99,13 @@ impl World {
         settings: testcluster_logview::Settings,
     ) -> World {
         testcluster_testkit::init();
-        let sim = Simulator::start(SimConfig::default())
-            .await
-            .expect("simulator");
+        // The proxied client reaches the API server's plain HTTP port through a cuttable proxy.
+        let sim = Simulator::start(SimConfig {
+            plain_http: proxied,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("simulator");
         let client = sim.api().client().await.expect("client");
         testcluster_testkit::install_crd(&client, &testcluster_resources::crd::crd()).await;
         testcluster_testkit::create_namespace(&client, namespace).await;
@@ -114,6 +118,7 @@ impl World {
             let target = sim
                 .api()
                 .http_url()
+                .expect("plain HTTP is on")
                 .trim_start_matches("http://")
                 .parse()
                 .expect("address");

@@ -20,7 +20,7 @@ use super::objects::{self, DeleteOptions, Write, Writer};
 use super::patch::PatchKind;
 use super::resources::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
-use super::server::{INTERNAL_HEADER, ServerState};
+use super::server::{Internal, ServerState};
 use super::tls::OverTls;
 use super::watch::{self, WatchRequest};
 use super::{discovery, table};
@@ -50,7 +50,7 @@ pub fn bootstrap(state: &ServerState) -> anyhow::Result<()> {
 }
 
 async fn dispatch(State(state): State<Arc<ServerState>>, request: Request) -> Response {
-    let internal = request.headers().contains_key(INTERNAL_HEADER);
+    let internal = request.extensions().get::<Internal>().is_some();
     let over_tls = request.extensions().get::<OverTls>().is_some_and(|t| t.0);
     if over_tls && !authorized(&state, request.headers()) {
         return ApiError::unauthorized().into_response();

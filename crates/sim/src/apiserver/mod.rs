@@ -30,4 +30,4 @@ pub use faults::{ApiFaultSettings, ApiFaults, RequestCounters};
 
 // The public API of the server handle lives in `server.rs`.
 mod server;
-pub use server::{ApiServer, ApiServerConfig, INTERNAL_HEADER, kubeconfig_for};
+pub use server::{ApiServer, ApiServerConfig, kubeconfig_for};

@@ -21,9 +21,11 @@ use super::store::Store;
 use super::tls::ServerTls;
 use crate::workloads::PodLogs;
 
-/// Requests carrying this header come from the simulator's own controllers: they are neither counted
-/// nor subjected to injected faults, so that counters measure only what the services under test do.
-pub const INTERNAL_HEADER: &str = "x-testcluster-sim-internal";
+/// Marks a request from the simulator's own controllers, which reach the server in-process: such
+/// requests are neither counted nor subjected to injected faults, so that counters measure only what
+/// the services under test do. It is a request extension, which nothing on the network can set.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Internal;
 
 /// What to start an API server with.
 #[derive(Clone, Debug, Default)]
@@ -34,6 +36,9 @@ pub struct ApiServerConfig {
     pub admin_token: Option<String>,
     /// Objects created before the server starts listening (for example a test cluster's Nodes).
     pub preload: Vec<Value>,
+    /// Also serve plain HTTP, without authentication, on loopback. Off unless asked for: anything
+    /// on the machine (a job, too) could use it.
+    pub plain_http: bool,
 }
 
 /// Everything request handlers share.
@@ -55,7 +60,7 @@ pub(crate) struct ServerState {
 /// every open watch and log stream.
 pub struct ApiServer {
     state: Arc<ServerState>,
-    http_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     https_addr: SocketAddr,
     ca_pem: String,
     admin_token: String,
@@ -88,13 +93,19 @@ impl ApiServer {
         }
         super::gc::spawn(state.clone());
 
-        let http = TcpListener::bind("127.0.0.1:0").await?;
         let https = TcpListener::bind("127.0.0.1:0").await?;
-        let (http_addr, https_addr) = (http.local_addr()?, https.local_addr()?);
+        let https_addr = https.local_addr()?;
         let router = handlers::router(state.clone());
-        super::tls::serve(http, None, router.clone(), state.shutdown.clone());
+        let http_addr = if config.plain_http {
+            let http = TcpListener::bind("127.0.0.1:0").await?;
+            let address = http.local_addr()?;
+            super::tls::serve(http, None, router.clone(), state.shutdown.clone());
+            Some(address)
+        } else {
+            None
+        };
         super::tls::serve(https, Some(tls.acceptor()?), router, state.shutdown.clone());
-        tracing::debug!(name = %config.name, %http_addr, %https_addr, "API server listening");
+        tracing::debug!(name = %config.name, ?http_addr, %https_addr, "API server listening");
         Ok(ApiServer {
             state,
             http_addr,
@@ -104,9 +115,9 @@ impl ApiServer {
         })
     }
 
-    /// `http://127.0.0.1:PORT` — no authentication.
-    pub fn http_url(&self) -> String {
-        format!("http://{}", self.http_addr)
+    /// `http://127.0.0.1:PORT` — no authentication; only when started with `plain_http`.
+    pub fn http_url(&self) -> Option<String> {
+        self.http_addr.map(|address| format!("http://{address}"))
     }
 
     /// `https://127.0.0.1:PORT` — needs the CA and a bearer token.
@@ -152,14 +163,11 @@ impl ApiServer {
         Ok(kube::Client::try_from(config)?)
     }
 
-    /// A client for the simulator's own controllers: plain HTTP, never counted, never faulted.
-    pub fn internal_client(&self) -> anyhow::Result<kube::Client> {
-        let mut config = kube::Config::new(self.http_url().parse()?);
-        config.headers.push((
-            http::HeaderName::from_static(INTERNAL_HEADER),
-            http::HeaderValue::from_static("1"),
-        ));
-        Ok(kube::Client::try_from(config)?)
+    /// A client for the simulator's own controllers, never counted, never faulted. It calls the
+    /// server in-process, through no port at all.
+    pub fn internal_client(&self) -> kube::Client {
+        let router = handlers::router(self.state.clone()).layer(axum::Extension(Internal));
+        kube::Client::new(router, "default")
     }
 
     /// Container logs, written by the kubelet and served by `pods/{name}/log`.

@@ -65,7 +65,7 @@ impl TestCluster {
         machine_type: &str,
         size: u32,
     ) -> anyhow::Result<u32> {
-        let nodes: Api<Node> = Api::all(self.api.internal_client()?);
+        let nodes: Api<Node> = Api::all(self.api.internal_client());
         let current = self.pools.lock().get(pool).cloned().unwrap_or_default();
         let size = size as usize;
         let group = random_hex(8);
@@ -104,7 +104,7 @@ impl TestCluster {
 
     /// Nodes currently stored in the cluster's API server (what `kubectl get nodes` shows).
     pub async fn list_nodes(&self) -> anyhow::Result<Vec<String>> {
-        let nodes: Api<Node> = Api::all(self.api.internal_client()?);
+        let nodes: Api<Node> = Api::all(self.api.internal_client());
         Ok(nodes
             .list(&ListParams::default())
             .await?

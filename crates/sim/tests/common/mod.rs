@@ -138,7 +138,7 @@ pub async fn register_crd<K: CustomResourceExt>(client: &Client) -> CustomResour
 /// resync every `tick`, so that restarts and retries happen within a test's patience.
 pub fn start_workloads(api: &ApiServer, tick: Duration) -> Workloads {
     Workloads::start(
-        api.internal_client().expect("internal client"),
+        api.internal_client(),
         api.pod_logs().clone(),
         WorkloadConfig {
             backoff: Backoff {
