@@ -364,7 +364,9 @@ async fn a_stockout_ends_the_operation_with_gkes_message() {
         .await
         .expect("delete failed cluster");
     assert_eq!(
-        wait_done(&client, &parent("europe-west2-b"), &delete).await.error,
+        wait_done(&client, &parent("europe-west2-b"), &delete)
+            .await
+            .error,
         None
     );
     let listed = client

@@ -113,7 +113,10 @@ fn status_str<'o>(object: &'o DynamicObject, pointer: &str) -> &'o str {
         .unwrap_or_default()
 }
 
-async fn get_cluster(gke: &ClusterManager, name: &str) -> google_cloud_container_v1::model::Cluster {
+async fn get_cluster(
+    gke: &ClusterManager,
+    name: &str,
+) -> google_cloud_container_v1::model::Cluster {
     gke.get_cluster()
         .set_name(cluster_name(name))
         .send()
@@ -130,7 +133,13 @@ async fn config_connector_clusters_are_gke_clusters_and_follow_what_gke_does() {
     let pools = api(&client, ns, "container", "ContainerNodePool");
     create(&client, ns, container_cluster("shared", true)).await;
     create(&client, ns, container_node_pool("workers", "shared", 2)).await;
-    let ready = wait_for(&clusters, "shared", up_to_date(), "the cluster is up to date").await;
+    let ready = wait_for(
+        &clusters,
+        "shared",
+        up_to_date(),
+        "the cluster is up to date",
+    )
+    .await;
     wait_for(&pools, "workers", up_to_date(), "the pool is up to date").await;
 
     // GKE lists and reads the cluster Config Connector made, with what its spec asked for.
@@ -150,8 +159,13 @@ async fn config_connector_clusters_are_gke_clusters_and_follow_what_gke_does() {
     let test_cluster = sim.cloud().cluster(&key("shared")).expect("running");
     assert_eq!(seen.endpoint, test_cluster.endpoint());
     assert_eq!(
-        seen.master_auth.as_ref().map(|a| a.cluster_ca_certificate.as_str()),
-        Some(status_str(&ready, "/observedState/masterAuth/clusterCaCertificate"))
+        seen.master_auth
+            .as_ref()
+            .map(|a| a.cluster_ca_certificate.as_str()),
+        Some(status_str(
+            &ready,
+            "/observedState/masterAuth/clusterCaCertificate"
+        ))
     );
     assert_eq!(
         seen.resource_labels,
@@ -164,11 +178,20 @@ async fn config_connector_clusters_are_gke_clusters_and_follow_what_gke_does() {
         seen.release_channel.as_ref().map(|r| r.channel.clone()),
         Some(release_channel::Channel::Rapid)
     );
-    let ip = seen.ip_allocation_policy.as_ref().expect("ipAllocationPolicy");
+    let ip = seen
+        .ip_allocation_policy
+        .as_ref()
+        .expect("ipAllocationPolicy");
     assert!(ip.use_ip_aliases);
     assert_eq!(ip.cluster_ipv4_cidr_block, "/16");
-    assert_eq!(seen.current_master_version, status_str(&ready, "/masterVersion"));
-    assert_eq!(seen.label_fingerprint, status_str(&ready, "/labelFingerprint"));
+    assert_eq!(
+        seen.current_master_version,
+        status_str(&ready, "/masterVersion")
+    );
+    assert_eq!(
+        seen.label_fingerprint,
+        status_str(&ready, "/labelFingerprint")
+    );
     assert_eq!(seen.current_node_count, 2);
     assert!(!seen.etag.is_empty());
     let pool_names: Vec<&str> = seen.node_pools.iter().map(|p| p.name.as_str()).collect();
@@ -201,7 +224,9 @@ async fn config_connector_clusters_are_gke_clusters_and_follow_what_gke_does() {
     wait_for(
         &clusters,
         "shared",
-        |o: Option<&DynamicObject>| o.is_some_and(|o| status_str(o, "/masterVersion") == NEW_VERSION),
+        |o: Option<&DynamicObject>| {
+            o.is_some_and(|o| status_str(o, "/masterVersion") == NEW_VERSION)
+        },
         "status.masterVersion shows the upgrade",
     )
     .await;
@@ -238,7 +263,10 @@ async fn config_connector_clusters_are_gke_clusters_and_follow_what_gke_does() {
         .await
         .expect("get node pool");
     assert_eq!(pool.version, NEW_VERSION);
-    assert_eq!(get_cluster(&gke, "shared").await.current_node_version, NEW_VERSION);
+    assert_eq!(
+        get_cluster(&gke, "shared").await.current_node_version,
+        NEW_VERSION
+    );
     wait_for(
         &pools,
         "workers",
@@ -280,7 +308,10 @@ async fn config_connector_clusters_are_gke_clusters_and_follow_what_gke_does() {
     assert_eq!(relabel.operation_type, operation::Type::SetLabels);
     assert_eq!(wait_done(&gke, &parent(ZONE), &relabel).await.error, None);
     let relabelled = get_cluster(&gke, "shared").await;
-    assert_eq!(relabelled.resource_labels.get("team").map(String::as_str), Some("qa"));
+    assert_eq!(
+        relabelled.resource_labels.get("team").map(String::as_str),
+        Some("qa")
+    );
     let fingerprint = relabelled.label_fingerprint.clone();
     assert_ne!(fingerprint, current.label_fingerprint);
     wait_for(
@@ -362,14 +393,23 @@ async fn a_cluster_deleted_through_config_connector_stops_then_is_gone_from_gke(
     create_namespace(&client, ns).await;
     let clusters = api(&client, ns, "container", "ContainerCluster");
     create(&client, ns, container_cluster("doomed", false)).await;
-    wait_for(&clusters, "doomed", up_to_date(), "the cluster is up to date").await;
+    wait_for(
+        &clusters,
+        "doomed",
+        up_to_date(),
+        "the cluster is up to date",
+    )
+    .await;
     let running = get_cluster(&gke, "doomed").await;
     assert_eq!(running.status, cluster::Status::Running);
     // Without remove-default-node-pool, the default pool has the spec's node config.
     let pool_names: Vec<&str> = running.node_pools.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(pool_names, ["default-pool"]);
     assert_eq!(
-        running.node_pools[0].config.as_ref().map(|c| c.machine_type.as_str()),
+        running.node_pools[0]
+            .config
+            .as_ref()
+            .map(|c| c.machine_type.as_str()),
         Some("e2-standard-4")
     );
 
@@ -381,10 +421,18 @@ async fn a_cluster_deleted_through_config_connector_stops_then_is_gone_from_gke(
     let deadline = Instant::now() + WAIT;
     let mut seen_stopping = false;
     let gone = loop {
-        match gke.get_cluster().set_name(cluster_name("doomed")).send().await {
+        match gke
+            .get_cluster()
+            .set_name(cluster_name("doomed"))
+            .send()
+            .await
+        {
             Ok(cluster) => {
                 assert!(
-                    matches!(cluster.status, cluster::Status::Running | cluster::Status::Stopping),
+                    matches!(
+                        cluster.status,
+                        cluster::Status::Running | cluster::Status::Stopping
+                    ),
                     "{:?}",
                     cluster.status
                 );
@@ -399,7 +447,9 @@ async fn a_cluster_deleted_through_config_connector_stops_then_is_gone_from_gke(
     assert_eq!(gone.http_status_code(), Some(404));
     assert_eq!(
         gone.status().map(|s| s.message.clone()),
-        Some(format!("Not found: projects/{PROJECT}/zones/{ZONE}/clusters/doomed."))
+        Some(format!(
+            "Not found: projects/{PROJECT}/zones/{ZONE}/clusters/doomed."
+        ))
     );
     let listed = gke
         .list_clusters()

@@ -327,7 +327,10 @@ mod tests {
         let mut spec = Map::new();
         spec.insert("resourceLabels".into(), serde_json::json!({"team": "ci"}));
         let mut cluster = ClusterRecord::new(&key("a"), spec, Vec::new());
-        assert_eq!(cluster.resource_labels.get("team").map(String::as_str), Some("ci"));
+        assert_eq!(
+            cluster.resource_labels.get("team").map(String::as_str),
+            Some("ci")
+        );
         let before = cluster.label_fingerprint();
         assert_eq!(before.len(), 8);
         cluster.resource_labels.insert("team".into(), "qa".into());

@@ -19,7 +19,7 @@ use super::container;
 use super::kinds::Kind;
 use super::reconcile::Context;
 use crate::cloud::model::{ClusterRecord, DEFAULT_MACHINE_TYPE};
-use crate::cloud::{ClusterStatus, CloudError, CloudFailure, ClusterKey, Provider, TestCluster};
+use crate::cloud::{CloudError, CloudFailure, ClusterKey, ClusterStatus, Provider, TestCluster};
 
 const PROJECT_ANNOTATION: &str = "cnrm.cloud.google.com/project-id";
 const REMOVE_DEFAULT_POOL_ANNOTATION: &str = "cnrm.cloud.google.com/remove-default-node-pool";
@@ -91,12 +91,16 @@ pub(crate) async fn observe(
                 return Ok(None);
             };
             let current = context.cloud.cluster(&key);
-            let ours = context.pools.lock().get(&uid(object)).is_some_and(|record| {
-                record.size == desired_pool_size(object)
-                    && current
-                        .as_ref()
-                        .is_some_and(|c| Weak::ptr_eq(&record.cluster, &Arc::downgrade(c)))
-            });
+            let ours = context
+                .pools
+                .lock()
+                .get(&uid(object))
+                .is_some_and(|record| {
+                    record.size == desired_pool_size(object)
+                        && current
+                            .as_ref()
+                            .is_some_and(|c| Weak::ptr_eq(&record.cluster, &Arc::downgrade(c)))
+                });
             let record = context.cloud.cluster_record(&key);
             let pool = record.as_ref().and_then(|r| r.pool(&resource_id(object)));
             match pool {
@@ -220,7 +224,11 @@ async fn apply_cluster(
         .quota_check(&key.project, &key.location, &machine_type, nodes)
         .map_err(|failure| desired_state_error(&googleapi_error(&failure)))?;
     // From the create call on, GKE shows the cluster PROVISIONING.
-    let mut record = ClusterRecord::new(&key, container::cluster_spec(object, &key.project), Vec::new());
+    let mut record = ClusterRecord::new(
+        &key,
+        container::cluster_spec(object, &key.project),
+        Vec::new(),
+    );
     if let Some(version) = spec["minMasterVersion"].as_str() {
         version.clone_into(&mut record.master_version);
     }

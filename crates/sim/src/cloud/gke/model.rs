@@ -2,11 +2,11 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::cloud::ClusterKey;
 pub use crate::cloud::model::{
     ClusterRecord, ClusterStatus, Code, Condition, DEFAULT_MACHINE_TYPE, GkeEnum, OpType,
     PoolRecord, PoolStatus, VERSION, now,
 };
-use crate::cloud::ClusterKey;
 use crate::cloud::model::{fnv1a, gke_enum};
 
 /// How enums are written: GKE writes names unless the request says
@@ -183,7 +183,11 @@ pub fn cluster_json(cluster: &ClusterRecord, enc: Encoding) -> Value {
     set("etag", json!(cluster.etag()));
     // GKE names the network and subnetwork briefly, whatever form the request used.
     for field in ["network", "subnetwork"] {
-        let given = cluster.spec.get(field).and_then(Value::as_str).unwrap_or("default");
+        let given = cluster
+            .spec
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or("default");
         set(field, json!(given.rsplit('/').next().unwrap_or(given)));
     }
     let mut ip_allocation = json!({

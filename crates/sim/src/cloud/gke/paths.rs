@@ -54,9 +54,8 @@ pub fn parse(path: &str) -> Option<Target> {
     Some(match (tail, custom) {
         (["clusters"], None) => Target::Clusters(scope),
         (["clusters", c], None) => Target::Cluster(scope, own(c)),
-        (["clusters", c], Some("setResourceLabels")) | (["clusters", c, "resourceLabels"], None) => {
-            Target::SetResourceLabels(scope, own(c))
-        }
+        (["clusters", c], Some("setResourceLabels"))
+        | (["clusters", c, "resourceLabels"], None) => Target::SetResourceLabels(scope, own(c)),
         (["clusters", c, "nodePools"], None) => Target::NodePools(scope, own(c)),
         (["clusters", c, "nodePools", np], None) => Target::NodePool(scope, own(c), own(np)),
         (["clusters", c, "nodePools", np], Some("setSize"))

@@ -63,7 +63,9 @@ impl Change {
                     change.pool_config.insert("imageType".into(), value.clone());
                 }
                 "desiredNodePoolAutoscaling" => {
-                    change.pool_fields.insert("autoscaling".into(), value.clone());
+                    change
+                        .pool_fields
+                        .insert("autoscaling".into(), value.clone());
                 }
                 other => {
                     let Some(name) = other.strip_prefix("desired").map(lower_first) else {
@@ -191,8 +193,7 @@ impl Change {
         for (field, value) in &self.cluster_fields {
             if field == "resourceLabels" {
                 // v1beta1's `desiredResourceLabels` is a `ResourceLabels` message.
-                if let Some(Ok(labels)) = value.get("labels").cloned().map(serde_json::from_value)
-                {
+                if let Some(Ok(labels)) = value.get("labels").cloned().map(serde_json::from_value) {
                     cluster.resource_labels = labels;
                 }
                 continue;
@@ -289,7 +290,9 @@ mod tests {
         assert_eq!(change.op_type(), OpType::UpdateCluster);
         change.apply(&mut record);
         assert_eq!(
-            record.pool("np").map(|p| p.spec["autoscaling"]["maxNodeCount"].clone()),
+            record
+                .pool("np")
+                .map(|p| p.spec["autoscaling"]["maxNodeCount"].clone()),
             Some(json!(5))
         );
         assert_eq!(record.pool("default-pool").map(|p| p.spec.len()), Some(0));
@@ -322,15 +325,15 @@ mod tests {
     fn refusals() {
         let record = cluster(&["a", "b"]);
         let ambiguous = Change::cluster_update(&map(json!({"desiredNodeVersion": "-"})), &record);
-        assert_eq!(
-            ambiguous.map_err(|e| e.status),
-            Err("INVALID_ARGUMENT")
-        );
+        assert_eq!(ambiguous.map_err(|e| e.status), Err("INVALID_ARGUMENT"));
         let stale = Change::cluster_update(
             &map(json!({"etag": "stale", "desiredLoggingService": "none"})),
             &record,
         );
-        assert_eq!(stale.map_err(|e| (e.http.as_u16(), e.status)), Err((409, "ABORTED")));
+        assert_eq!(
+            stale.map_err(|e| (e.http.as_u16(), e.status)),
+            Err((409, "ABORTED"))
+        );
         let empty = Change::cluster_update(&Map::new(), &record);
         assert_eq!(empty.map_err(|e| e.status), Err("INVALID_ARGUMENT"));
         let labels = Change::set_labels(&map(json!({"resourceLabels": {"a": "b"}})), &record)
