@@ -216,6 +216,22 @@ async fn config_connector_clusters_are_gke_clusters_and_follow_what_gke_does() {
     assert_eq!(upgrade.status, operation::Status::Running);
     let reconciling = get_cluster(&gke, "shared").await;
     assert_eq!(reconciling.status, cluster::Status::Reconciling);
+    let busy = gke
+        .update_cluster()
+        .set_name(cluster_name("shared"))
+        .set_update(ClusterUpdate::new().set_desired_logging_service("none"))
+        .send()
+        .await
+        .expect_err("a second operation during the upgrade");
+    assert_eq!(busy.http_status_code(), Some(400));
+    assert_eq!(
+        busy.status().map(|s| s.message.clone()),
+        Some(format!(
+            "Operation {} is currently upgrading cluster shared. Please wait and try again once \
+             it is done.",
+            upgrade.name
+        ))
+    );
     assert_eq!(wait_done(&gke, &parent(ZONE), &upgrade).await.error, None);
     let upgraded = get_cluster(&gke, "shared").await;
     assert_eq!(upgraded.status, cluster::Status::Running);

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 
 use super::errors::GoogleError;
 use super::model::{
-    ClusterRecord, ClusterStatus, DEFAULT_MACHINE_TYPE, Encoding, OpType, PoolRecord, PoolStatus,
-    cluster_json, cluster_path, location_path, operation_json, pool_json,
+    ClusterRecord, ClusterStatus, DEFAULT_MACHINE_TYPE, Encoding, GkeEnum as _, OpType, PoolRecord,
+    PoolStatus, cluster_json, cluster_path, location_path, operation_json, pool_json,
 };
 use super::operations::{self, PoolPlan};
 use super::paths::{self, Scope, Target};
@@ -207,6 +207,9 @@ fn ensure_idle(cluster: &ClusterRecord) -> Result<(), GoogleError> {
         OpType::DeleteCluster => format!(
             "Operation {op} is currently deleting cluster {name}. Please wait and try again once it is done."
         ),
+        OpType::UpgradeMaster | OpType::UpgradeNodes => format!(
+            "Operation {op} is currently upgrading cluster {name}. Please wait and try again once it is done."
+        ),
         _ => format!("Cluster is running incompatible operation {op}."),
     }))
 }
@@ -398,7 +401,7 @@ fn delete_cluster(state: &Arc<GkeState>, key: ClusterKey, enc: Encoding) -> Answ
     Ok(operation_json(&op, enc))
 }
 
-/// Node pool operations need a running cluster with nothing else in progress.
+/// Node pool operations and updates need a running cluster with nothing else in progress.
 fn ready_cluster<'r>(
     records: &'r mut Records,
     key: &ClusterKey,
@@ -410,8 +413,9 @@ fn ready_cluster<'r>(
     ensure_idle(cluster)?;
     if cluster.status != ClusterStatus::Running {
         return Err(GoogleError::failed_precondition(format!(
-            "Cluster {} is not in a state that allows node pool changes.",
-            key.name
+            "Cluster {} is not in a state that allows changes (status {}).",
+            key.name,
+            cluster.status.name()
         )));
     }
     Ok(cluster)
