@@ -6,8 +6,9 @@
 //! - [`apiserver`]: a Kubernetes API server (REST, watch, discovery, apply, finalizers, garbage
 //!   collection, `pods/log`, service proxy) over HTTP and HTTPS with its own CA. Both the management
 //!   cluster and every test cluster are instances of it.
-//! - [`cloud`]: the cloud behind it — simulated Config Connector controllers, a GKE REST API fake, an
-//!   inventory of every cloud cluster ever created, and per-zone faults (stockouts, quota).
+//! - [`cloud`]: the cloud behind it — one model of its clusters and node pools, seen and changed
+//!   through both simulated Config Connector controllers and a GKE REST API fake, an inventory of
+//!   every cloud cluster ever created, and per-zone faults (stockouts, quota).
 //! - [`workloads`]: a Job controller and a kubelet that runs containers as local processes.
 //!
 //! [`metrics`] renders its request counters and cloud cluster counts for Prometheus; [`admin`] holds

@@ -13,7 +13,6 @@ use google_cloud_container_v1::model::{
     Cluster, NodeConfig, NodePool, Operation, cluster, operation,
 };
 use google_cloud_gax::error::rpc::{Code, StatusDetails};
-use google_cloud_gax::retry_policy::NeverRetry;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::ListParams;
 use kube::config::KubeConfigOptions;
@@ -23,23 +22,19 @@ use testcluster_sim::cloud::{CloudFailure, ClusterKey, Provider};
 use testcluster_sim::{SimConfig, Simulator};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+mod common;
+
+use common::gke::{WAIT, gke_client, wait_done};
+
 const PROJECT: &str = "tc-project";
 const ZONE: &str = "us-central1-a";
-/// Bound on waiting for an operation; the defaults finish within a second.
-const WAIT: Duration = Duration::from_secs(20);
 
 async fn start() -> (Simulator, ClusterManager) {
     testcluster_testkit::init();
     let sim = Simulator::start(SimConfig::default())
         .await
         .expect("simulator");
-    let client = ClusterManager::builder()
-        .with_endpoint(sim.gke().endpoint())
-        .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())
-        .with_retry_policy(NeverRetry)
-        .build()
-        .await
-        .expect("GKE client");
+    let client = gke_client(sim.gke().endpoint()).await;
     (sim, client)
 }
 
@@ -74,29 +69,6 @@ async fn create(client: &ClusterManager, location: &str, cluster: Cluster) -> Op
         .send()
         .await
         .expect("create cluster")
-}
-
-/// Polls the operation until DONE, as every GKE client does.
-async fn wait_done(client: &ClusterManager, location: &str, op: &Operation) -> Operation {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let current = client
-            .get_operation()
-            .set_name(format!("{}/operations/{}", parent(location), op.name))
-            .send()
-            .await
-            .expect("get operation");
-        if current.status == operation::Status::Done {
-            return current;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "operation {} still {:?}",
-            op.name,
-            current.status
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// A kube client for a test cluster, from what GKE says about it plus a bearer token.
@@ -226,7 +198,7 @@ async fn create_resize_and_delete_a_cluster() {
         ))
     );
 
-    let done = wait_done(&client, ZONE, &op).await;
+    let done = wait_done(&client, &parent(ZONE), &op).await;
     assert_eq!(done.error, None);
     assert_eq!(done.status_message, "");
     assert!(!done.end_time.is_empty());
@@ -282,7 +254,7 @@ async fn create_resize_and_delete_a_cluster() {
         .await
         .expect("set size");
     assert_eq!(resize.operation_type, operation::Type::SetNodePoolSize);
-    assert_eq!(wait_done(&client, ZONE, &resize).await.error, None);
+    assert_eq!(wait_done(&client, &parent(ZONE), &resize).await.error, None);
     let listed = nodes
         .list(&ListParams::default())
         .await
@@ -328,7 +300,7 @@ async fn create_resize_and_delete_a_cluster() {
         .await
         .expect("get stopping cluster");
     assert_eq!(stopping.status, cluster::Status::Stopping);
-    assert_eq!(wait_done(&client, ZONE, &delete).await.error, None);
+    assert_eq!(wait_done(&client, &parent(ZONE), &delete).await.error, None);
     assert!(sim.inventory().live().is_empty());
     let recorded = sim.inventory().all();
     assert_eq!(recorded.len(), 1);
@@ -359,7 +331,7 @@ async fn a_stockout_ends_the_operation_with_gkes_message() {
     .await;
     assert_eq!(op.status, operation::Status::Running);
 
-    let done = wait_done(&client, "europe-west2-b", &op).await;
+    let done = wait_done(&client, &parent("europe-west2-b"), &op).await;
     let expected = CloudFailure::Stockout {
         zone: "europe-west2-b".into(),
     }
@@ -392,7 +364,9 @@ async fn a_stockout_ends_the_operation_with_gkes_message() {
         .await
         .expect("delete failed cluster");
     assert_eq!(
-        wait_done(&client, "europe-west2-b", &delete).await.error,
+        wait_done(&client, &parent("europe-west2-b"), &delete)
+            .await
+            .error,
         None
     );
     let listed = client
@@ -539,13 +513,7 @@ async fn node_pools_come_and_go_and_the_server_stops_when_dropped() {
     let server = testcluster_sim::cloud::gke::GkeServer::start(cloud.clone(), Default::default())
         .await
         .expect("GKE server");
-    let client = ClusterManager::builder()
-        .with_endpoint(server.endpoint())
-        .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())
-        .with_retry_policy(NeverRetry)
-        .build()
-        .await
-        .expect("GKE client");
+    let client = gke_client(server.endpoint()).await;
     let region = "europe-west4";
     let op = create(
         &client,
@@ -555,7 +523,7 @@ async fn node_pools_come_and_go_and_the_server_stops_when_dropped() {
             .set_node_pools([pool("system", 1, "e2-standard-2")]),
     )
     .await;
-    assert_eq!(wait_done(&client, region, &op).await.error, None);
+    assert_eq!(wait_done(&client, &parent(region), &op).await.error, None);
 
     let name = cluster_name(region, "pools");
     let op = client
@@ -572,7 +540,7 @@ async fn node_pools_come_and_go_and_the_server_stops_when_dropped() {
         "{}",
         op.target_link
     );
-    assert_eq!(wait_done(&client, region, &op).await.error, None);
+    assert_eq!(wait_done(&client, &parent(region), &op).await.error, None);
     let test_cluster = cloud.cluster(&key(region, "pools")).expect("test cluster");
     assert_eq!(test_cluster.list_nodes().await.expect("nodes").len(), 3);
 
@@ -598,7 +566,7 @@ async fn node_pools_come_and_go_and_the_server_stops_when_dropped() {
         .send()
         .await
         .expect("delete node pool");
-    assert_eq!(wait_done(&client, region, &op).await.error, None);
+    assert_eq!(wait_done(&client, &parent(region), &op).await.error, None);
     assert_eq!(test_cluster.list_nodes().await.expect("nodes").len(), 1);
     let pools = client
         .list_node_pools()

@@ -19,6 +19,9 @@ use serde_json::json;
 use testcluster_sim::Simulator;
 use testcluster_sim::apiserver::{ApiServer, ApiServerConfig};
 use testcluster_sim::workloads::{Backoff, WorkloadConfig, Workloads};
+
+pub mod cnrm;
+pub mod gke;
 // Each test binary uses some of these.
 #[allow(unused_imports)]
 pub use testcluster_testkit::{WAIT, create_namespace, init, wait_deleted, wait_for, within};

@@ -15,16 +15,15 @@ use kube::core::DynamicObject;
 use rand::Rng as _;
 use serde_json::{Map, Value, json};
 
+use super::container;
 use super::kinds::Kind;
 use super::reconcile::Context;
-use crate::cloud::{CloudError, CloudFailure, ClusterKey, Provider, TestCluster};
+use crate::cloud::model::{ClusterRecord, DEFAULT_MACHINE_TYPE};
+use crate::cloud::{CloudError, CloudFailure, ClusterKey, ClusterStatus, Provider, TestCluster};
 
 const PROJECT_ANNOTATION: &str = "cnrm.cloud.google.com/project-id";
 const REMOVE_DEFAULT_POOL_ANNOTATION: &str = "cnrm.cloud.google.com/remove-default-node-pool";
 const DEFAULT_POOL: &str = "default-pool";
-/// GKE's default machine type when `nodeConfig.machineType` is not set.
-const DEFAULT_MACHINE_TYPE: &str = "e2-medium";
-const GKE_VERSION: &str = "1.33.5-gke.1000000";
 
 /// Why a cloud operation did not happen.
 #[derive(Debug)]
@@ -71,32 +70,45 @@ fn googleapi_error(failure: &CloudFailure) -> String {
     }
 }
 
-/// Whether the cloud resource behind a Ready object is still there (else it is created again, as
-/// Config Connector corrects drift).
-pub(crate) async fn exists(
+/// The status fields of the cloud resource behind a Ready object, as the cloud shows it now;
+/// `None` if it is gone or no longer as the object asks (then it is created again, as Config
+/// Connector corrects drift).
+pub(crate) async fn observe(
     context: &Context,
     object: &DynamicObject,
     dependencies: &[(Kind, DynamicObject)],
-) -> Result<bool, kube::Error> {
+) -> Result<Option<Map<String, Value>>, kube::Error> {
     Ok(match context.kind {
         Kind::ContainerCluster => match cluster_key(context, object).await? {
-            Ok(key) => context.cloud.cluster(&key).is_some(),
-            Err(_) => false,
+            Ok(key) if context.cloud.cluster(&key).is_some() => context
+                .cloud
+                .cluster_record(&key)
+                .map(|record| container::cluster_status(&record)),
+            _ => None,
         },
         Kind::ContainerNodePool => {
             let Ok(key) = pool_cluster_key(context, object, dependencies).await? else {
-                return Ok(false);
+                return Ok(None);
             };
             let current = context.cloud.cluster(&key);
-            let pools = context.pools.lock();
-            pools.get(&uid(object)).is_some_and(|record| {
-                record.size == desired_pool_size(object)
-                    && current
-                        .as_ref()
-                        .is_some_and(|c| Weak::ptr_eq(&record.cluster, &Arc::downgrade(c)))
-            })
+            let ours = context
+                .pools
+                .lock()
+                .get(&uid(object))
+                .is_some_and(|record| {
+                    record.size == desired_pool_size(object)
+                        && current
+                            .as_ref()
+                            .is_some_and(|c| Weak::ptr_eq(&record.cluster, &Arc::downgrade(c)))
+                });
+            let record = context.cloud.cluster_record(&key);
+            let pool = record.as_ref().and_then(|r| r.pool(&resource_id(object)));
+            match pool {
+                Some(pool) if ours => Some(container::pool_status(&key, pool)),
+                _ => None,
+            }
         }
-        _ => true,
+        _ => Some(Map::new()),
     })
 }
 
@@ -126,7 +138,12 @@ pub(crate) async fn delete(context: &Context, object: &DynamicObject) -> Result<
                 // Without a location nothing was ever created.
                 return Ok(());
             };
-            if context.cloud.cluster(&key).is_none() {
+            let stopping = context.cloud.with_clusters(|records| {
+                let record = records.get_mut(&key)?;
+                record.status = ClusterStatus::Stopping;
+                Some(())
+            });
+            if stopping.is_none() {
                 return Ok(());
             }
             sleep_delete(context, &key.location).await;
@@ -162,6 +179,11 @@ pub(crate) async fn delete(context: &Context, object: &DynamicObject) -> Result<
                     Ok(()) | Err(CloudError::NotFound(_)) => {}
                     Err(error) => return Err(ActionError::Failed(error.to_string())),
                 }
+                context.cloud.with_clusters(|records| {
+                    if let Some(record) = records.get_mut(&key) {
+                        record.pools.retain(|p| p.name != pool);
+                    }
+                });
             }
             context.pools.lock().remove(&uid(object));
             Ok(())
@@ -187,8 +209,10 @@ async fn apply_cluster(
         Err(message) => return Err(desired_state_error(&message)),
     };
     // An existing cluster is acquired, as Config Connector does; its settings are immutable here.
-    if let Some(cluster) = context.cloud.cluster(&key) {
-        return Ok(cluster_status(&key, &cluster));
+    if context.cloud.cluster(&key).is_some()
+        && let Some(record) = context.cloud.cluster_record(&key)
+    {
+        return Ok(container::cluster_status(&record));
     }
     let spec = &object.data["spec"];
     let machine_type = machine_type(spec);
@@ -199,24 +223,46 @@ async fn apply_cluster(
     faults
         .quota_check(&key.project, &key.location, &machine_type, nodes)
         .map_err(|failure| desired_state_error(&googleapi_error(&failure)))?;
+    // From the create call on, GKE shows the cluster PROVISIONING.
+    let mut record = ClusterRecord::new(
+        &key,
+        container::cluster_spec(object, &key.project),
+        Vec::new(),
+    );
+    if let Some(version) = spec["minMasterVersion"].as_str() {
+        version.clone_into(&mut record.master_version);
+    }
+    let announced = context.cloud.with_clusters(|records| {
+        if records.contains_key(&key) {
+            return false;
+        }
+        records.insert(record);
+        true
+    });
+    if !announced {
+        return Err(desired_state_error(&format!(
+            "googleapi: Error 409: {}, alreadyExists",
+            CloudError::AlreadyExists(key.clone())
+        )));
+    }
     tokio::time::sleep(context.config.cluster_create + faults.create_delay(&key.location)).await;
-    faults.stockout_check(&key.location).map_err(|failure| {
-        desired_state_error(&format!(
+    if let Err(failure) = faults.stockout_check(&key.location) {
+        // Nothing outlives the failed creation: the next attempt starts afresh.
+        let _ = context.cloud.delete_cluster(&key);
+        return Err(desired_state_error(&format!(
             "Error waiting for creating GKE cluster: {}",
             failure.message()
-        ))
-    })?;
-    let cluster = match context
+        )));
+    }
+    match context
         .cloud
         .create_cluster(&key, Provider::ConfigConnector)
         .await
     {
-        Ok(cluster) => cluster,
-        Err(CloudError::AlreadyExists(_)) => context.cloud.cluster(&key).ok_or_else(|| {
-            desired_state_error(&format!("cluster {key} was deleted while being acquired"))
-        })?,
+        Ok(_) => {}
+        Err(CloudError::AlreadyExists(_)) => {}
         Err(error) => return Err(desired_state_error(&error.to_string())),
-    };
+    }
     tracing::debug!(%key, "ContainerCluster created its cloud cluster");
     let remove_default = object
         .annotations()
@@ -229,25 +275,19 @@ async fn apply_cluster(
             .await
             .map_err(|error| desired_state_error(&error.to_string()))?;
     }
-    Ok(cluster_status(&key, &cluster))
-}
-
-fn cluster_status(key: &ClusterKey, cluster: &TestCluster) -> Map<String, Value> {
-    let ca = base64::engine::general_purpose::STANDARD.encode(cluster.api().ca_pem());
-    let status = json!({
-        "endpoint": cluster.endpoint(),
-        "masterVersion": GKE_VERSION,
-        "selfLink": format!(
-            "https://container.googleapis.com/v1beta1/projects/{}/locations/{}/clusters/{}",
-            key.project, key.location, key.name
-        ),
-        "servicesIpv4Cidr": "34.118.224.0/20",
-        "observedState": {"masterAuth": {"clusterCaCertificate": ca}},
+    let pool_spec = container::pool_spec(spec);
+    let record = context.cloud.with_clusters(|records| {
+        let record = records.get_mut(&key)?;
+        record.status = ClusterStatus::Running;
+        if let Some(pool) = record.pool_mut(DEFAULT_POOL) {
+            pool.spec.extend(pool_spec);
+        }
+        Some(record.clone())
     });
-    match status {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
+    let record = record.ok_or_else(|| {
+        desired_state_error(&format!("cluster {key} was deleted while being created"))
+    })?;
+    Ok(container::cluster_status(&record))
 }
 
 async fn apply_pool(
@@ -326,22 +366,24 @@ async fn apply_pool(
             },
         );
     }
-    let group = format!("gke-{}-{}-grp", key.name, pool);
-    let status = json!({
-        "instanceGroupUrls": [format!(
-            "https://www.googleapis.com/compute/v1/projects/{}/zones/{}/instanceGroupManagers/{group}",
-            key.project, key.location
-        )],
-        "managedInstanceGroupUrls": [format!(
-            "https://www.googleapis.com/compute/v1beta1/projects/{}/zones/{}/instanceGroups/{group}",
-            key.project, key.location
-        )],
-        "observedState": {"version": GKE_VERSION},
+    let pool_spec = container::pool_spec(&object.data["spec"]);
+    let version = object.data["spec"]["version"].as_str().map(str::to_owned);
+    let record = context.cloud.with_clusters(|records| {
+        let found = records.get_mut(&key)?.pool_mut(&pool)?;
+        if creating {
+            found.spec.extend(pool_spec);
+            if let Some(version) = version {
+                found.version = version;
+            }
+        }
+        Some(found.clone())
     });
-    Ok(match status {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    })
+    let record = record.ok_or_else(|| {
+        desired_state_error(&format!(
+            "error creating NodePool: googleapi: Error 404: Not found: {key}., notFound"
+        ))
+    })?;
+    Ok(container::pool_status(&key, &record))
 }
 
 /// Status of the kinds that exist only as objects.
@@ -506,7 +548,7 @@ async fn project(context: &Context, object: &DynamicObject) -> Result<String, ku
     Ok(annotated.unwrap_or(namespace))
 }
 
-fn resource_id(object: &DynamicObject) -> String {
+pub(super) fn resource_id(object: &DynamicObject) -> String {
     object.data["spec"]["resourceID"]
         .as_str()
         .filter(|id| !id.is_empty())

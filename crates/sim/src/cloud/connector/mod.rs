@@ -14,16 +14,31 @@
 //!   `observedGeneration`. Failures are also recorded as Warning events.
 //! - References (`clusterRef`, `networkRef`, `subnetworkRef`, service account references) are
 //!   resolved in dependency order; a change of the referenced object re-triggers its dependents.
-//! - A ContainerCluster creates a cloud cluster ([`Cloud::create_cluster`]): a test cluster whose
-//!   endpoint and CA land in `status.endpoint` and `status.observedState.masterAuth`; zone faults
-//!   surface with GKE's texts as Config Connector wraps them, and are retried with backoff.
-//!   ContainerNodePools add Nodes to it.
+//! - A ContainerCluster creates a cloud cluster: a record in the cloud's one cluster model
+//!   ([`crate::cloud::model`], PROVISIONING from the create call on, with the spec's location,
+//!   labels as `resourceLabels` plus `managed-by-cnrm`, `ipAllocationPolicy`, `releaseChannel`,
+//!   network and node config), then a test cluster ([`Cloud::create_cluster`]) whose endpoint and
+//!   CA land in `status.endpoint` and `status.observedState.masterAuth`. Zone faults surface with
+//!   GKE's texts as Config Connector wraps them, and are retried with backoff. ContainerNodePools
+//!   add node pools and their Nodes to it. The GKE REST API lists and gets them like its own.
+//! - Deleting a ContainerCluster shows the cluster STOPPING to the GKE API for the delete delay,
+//!   then gone (404).
+//! - The status follows the cloud: when a cluster changes through the GKE API, the cloud notifies
+//!   the controllers ([`Cloud::watch_clusters`]), which reconcile the objects at once instead of
+//!   at the 10-minute resync. A Ready object whose cluster still exists reports what the cloud
+//!   shows now (`masterVersion`, `labelFingerprint`, a pool's `observedState.version`). One whose
+//!   cluster was deleted out of band is created again, as the real Config Connector corrects
+//!   drift: `Ready` goes False with reason `Updating` meanwhile, then back to `UpToDate` with the
+//!   new cluster's endpoint and CA; its node pools follow once it is Ready again. Labels are
+//!   applied at creation only.
 
 mod actions;
+mod container;
 mod crds;
 mod kinds;
 mod reconcile;
 mod status;
+mod triggers;
 
 use std::time::Duration;
 

@@ -23,6 +23,7 @@ use super::ConnectorConfig;
 use super::actions::{self, ActionError, PoolRecord};
 use super::kinds::Kind;
 use super::status::{self, Readiness};
+use super::triggers;
 use crate::cloud::Cloud;
 
 /// Config Connector's finalizers, in the order it adds them.
@@ -118,6 +119,11 @@ pub(crate) fn spawn(
             },
         );
     }
+    if let Some(changes) =
+        triggers::cloud_changes(kind, &context.cloud, controller.store(), resource.clone())
+    {
+        controller = controller.reconcile_on(changes);
+    }
     let run = controller
         .run(reconcile, error_policy, context)
         .for_each(move |result| async move {
@@ -204,9 +210,19 @@ async fn reconcile(object: Arc<DynamicObject>, context: Arc<Context>) -> Result<
 
     let generation = object.metadata.generation;
     if status::is_ready(&object.data["status"], generation)
-        && actions::exists(&context, &object, &dependencies).await?
+        && let Some(observed) = actions::observe(&context, &object, &dependencies).await?
     {
+        // Still there: report what the cloud shows now (another API may have changed it).
         context.clear_failures(&object);
+        set_status(
+            &context,
+            &api,
+            &mut object,
+            Readiness::up_to_date(),
+            observed,
+            false,
+        )
+        .await?;
         return Ok(Action::requeue(RESYNC));
     }
     // While failing, the condition stays UpdateFailed between attempts (as Config Connector's does)

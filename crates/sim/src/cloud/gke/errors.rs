@@ -64,6 +64,11 @@ impl GoogleError {
         )
     }
 
+    /// A concurrency check failed (a stale `etag`).
+    pub fn aborted(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "ABORTED", "aborted", message)
+    }
+
     /// What GKE answers when the project's quota cannot hold the request.
     pub fn permission_denied(message: impl Into<String>) -> Self {
         Self::new(

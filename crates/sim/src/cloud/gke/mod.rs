@@ -1,10 +1,15 @@
 //! Simulated GKE REST API (container v1 subset) and GCE metadata server.
 //!
-//! The API serves what the direct provider needs through `google-cloud-container-v1`: clusters and
-//! node pools (create, get, list, delete, `setSize`) and operations, on the `locations` paths and the
-//! legacy `zones` ones. Mutations answer at once with a RUNNING operation; the work happens in the
-//! background through [`Cloud`] (so the inventory sees it) after [`GkeConfig`]'s delay plus the zone's,
-//! and the operation turns DONE. Zone faults surface as GKE shows them: a stockout in the operation's
+//! The API serves what the direct provider and Config Connector use through
+//! `google-cloud-container-v1`: clusters (create, get, list, delete, update, `setResourceLabels`),
+//! node pools (create, get, list, delete, update, `setSize`) and operations, on the `locations`
+//! paths and the legacy `zones` ones. The clusters are the cloud's own records
+//! ([`crate::cloud::model`]), so clusters made through Config Connector are listed too, and what
+//! the handlers change Config Connector sees. Mutations answer at once with a RUNNING operation
+//! (`UPGRADE_MASTER`, `UPGRADE_NODES`, `UPDATE_CLUSTER`, `SET_LABELS`, ... as GKE names them); the
+//! work happens in the background through [`Cloud`] (so the inventory sees it) after
+//! [`GkeConfig`]'s delay plus the zone's, and the operation turns DONE. A stale `etag` on an update
+//! is refused with 409 ABORTED, a stale `labelFingerprint` with 400 FAILED_PRECONDITION. Zone faults surface as GKE shows them: a stockout in the operation's
 //! `error` and `statusMessage` (cluster `ERROR`), a quota shortage as a synchronous 403.
 //!
 //! The metadata server, on its own port, hands out tokens that every test cluster accepts.
@@ -16,6 +21,7 @@ mod operations;
 mod paths;
 mod routes;
 mod state;
+mod updates;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +41,8 @@ pub struct GkeConfig {
     pub node_pool_create: Duration,
     pub node_pool_delete: Duration,
     pub node_pool_resize: Duration,
+    /// Time for a cluster or node pool update (versions, labels, settings).
+    pub update: Duration,
     /// The project the metadata server reports (`project/project-id`).
     pub metadata_project: String,
 }
@@ -47,6 +55,7 @@ impl Default for GkeConfig {
             node_pool_create: Duration::from_millis(200),
             node_pool_delete: Duration::from_millis(100),
             node_pool_resize: Duration::from_millis(100),
+            update: Duration::from_millis(200),
             metadata_project: "testcluster-sim".into(),
         }
     }

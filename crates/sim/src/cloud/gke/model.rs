@@ -3,11 +3,11 @@
 use serde_json::{Map, Value, json};
 
 use crate::cloud::ClusterKey;
-
-/// The Kubernetes version the fake claims to run.
-pub const VERSION: &str = "1.33.5-gke.1000000";
-/// Machine type of a node pool that names none (GKE's default).
-pub const DEFAULT_MACHINE_TYPE: &str = "e2-medium";
+pub use crate::cloud::model::{
+    ClusterRecord, ClusterStatus, Code, Condition, DEFAULT_MACHINE_TYPE, GkeEnum, OpType,
+    PoolRecord, PoolStatus, VERSION, now,
+};
+use crate::cloud::model::{fnv1a, gke_enum};
 
 /// How enums are written: GKE writes names unless the request says
 /// `$alt=json;enum-encoding=int`, as the official Rust client always does.
@@ -37,52 +37,6 @@ impl Encoding {
     }
 }
 
-/// A protobuf enum with its JSON name and number.
-pub trait GkeEnum: Copy {
-    fn name(self) -> &'static str;
-    fn number(self) -> i32;
-}
-
-macro_rules! gke_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $number:literal => $text:literal,)* }) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum $name { $($variant,)* }
-
-        impl GkeEnum for $name {
-            fn name(self) -> &'static str {
-                match self { $($name::$variant => $text,)* }
-            }
-            fn number(self) -> i32 {
-                match self { $($name::$variant => $number,)* }
-            }
-        }
-    };
-}
-
-gke_enum!(
-    /// `Cluster.status`.
-    ClusterStatus {
-        Provisioning = 1 => "PROVISIONING",
-        Running = 2 => "RUNNING",
-        Reconciling = 3 => "RECONCILING",
-        Stopping = 4 => "STOPPING",
-        Error = 5 => "ERROR",
-    }
-);
-
-gke_enum!(
-    /// `NodePool.status`.
-    PoolStatus {
-        Provisioning = 1 => "PROVISIONING",
-        Running = 2 => "RUNNING",
-        RunningWithError = 3 => "RUNNING_WITH_ERROR",
-        Reconciling = 4 => "RECONCILING",
-        Stopping = 5 => "STOPPING",
-        Error = 6 => "ERROR",
-    }
-);
-
 gke_enum!(
     /// `Operation.status`.
     OpStatus {
@@ -90,35 +44,6 @@ gke_enum!(
         Done = 3 => "DONE",
     }
 );
-
-gke_enum!(
-    /// `Operation.operationType`.
-    OpType {
-        CreateCluster = 1 => "CREATE_CLUSTER",
-        DeleteCluster = 2 => "DELETE_CLUSTER",
-        CreateNodePool = 7 => "CREATE_NODE_POOL",
-        DeleteNodePool = 8 => "DELETE_NODE_POOL",
-        SetNodePoolSize = 14 => "SET_NODE_POOL_SIZE",
-    }
-);
-
-gke_enum!(
-    /// `google.rpc.Code`, as `StatusCondition.canonicalCode`; `error.code` is always the number.
-    Code {
-        AlreadyExists = 6 => "ALREADY_EXISTS",
-        ResourceExhausted = 8 => "RESOURCE_EXHAUSTED",
-        Internal = 13 => "INTERNAL",
-    }
-);
-
-/// A `StatusCondition` on a cluster, node pool or operation.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Condition {
-    /// GKE's own code, e.g. `GCE_STOCKOUT`.
-    pub code: &'static str,
-    pub message: String,
-    pub canonical: Code,
-}
 
 /// Why an operation failed: what ends up in `error` and `statusMessage`.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,54 +63,6 @@ impl Failure {
     }
 }
 
-/// One node pool.
-#[derive(Clone, Debug)]
-pub struct PoolRecord {
-    pub name: String,
-    pub machine_type: String,
-    pub initial_node_count: u32,
-    /// Nodes the pool has now (GKE shows it only through the cluster's `currentNodeCount`).
-    pub node_count: u32,
-    pub status: PoolStatus,
-    pub status_message: String,
-    pub conditions: Vec<Condition>,
-    /// The node pool as requested, echoed back as GKE does.
-    pub spec: Map<String, Value>,
-}
-
-/// One cluster as GKE knows it (it outlives a failed creation, in status `ERROR`).
-#[derive(Clone, Debug)]
-pub struct ClusterRecord {
-    pub key: ClusterKey,
-    pub id: String,
-    pub status: ClusterStatus,
-    pub status_message: String,
-    pub conditions: Vec<Condition>,
-    pub pools: Vec<PoolRecord>,
-    pub create_time: String,
-    /// The operation running on the cluster; GKE refuses others meanwhile.
-    pub busy: Option<(String, OpType)>,
-    /// `host:port` of the test cluster's API server, once it runs.
-    pub endpoint: Option<String>,
-    pub ca_pem: Option<String>,
-    /// The cluster as requested, echoed back as GKE does.
-    pub spec: Map<String, Value>,
-}
-
-impl ClusterRecord {
-    pub fn pool(&self, name: &str) -> Option<&PoolRecord> {
-        self.pools.iter().find(|p| p.name == name)
-    }
-
-    pub fn pool_mut(&mut self, name: &str) -> Option<&mut PoolRecord> {
-        self.pools.iter_mut().find(|p| p.name == name)
-    }
-
-    pub fn node_count(&self) -> u32 {
-        self.pools.iter().map(|p| p.node_count).sum()
-    }
-}
-
 /// One long-running operation.
 #[derive(Clone, Debug)]
 pub struct OperationRecord {
@@ -199,11 +76,6 @@ pub struct OperationRecord {
     pub start_time: String,
     pub end_time: Option<String>,
     pub failure: Option<Failure>,
-}
-
-/// RFC 3339 with microseconds, as GKE writes times.
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// Whether a location is a zone (`us-central1-a`) rather than a region (`us-central1`).
@@ -231,10 +103,7 @@ pub fn project_number(project: &str) -> String {
     if !project.is_empty() && project.chars().all(|c| c.is_ascii_digit()) {
         return project.to_owned();
     }
-    // FNV-1a: stable across runs, unlike the std hasher.
-    let hash = project.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = fnv1a(project.as_bytes());
     (100_000_000_000 + hash % 900_000_000_000).to_string()
 }
 
@@ -302,11 +171,43 @@ pub fn cluster_json(cluster: &ClusterRecord, enc: Encoding) -> Value {
     set("status", enc.render(cluster.status));
     set("createTime", json!(cluster.create_time));
     set("initialClusterVersion", json!(VERSION));
-    set("currentMasterVersion", json!(VERSION));
-    set("currentNodeVersion", json!(VERSION));
+    set("currentMasterVersion", json!(cluster.master_version));
+    let node_version = oldest_version(cluster.pools.iter().map(|p| p.version.as_str()));
+    set(
+        "currentNodeVersion",
+        json!(node_version.unwrap_or(&cluster.master_version)),
+    );
     set("currentNodeCount", json!(cluster.node_count()));
-    set("network", json!("default"));
-    set("subnetwork", json!("default"));
+    set("resourceLabels", json!(cluster.resource_labels));
+    set("labelFingerprint", json!(cluster.label_fingerprint()));
+    set("etag", json!(cluster.etag()));
+    // GKE names the network and subnetwork briefly, whatever form the request used.
+    for field in ["network", "subnetwork"] {
+        let given = cluster
+            .spec
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        set(field, json!(given.rsplit('/').next().unwrap_or(given)));
+    }
+    let mut ip_allocation = json!({
+        "useIpAliases": true,
+        "stackType": "IPV4",
+        "clusterIpv4Cidr": "10.112.0.0/14",
+        "clusterIpv4CidrBlock": "10.112.0.0/14",
+        "servicesIpv4Cidr": "34.118.224.0/20",
+        "servicesIpv4CidrBlock": "34.118.224.0/20",
+    });
+    if let Some(Value::Object(requested)) = cluster.spec.get("ipAllocationPolicy") {
+        for (k, v) in requested {
+            ip_allocation[k] = v.clone();
+        }
+    }
+    set("ipAllocationPolicy", ip_allocation);
+    set("servicesIpv4Cidr", json!("34.118.224.0/20"));
+    if !cluster.spec.contains_key("releaseChannel") {
+        set("releaseChannel", json!({"channel": "REGULAR"}));
+    }
     if let Some(first) = pools.first() {
         set("nodeConfig", first["config"].clone());
     }
@@ -324,6 +225,16 @@ pub fn cluster_json(cluster: &ClusterRecord, enc: Encoding) -> Value {
     set_status_details(&mut out, &cluster.status_message, &cluster.conditions, enc);
     out.remove("initialNodeCount");
     Value::Object(out)
+}
+
+/// The oldest of Kubernetes versions such as `1.33.5-gke.1000000` (numbers compared as numbers).
+fn oldest_version<'v>(versions: impl Iterator<Item = &'v str>) -> Option<&'v str> {
+    let numbers = |v: &str| -> Vec<u64> {
+        v.split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    };
+    versions.min_by_key(|v| numbers(v))
 }
 
 /// `NodePool` JSON.
@@ -348,7 +259,7 @@ pub fn pool_json(key: &ClusterKey, pool: &PoolRecord, enc: Encoding) -> Value {
     set("config", Value::Object(config));
     set("initialNodeCount", json!(pool.initial_node_count));
     set("status", enc.render(pool.status));
-    set("version", json!(VERSION));
+    set("version", json!(pool.version));
     set(
         "selfLink",
         json!(link(&format!(
@@ -374,12 +285,15 @@ pub fn operation_json(op: &OperationRecord, enc: Encoding) -> Value {
     let mut out = json!({
         "name": op.name,
         "zone": op.location,
-        "operationType": enc.render(op.op_type),
         "status": enc.render(op.status),
         "selfLink": link(&format!("{scope}/operations/{}", op.name)),
         "targetLink": link(&format!("{scope}/{}", op.target)),
         "startTime": op.start_time,
     });
+    // Proto3 JSON leaves out a default: node pool updates carry no type (as recorded).
+    if op.op_type != OpType::Unspecified {
+        out["operationType"] = enc.render(op.op_type);
+    }
     if let Some(end) = &op.end_time {
         out["endTime"] = json!(end);
     }
@@ -420,6 +334,13 @@ mod tests {
             location_path("p", "europe-west2"),
             "projects/p/locations/europe-west2"
         );
+    }
+
+    #[test]
+    fn the_oldest_version_compares_numbers() {
+        let versions = ["1.33.10-gke.1", "1.33.9-gke.2", "1.34.0-gke.1"];
+        assert_eq!(oldest_version(versions.into_iter()), Some("1.33.9-gke.2"));
+        assert_eq!(oldest_version(std::iter::empty()), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::model::{ClusterRecord, ClusterStatus, Code, Condition, Failure, PoolStatus};
 use super::state::GkeState;
+use super::updates::Change;
 use crate::cloud::{CloudError, CloudFailure, ClusterKey, Provider, TestCluster};
 
 /// A node pool to bring to a size.
@@ -178,6 +179,24 @@ pub async fn set_size(
             settle(cluster, &plan.name, &outcome, PoolStatus::RunningWithError);
         }
         records.finish_operation(&op, &key, outcome.err());
+    });
+}
+
+/// `UPGRADE_MASTER`, `UPGRADE_NODES`, `UPDATE_CLUSTER`, `SET_LABELS` and node pool updates: the
+/// change lands on the cloud's record when the operation ends.
+pub async fn update(state: Arc<GkeState>, key: ClusterKey, op: String, change: Change) {
+    if !state.sleep(state.config.update).await {
+        return;
+    }
+    state.with(|records| {
+        if let Some(cluster) = records.clusters.get_mut(&key) {
+            change.apply(cluster);
+            cluster.status = ClusterStatus::Running;
+            if let Some(pool) = change.pool.as_deref().and_then(|p| cluster.pool_mut(p)) {
+                pool.status = PoolStatus::Running;
+            }
+        }
+        records.finish_operation(&op, &key, None);
     });
 }
 

@@ -12,6 +12,8 @@ pub struct Scope {
 pub enum Target {
     Clusters(Scope),
     Cluster(Scope, String),
+    /// `.../clusters/{c}:setResourceLabels` (or `/resourceLabels` in the zones form).
+    SetResourceLabels(Scope, String),
     NodePools(Scope, String),
     NodePool(Scope, String, String),
     /// `.../nodePools/{np}:setSize` (or `/setSize` in the zones form).
@@ -52,6 +54,8 @@ pub fn parse(path: &str) -> Option<Target> {
     Some(match (tail, custom) {
         (["clusters"], None) => Target::Clusters(scope),
         (["clusters", c], None) => Target::Cluster(scope, own(c)),
+        (["clusters", c], Some("setResourceLabels"))
+        | (["clusters", c, "resourceLabels"], None) => Target::SetResourceLabels(scope, own(c)),
         (["clusters", c, "nodePools"], None) => Target::NodePools(scope, own(c)),
         (["clusters", c, "nodePools", np], None) => Target::NodePool(scope, own(c), own(np)),
         (["clusters", c, "nodePools", np], Some("setSize"))
@@ -100,6 +104,10 @@ mod tests {
         assert_eq!(
             parse("/v1/projects/p/locations/eu/operations/operation-1"),
             Some(Target::Operation(scope("eu"), "operation-1".into()))
+        );
+        assert_eq!(
+            parse("/v1/projects/p/locations/eu/clusters/c:setResourceLabels"),
+            Some(Target::SetResourceLabels(scope("eu"), "c".into()))
         );
         assert_eq!(parse("/v1/projects/p/locations/eu/clusters/c:frob"), None);
         assert_eq!(parse("/v1/projects/p/locations//clusters"), None);

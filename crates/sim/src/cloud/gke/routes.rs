@@ -13,12 +13,13 @@ use serde_json::{Map, Value, json};
 
 use super::errors::GoogleError;
 use super::model::{
-    ClusterRecord, ClusterStatus, DEFAULT_MACHINE_TYPE, Encoding, OpType, PoolRecord, PoolStatus,
-    cluster_json, cluster_path, location_path, now, operation_json, pool_json,
+    ClusterRecord, ClusterStatus, DEFAULT_MACHINE_TYPE, Encoding, GkeEnum as _, OpType, PoolRecord,
+    PoolStatus, cluster_json, cluster_path, location_path, operation_json, pool_json,
 };
 use super::operations::{self, PoolPlan};
 use super::paths::{self, Scope, Target};
 use super::state::{GkeState, Records};
+use super::updates::Change;
 use crate::cloud::{CloudError, ClusterKey, vcpus_of};
 
 type Answer = Result<Value, GoogleError>;
@@ -64,6 +65,24 @@ fn handle(
             Ok(cluster_json(cluster, enc))
         }),
         ("DELETE", Cluster(scope, name)) => delete_cluster(state, key(scope, name)?, enc),
+        ("PUT", Cluster(scope, name)) => {
+            let update = object(parse_body(body)?.get("update"));
+            update_cluster(state, key(scope, name)?, None, enc, |cluster| {
+                Change::cluster_update(&update, cluster)
+            })
+        }
+        ("POST", SetResourceLabels(scope, name)) => {
+            let request = object(Some(&parse_body(body)?));
+            update_cluster(state, key(scope, name)?, None, enc, |cluster| {
+                Change::set_labels(&request, cluster)
+            })
+        }
+        ("PUT", NodePool(scope, name, pool)) => {
+            let request = object(Some(&parse_body(body)?));
+            update_cluster(state, key(scope, name)?, Some(&pool), enc, |cluster| {
+                Change::pool_update(&request, cluster, &pool)
+            })
+        }
         ("GET", NodePools(scope, name)) => state.with(|r| {
             let cluster = find_cluster(r, &scope, &name)?;
             let pools: Vec<Value> = cluster
@@ -188,6 +207,9 @@ fn ensure_idle(cluster: &ClusterRecord) -> Result<(), GoogleError> {
         OpType::DeleteCluster => format!(
             "Operation {op} is currently deleting cluster {name}. Please wait and try again once it is done."
         ),
+        OpType::UpgradeMaster | OpType::UpgradeNodes => format!(
+            "Operation {op} is currently upgrading cluster {name}. Please wait and try again once it is done."
+        ),
         _ => format!("Cluster is running incompatible operation {op}."),
     }))
 }
@@ -280,16 +302,7 @@ fn quota_check(state: &GkeState, key: &ClusterKey, plans: &[PoolPlan]) -> Result
 }
 
 fn new_pool(plan: &PoolPlan, spec: Map<String, Value>) -> PoolRecord {
-    PoolRecord {
-        name: plan.name.clone(),
-        machine_type: plan.machine_type.clone(),
-        initial_node_count: plan.nodes,
-        node_count: 0,
-        status: PoolStatus::Provisioning,
-        status_message: String::new(),
-        conditions: Vec::new(),
-        spec,
-    }
+    PoolRecord::new(&plan.name, &plan.machine_type, plan.nodes, spec)
 }
 
 fn list_clusters(state: &GkeState, scope: &Scope, enc: Encoding) -> Answer {
@@ -356,25 +369,11 @@ fn create_cluster(state: &Arc<GkeState>, scope: Scope, body: &Value, enc: Encodi
         quota_check(state, &key, &plans)?;
         let mut spec = spec;
         spec.remove("nodePools");
-        r.clusters.insert(
-            key.clone(),
-            ClusterRecord {
-                key: key.clone(),
-                id: uuid::Uuid::new_v4().simple().to_string(),
-                status: ClusterStatus::Provisioning,
-                status_message: String::new(),
-                conditions: Vec::new(),
-                pools: pools
-                    .into_iter()
-                    .map(|(plan, spec)| new_pool(&plan, spec))
-                    .collect(),
-                create_time: now(),
-                busy: None,
-                endpoint: None,
-                ca_pem: None,
-                spec,
-            },
-        );
+        let pools = pools
+            .into_iter()
+            .map(|(plan, spec)| new_pool(&plan, spec))
+            .collect();
+        r.clusters.insert(ClusterRecord::new(&key, spec, pools));
         Ok(r.start_operation(
             OpType::CreateCluster,
             &key,
@@ -402,7 +401,7 @@ fn delete_cluster(state: &Arc<GkeState>, key: ClusterKey, enc: Encoding) -> Answ
     Ok(operation_json(&op, enc))
 }
 
-/// Node pool operations need a running cluster with nothing else in progress.
+/// Node pool operations and updates need a running cluster with nothing else in progress.
 fn ready_cluster<'r>(
     records: &'r mut Records,
     key: &ClusterKey,
@@ -414,11 +413,42 @@ fn ready_cluster<'r>(
     ensure_idle(cluster)?;
     if cluster.status != ClusterStatus::Running {
         return Err(GoogleError::failed_precondition(format!(
-            "Cluster {} is not in a state that allows node pool changes.",
-            key.name
+            "Cluster {} is not in a state that allows changes (status {}).",
+            key.name,
+            cluster.status.name()
         )));
     }
     Ok(cluster)
+}
+
+/// Starts an update operation on the cluster (or on one of its pools): `plan` reads the request
+/// against the cluster as it is now; the change is made when the operation ends.
+fn update_cluster(
+    state: &Arc<GkeState>,
+    key: ClusterKey,
+    pool: Option<&str>,
+    enc: Encoding,
+    plan: impl FnOnce(&ClusterRecord) -> Result<Change, GoogleError>,
+) -> Answer {
+    let (op, change) = state.with(|r| {
+        let cluster = ready_cluster(r, &key)?;
+        if let Some(pool) = pool {
+            find_pool(cluster, pool)?;
+        }
+        let change = plan(cluster)?;
+        cluster.status = ClusterStatus::Reconciling;
+        if let Some(found) = change.pool.as_deref().and_then(|p| cluster.pool_mut(p)) {
+            found.status = PoolStatus::Reconciling;
+        }
+        let target = match pool {
+            Some(pool) => pool_target(&key, pool),
+            None => format!("clusters/{}", key.name),
+        };
+        Ok((r.start_operation(change.op_type(), &key, target), change))
+    })?;
+    let op_name = op.name.clone();
+    state.spawn(move |s| operations::update(s, key, op_name, change));
+    Ok(operation_json(&op, enc))
 }
 
 fn pool_target(key: &ClusterKey, pool: &str) -> String {

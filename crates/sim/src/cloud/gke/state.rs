@@ -1,4 +1,5 @@
-//! What the GKE fake remembers: its clusters and operations, behind one lock.
+//! What the GKE fake remembers: its operations. The clusters are the cloud's ([`ClusterTable`]);
+//! a request handler sees both through [`GkeState::with`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +9,8 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::GkeConfig;
-use super::model::{ClusterRecord, Failure, OpStatus, OpType, OperationRecord, now};
+use super::model::{Failure, OpStatus, OpType, OperationRecord, now};
+use crate::cloud::model::ClusterTable;
 use crate::cloud::{Cloud, ClusterKey};
 
 /// Shared by the request handlers and the operations running in the background.
@@ -17,13 +19,13 @@ pub struct GkeState {
     pub config: GkeConfig,
     /// Cancelled when the server stops; running operations then stop where they are.
     pub shutdown: CancellationToken,
-    records: Mutex<Records>,
+    operations: Mutex<HashMap<String, OperationRecord>>,
 }
 
-#[derive(Default)]
-pub struct Records {
-    pub clusters: HashMap<ClusterKey, ClusterRecord>,
-    pub operations: HashMap<String, OperationRecord>,
+/// The cloud's clusters and the fake's operations, locked together for one change.
+pub struct Records<'a> {
+    pub clusters: &'a mut ClusterTable,
+    pub operations: &'a mut HashMap<String, OperationRecord>,
 }
 
 impl GkeState {
@@ -32,13 +34,20 @@ impl GkeState {
             cloud,
             config,
             shutdown,
-            records: Mutex::default(),
+            operations: Mutex::default(),
         }
     }
 
-    /// Runs `change` under the lock. Never held across an await.
-    pub fn with<R>(&self, change: impl FnOnce(&mut Records) -> R) -> R {
-        change(&mut self.records.lock())
+    /// Runs `change` with the operations and the cloud's clusters locked (always in this order).
+    /// Never held across an await.
+    pub fn with<R>(&self, change: impl FnOnce(&mut Records<'_>) -> R) -> R {
+        let mut operations = self.operations.lock();
+        self.cloud.with_clusters(|clusters| {
+            change(&mut Records {
+                clusters,
+                operations: &mut operations,
+            })
+        })
     }
 
     /// Waits `delay`; `false` if the server stopped meanwhile.
@@ -58,7 +67,7 @@ impl GkeState {
     }
 }
 
-impl Records {
+impl Records<'_> {
     /// Records a new RUNNING operation on `key`'s cluster (or one of its pools, `target` says which)
     /// and marks the cluster busy with it.
     pub fn start_operation(
