@@ -16,6 +16,7 @@ use axum::routing::get;
 use clap::Parser;
 use testcluster_sim::cloud::connector::ConnectorConfig;
 use testcluster_sim::cloud::gke::GkeConfig;
+use testcluster_sim::workloads::ImageBinaries;
 use testcluster_sim::{SimConfig, Simulator};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -42,8 +43,31 @@ struct Args {
     #[arg(long, env = "TESTCLUSTER_SIM_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
 
+    /// Runs an image as a local executable: `<image reference>=<path>`, repeatable. A reference
+    /// without a tag or digest maps every tag of the repository. A container of a mapped image without
+    /// a `command` runs the executable with its `args`.
+    #[arg(long = "image-map", value_name = "REF=PATH", env = "TESTCLUSTER_SIM_IMAGE_MAP", value_delimiter = ',', value_parser = ImageBinaries::parse_mapping)]
+    image_map: Vec<(String, PathBuf)>,
+
+    /// Where the simulator keeps its pods' directories (in a `testcluster-pods-*` directory of its
+    /// own, removed on exit; those of simulators that were killed are removed at start).
+    #[arg(long, env = "TESTCLUSTER_SIM_PODS_DIR")]
+    pods_dir: Option<PathBuf>,
+
     #[command(flatten)]
     delays: CloudDelays,
+}
+
+impl Args {
+    /// The simulator's configuration from the flags.
+    fn config(&self) -> SimConfig {
+        let mut config = self.delays.config();
+        for (reference, binary) in &self.image_map {
+            config.workloads.image_binaries.insert(reference, binary);
+        }
+        config.workloads.pods_parent = self.pods_dir.clone();
+        config
+    }
 }
 
 /// How long the simulated cloud takes, for Config Connector objects and the GKE API fake alike: a
@@ -114,7 +138,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let sim = Arc::new(
-        Simulator::start(args.delays.config())
+        Simulator::start(args.config())
             .await
             .context("starting the simulator")?,
     );
@@ -244,6 +268,28 @@ mod tests {
         assert_eq!(config.gke.node_pool_create, defaults.node_pool_create);
         assert_eq!(config.gke.node_pool_delete, defaults.node_pool_delete);
         assert_eq!(config.gke.node_pool_resize, defaults.node_pool_resize);
+    }
+
+    #[test]
+    fn images_map_to_binaries() {
+        let args = Args::try_parse_from([
+            "testcluster-sim",
+            "--image-map",
+            "example.com/app=/bin/true",
+            "--image-map=busybox:1=/bin/false",
+        ])
+        .expect("mappings");
+        let config = args.config();
+        let binaries = &config.workloads.image_binaries;
+        assert_eq!(
+            binaries.binary_for("example.com/app:7"),
+            Some(std::path::Path::new("/bin/true"))
+        );
+        assert_eq!(
+            binaries.binary_for("busybox:1"),
+            Some(std::path::Path::new("/bin/false"))
+        );
+        assert!(Args::try_parse_from(["testcluster-sim", "--image-map", "nopath"]).is_err());
     }
 
     #[test]

@@ -100,7 +100,7 @@ impl Resources {
             R::builtin("", "v1", "pods", "Pod", true)
                 .with_status()
                 .short(&["po"])
-                .sub(&["log"]),
+                .sub(&["log", "eviction"]),
             R::builtin("", "v1", "configmaps", "ConfigMap", true).short(&["cm"]),
             R::builtin("", "v1", "secrets", "Secret", true),
             R::builtin("", "v1", "serviceaccounts", "ServiceAccount", true)
@@ -123,13 +123,16 @@ impl Resources {
             .short(&["pvc"]),
             R::builtin("apps", "v1", "deployments", "Deployment", true)
                 .with_status()
-                .short(&["deploy"]),
+                .short(&["deploy"])
+                .sub(&["scale"]),
             R::builtin("apps", "v1", "replicasets", "ReplicaSet", true)
                 .with_status()
-                .short(&["rs"]),
+                .short(&["rs"])
+                .sub(&["scale"]),
             R::builtin("apps", "v1", "statefulsets", "StatefulSet", true)
                 .with_status()
-                .short(&["sts"]),
+                .short(&["sts"])
+                .sub(&["scale"]),
             R::builtin("apps", "v1", "daemonsets", "DaemonSet", true)
                 .with_status()
                 .short(&["ds"]),
@@ -139,6 +142,13 @@ impl Resources {
                 .short(&["cj"]),
             R::builtin("coordination.k8s.io", "v1", "leases", "Lease", true),
             R::builtin("events.k8s.io", "v1", "events", "Event", true).short(&["ev"]),
+            R::builtin(
+                "discovery.k8s.io",
+                "v1",
+                "endpointslices",
+                "EndpointSlice",
+                true,
+            ),
             R::builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
             R::builtin(
                 "rbac.authorization.k8s.io",
