@@ -6,7 +6,7 @@ use crate::apiserver::{ApiServer, ApiServerConfig};
 use crate::cloud::connector::{ConfigConnector, ConnectorConfig};
 use crate::cloud::gke::{GkeConfig, GkeServer};
 use crate::cloud::{Cloud, Inventory, ZoneFaults};
-use crate::workloads::{WorkloadConfig, Workloads};
+use crate::workloads::{ApiServerAccess, WorkloadConfig, Workloads};
 
 /// How to start the simulator.
 #[derive(Clone, Debug, Default)]
@@ -36,15 +36,19 @@ impl Simulator {
         })
         .await?;
         let cloud = Cloud::default();
-        let api_address = url::Url::parse(&api.https_url())
+        let api_access = url::Url::parse(&api.https_url())
             .ok()
             .and_then(|u| u.socket_addrs(|| None).ok())
-            .and_then(|addresses| addresses.into_iter().next());
+            .and_then(|addresses| addresses.into_iter().next())
+            .map(|address| ApiServerAccess {
+                address,
+                ca_pem: api.ca_pem().to_owned(),
+            });
         let workloads = Workloads::start(
             api.internal_client()?,
             api.pod_logs().clone(),
             WorkloadConfig {
-                api_server: config.workloads.api_server.or(api_address),
+                api_server: config.workloads.api_server.or(api_access),
                 ..config.workloads
             },
         )?;

@@ -263,3 +263,67 @@ spec:
         )
     );
 }
+
+#[tokio::test]
+async fn a_pod_gets_a_token_for_its_service_account() {
+    let (sim, client) = start().await;
+    create::<k8s_openapi::api::core::v1::ServiceAccount>(
+        &client,
+        "{apiVersion: v1, kind: ServiceAccount, metadata: {name: reader}}",
+    )
+    .await;
+    let pod = create::<Pod>(
+        &client,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: sa}
+spec:
+  serviceAccountName: reader
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox:1.36
+    command: [sh, -c, 'cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; ls /var/run/secrets/kubernetes.io/serviceaccount']
+"#,
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    wait_for(&pods, "sa", |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.phase.as_deref())
+            == Some("Succeeded")
+    })
+    .await;
+    let log = pods.logs("sa", &LogParams::default()).await.expect("log");
+    assert_eq!(log, "shop\nca.crt\nnamespace\ntoken\n");
+
+    // The token is one the API server accepts.
+    let uid = pod.metadata.uid.expect("uid");
+    let pod_dir = sim
+        .workloads()
+        .pods_root()
+        .join(format!("{NAMESPACE}_sa_{uid}"));
+    let token = std::fs::read_to_string(pod_dir.join(".volumes/kube-api-access/token"))
+        .expect("token");
+    let kubeconfig = testcluster_sim::apiserver::kubeconfig_for(
+        "pod",
+        &sim.api().https_url(),
+        sim.api().ca_pem(),
+        &token,
+    );
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    let as_pod = Client::try_from(config).expect("client");
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(as_pod, NAMESPACE);
+    accounts.get("reader").await.expect("the token authenticates");
+    // The same, as a kubeconfig in the pod's HOME (where kube-rs looks before in-cluster files).
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(pod_dir.join(".kube/config"))
+            .expect("kubeconfig")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}

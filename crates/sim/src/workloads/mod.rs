@@ -124,8 +124,16 @@ pub struct WorkloadConfig {
     pub pods_parent: Option<PathBuf>,
     /// `PATH` for container processes.
     pub path_env: String,
-    /// The API server's HTTPS address, for the `KUBERNETES_SERVICE_HOST` / `_PORT` of containers.
-    pub api_server: Option<SocketAddr>,
+    /// How containers reach the API server: `KUBERNETES_SERVICE_HOST` / `_PORT` and the projected
+    /// ServiceAccount token's `ca.crt`. Without it, pods get neither.
+    pub api_server: Option<ApiServerAccess>,
+}
+
+/// The API server as pods reach it (HTTPS).
+#[derive(Clone, Debug)]
+pub struct ApiServerAccess {
+    pub address: SocketAddr,
+    pub ca_pem: String,
 }
 
 impl Default for WorkloadConfig {
@@ -180,7 +188,7 @@ impl Workloads {
         let pods_root = PodsRoot::create(&parent)?;
         let shutdown = CancellationToken::new();
         let (commands, command_queue) = mpsc::channel(16);
-        let services = ServiceTable::new(config.api_server);
+        let services = ServiceTable::new(config.api_server.as_ref().map(|a| a.address));
         let kubelet = kubelet::Kubelet::new(
             client.clone(),
             logs,

@@ -29,17 +29,18 @@ impl PodsRoot {
             .prefix(ROOT_PREFIX)
             .tempdir_in(parent)
             .map_err(WorkloadsError::PodsRoot)?;
-        let owner = Owner::current().ok_or_else(|| {
-            WorkloadsError::PodsRoot(std::io::Error::other("cannot read this process's start time"))
-        })?;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(dir.path().join(OWNER_FILE))
-            .map_err(WorkloadsError::PodsRoot)?;
-        file.write_all(owner.to_line().as_bytes())
-            .map_err(WorkloadsError::PodsRoot)?;
+        // Without /proc (not Linux) there is no owner to record: such a root is never removed by
+        // another simulator, only by its own.
+        if let Some(owner) = Owner::current() {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dir.path().join(OWNER_FILE))
+                .map_err(WorkloadsError::PodsRoot)?;
+            file.write_all(owner.to_line().as_bytes())
+                .map_err(WorkloadsError::PodsRoot)?;
+        }
         Ok(PodsRoot { dir })
     }
 

@@ -10,6 +10,7 @@ mod memory;
 mod pod_worker;
 mod probes;
 mod process;
+mod service_account;
 pub(crate) mod status;
 mod stop;
 mod volumes;
@@ -262,12 +263,15 @@ impl Kubelet {
             if node.is_empty() {
                 self.bind(&namespace, &name).await;
             }
+            let token = self.ctx.config.api_server.is_some()
+                && service_account::wanted(&self.ctx.client, &pod).await;
             let worker = Arc::new(PodWorker::new(
                 self.ctx.clone(),
                 pod.clone(),
                 dir.clone(),
                 stop.clone(),
                 self.ctx.addresses.allocate(&uid),
+                token,
             ));
             Some(tokio::spawn(worker.run()))
         };

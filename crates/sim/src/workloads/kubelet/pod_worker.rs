@@ -22,6 +22,7 @@ use super::images::ImageRef;
 use super::memory;
 use super::probes::{ProbeKind, ProbeTarget, Timing, Verdict};
 use super::process::Launch;
+use super::service_account;
 use super::status::{ContainerRecord, PodRuntime, RestartPolicy, RunState, Terminated};
 use super::stop::{PodStop, StopCause};
 use super::volumes::{self, MountTable, VolumeError};
@@ -57,6 +58,8 @@ pub(super) struct PodWorker {
     /// Serialises status writes, each computed from the newest state, so none overtakes a later one.
     publish_lock: tokio::sync::Mutex<()>,
     stop: Arc<PodStop>,
+    /// The pod gets a ServiceAccount token (its `kube-api-access` volume was added).
+    token: bool,
     /// `terminationGracePeriodSeconds`, capped: for a container the kubelet kills on its own (a
     /// failed liveness probe).
     grace: Duration,
@@ -69,8 +72,12 @@ impl PodWorker {
         dir: PathBuf,
         stop: Arc<PodStop>,
         pod_ip: Ipv4Addr,
+        token: bool,
     ) -> PodWorker {
         let mut pod = pod;
+        if token {
+            service_account::add_volume(&mut pod);
+        }
         // The downward API (`status.podIP`) reads the address from the pod the worker holds.
         pod.status.get_or_insert_with(Default::default).pod_ip = Some(pod_ip.to_string());
         let spec = pod.spec.clone().unwrap_or_default();
@@ -107,6 +114,7 @@ impl PodWorker {
             ctx,
             pod,
             dir,
+            token,
             runtime: Mutex::new(runtime),
             publish_lock: tokio::sync::Mutex::new(()),
             stop,
@@ -182,7 +190,11 @@ impl PodWorker {
         }
         let source = ConfigSource::new(self.ctx.client.clone(), &self.namespace);
         loop {
-            match volumes::materialise(&self.pod, &source, &self.dir).await {
+            let materialised = match volumes::materialise(&self.pod, &source, &self.dir).await {
+                Ok(()) => self.project_token().await,
+                Err(e) => Err(e),
+            };
+            match materialised {
                 Ok(()) => return true,
                 Err(e @ VolumeError::SetUp { .. }) => {
                     self.ctx
@@ -196,6 +208,20 @@ impl PodWorker {
                 return false;
             }
         }
+    }
+
+    /// Writes the ServiceAccount token files, when the pod gets them.
+    async fn project_token(&self) -> Result<(), VolumeError> {
+        let Some(access) = self.ctx.config.api_server.as_ref().filter(|_| self.token) else {
+            return Ok(());
+        };
+        let volume = volumes::volume_dir(&self.dir, service_account::VOLUME);
+        service_account::project(&self.ctx.client, &self.pod, &self.dir, &volume, access)
+            .await
+            .map_err(|reason| VolumeError::SetUp {
+                volume: service_account::VOLUME.to_owned(),
+                reason,
+            })
     }
 
     /// Runs a container until it needs no more restarts; returns its last exit code.

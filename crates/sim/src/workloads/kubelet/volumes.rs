@@ -46,7 +46,7 @@ pub async fn materialise(
 ) -> Result<(), VolumeError> {
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
     for volume in volumes.into_iter().flatten() {
-        let dir = pod_dir.join(VOLUMES_DIR).join(safe_name(&volume.name));
+        let dir = volume_dir(pod_dir, &volume.name);
         private_dir(&dir).await.map_err(VolumeError::io(&dir))?;
         write_volume(pod, source, volume, &dir)
             .await
@@ -183,6 +183,11 @@ async fn write_file(dir: &Path, relative: &str, value: &[u8], mode: u32) -> Resu
     tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
         .await
         .map_err(io)
+}
+
+/// Where the volume `name` of the pod is materialised.
+pub fn volume_dir(pod_dir: &Path, name: &str) -> PathBuf {
+    pod_dir.join(VOLUMES_DIR).join(safe_name(name))
 }
 
 /// Creates `dir` and any missing parent with mode 0700.
