@@ -67,10 +67,11 @@ async fn container_processes_die_with_the_simulator_and_its_pods_are_cleaned_up_
     let pods_dir = dir.path().join("pods");
     let (mut sim, client) = start_binary(dir.path(), &pods_dir).await;
     let pods: Api<Pod> = Api::namespaced(client, "default");
+    // `$$` is Kubernetes' escape for `$`: the shell sees `echo $$`.
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "job"},
         "spec": {"containers": [{"name": "main", "image": "busybox:1.36",
-            "command": ["sh", "-c", "echo $$; exec sleep 600"]}]},
+            "command": ["sh", "-c", "echo $$$$; exec sleep 600"]}]},
     }))
     .expect("pod");
     pods.create(&PostParams::default(), &pod)

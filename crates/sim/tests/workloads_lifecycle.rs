@@ -19,7 +19,7 @@ use testcluster_sim::apiserver::{ApiServer, ApiServerConfig};
 use testcluster_sim::workloads::Workloads;
 
 struct Cluster {
-    _api: ApiServer,
+    api: ApiServer,
     workloads: Workloads,
     client: Client,
     namespace: String,
@@ -38,7 +38,7 @@ impl Cluster {
         let client = api.client().await.expect("client");
         create_namespace(&client, namespace).await;
         Cluster {
-            _api: api,
+            api,
             workloads,
             client,
             namespace: namespace.to_owned(),
@@ -113,6 +113,7 @@ fn is_ready(pod: Option<&Pod>) -> bool {
 }
 
 fn is_alive(pid: &str) -> bool {
+    assert!(pid.trim().parse::<u32>().is_ok(), "not a pid: {pid:?}");
     Path::new(&format!("/proc/{}", pid.trim())).exists()
 }
 
@@ -147,8 +148,9 @@ async fn a_pod_ignoring_sigterm_is_killed_after_its_grace_period() {
     let cluster = Cluster::start("stubborn").await;
     let marks = tempfile::tempdir().expect("tempdir");
     let pid_file = marks.path().join("pid");
+    // `$$` is Kubernetes' escape for `$`: the shell sees `echo $$`.
     let script = format!(
-        "trap '' TERM; echo $$ > {}; while true; do sleep 0.1; done",
+        "trap '' TERM; echo $$$$ > {}; while true; do sleep 0.1; done",
         pid_file.display()
     );
     cluster
@@ -215,7 +217,12 @@ async fn the_eviction_api_honours_the_disruption_budget() {
             "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "db"}}},
         }))
         .await;
-    let refused = cluster.pods().evict("db-0", &EvictParams::default()).await;
+    // A 429 answer is the verdict here, not a reason to retry.
+    let no_retries: Api<Pod> = Api::namespaced(
+        common::client_without_retries(&cluster.api).await,
+        &cluster.namespace,
+    );
+    let refused = no_retries.evict("db-0", &EvictParams::default()).await;
     let status = common::status_of(refused);
     assert_eq!(
         (status.code, status.reason.as_str(), status.message.as_str()),

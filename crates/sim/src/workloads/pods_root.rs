@@ -1,13 +1,12 @@
 //! The directory that holds this simulator's pod directories, and the removal of those a killed
 //! simulator left behind.
 //!
-//! Each simulator makes its own root, `<parent>/testcluster-pods-XXXXXX` (mode 0700, as `tempfile`
-//! creates it), holding an `owner` file with its pid and that process's start time. Dropping the
+//! Each simulator makes its own root, `<parent>/testcluster-pods-XXXXXX` (mode 0700), holding an `owner` file with its pid and that process's start time. Dropping the
 //! root removes it; a simulator killed with SIGKILL cannot, so every new one first removes each
 //! sibling root whose owner is no longer running. The start time guards against a recycled pid.
 
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use super::WorkloadsError;
@@ -27,6 +26,7 @@ impl PodsRoot {
         remove_abandoned(parent);
         let dir = tempfile::Builder::new()
             .prefix(ROOT_PREFIX)
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(parent)
             .map_err(WorkloadsError::PodsRoot)?;
         // Without /proc (not Linux) there is no owner to record: such a root is never removed by
@@ -150,7 +150,6 @@ mod tests {
         assert!(!dead.exists());
         assert!(unowned.exists());
         assert!(own.path().exists() && second.path().exists());
-        use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(second.path())
             .expect("metadata")
             .permissions()
