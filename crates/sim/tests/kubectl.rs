@@ -571,7 +571,8 @@ async fn deployments_scale_and_roll_out() {
     assert!(sim.ok(&status).await.ends_with(rolled_out));
 
     assert_eq!(
-        sim.ok(&["scale", "deployment", "web", "--replicas=3"]).await,
+        sim.ok(&["scale", "deployment", "web", "--replicas=3"])
+            .await,
         "deployment.apps/web scaled\n"
     );
     assert!(sim.ok(&status).await.ends_with(rolled_out));
@@ -588,7 +589,8 @@ async fn deployments_scale_and_roll_out() {
     );
 
     // A new pod template rolls out a new ReplicaSet; the old one is scaled to zero.
-    sim.ok(&["set", "env", "deployment/web", "COLOR=blue"]).await;
+    sim.ok(&["set", "env", "deployment/web", "COLOR=blue"])
+        .await;
     assert!(sim.ok(&status).await.ends_with(rolled_out));
     let client = sim.client().await;
     let replica_sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
@@ -614,12 +616,18 @@ async fn deployments_scale_and_roll_out() {
                 .unwrap_or_default();
             let name = rs.metadata.name.clone().unwrap_or_default();
             assert_eq!(name, format!("web-{hash}"));
-            (revision, rs.spec.and_then(|s| s.replicas).unwrap_or(-1), name)
+            (
+                revision,
+                rs.spec.and_then(|s| s.replicas).unwrap_or(-1),
+                name,
+            )
         })
         .collect();
     sets.sort();
     assert_eq!(
-        sets.iter().map(|(r, n, _)| (r.as_str(), *n)).collect::<Vec<_>>(),
+        sets.iter()
+            .map(|(r, n, _)| (r.as_str(), *n))
+            .collect::<Vec<_>>(),
         vec![("1", 0), ("2", 3)],
         "{sets:?}"
     );

@@ -121,5 +121,8 @@ async fn container_processes_die_with_the_simulator_and_its_pods_are_cleaned_up_
     .await
     .expect("second simulator");
     assert!(!left_behind[0].exists(), "the dead simulator's pods remain");
-    assert_eq!(roots(&pods_dir), vec![next.workloads().pods_root().to_owned()]);
+    assert_eq!(
+        roots(&pods_dir),
+        vec![next.workloads().pods_root().to_owned()]
+    );
 }

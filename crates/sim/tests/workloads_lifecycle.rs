@@ -127,7 +127,11 @@ async fn a_deleted_pod_gets_sigterm_and_is_terminating_meanwhile() {
         mark.display()
     );
     cluster
-        .running_pod("trapper", &script, json!({"terminationGracePeriodSeconds": 30}))
+        .running_pod(
+            "trapper",
+            &script,
+            json!({"terminationGracePeriodSeconds": 30}),
+        )
         .await;
     cluster
         .pods()
@@ -154,7 +158,11 @@ async fn a_pod_ignoring_sigterm_is_killed_after_its_grace_period() {
         pid_file.display()
     );
     cluster
-        .running_pod("stubborn", &script, json!({"terminationGracePeriodSeconds": 1}))
+        .running_pod(
+            "stubborn",
+            &script,
+            json!({"terminationGracePeriodSeconds": 1}),
+        )
         .await;
     let pid = read_when_written(&pid_file).await;
     let started = Instant::now();
@@ -188,7 +196,11 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
         }))
         .await;
     let pod = cluster.wait_phase("hungry", "Failed").await;
-    let status = &pod.status.expect("status").container_statuses.expect("statuses")[0];
+    let status = &pod
+        .status
+        .expect("status")
+        .container_statuses
+        .expect("statuses")[0];
     let terminated = status
         .state
         .clone()
@@ -315,18 +327,20 @@ async fn a_failing_liveness_probe_restarts_the_container() {
             .is_some_and(|c| c[0].restart_count >= 1)
     })
     .await;
-    let status = &pod.status.expect("status").container_statuses.expect("statuses")[0];
+    let status = &pod
+        .status
+        .expect("status")
+        .container_statuses
+        .expect("statuses")[0];
     let last = status
         .last_state
         .clone()
         .and_then(|s| s.terminated)
         .expect("last terminated");
     assert_eq!(last.exit_code, 143);
-    let events = common::list_in::<k8s_openapi::api::core::v1::Event>(
-        &cluster.client,
-        &cluster.namespace,
-    )
-    .await;
+    let events =
+        common::list_in::<k8s_openapi::api::core::v1::Event>(&cluster.client, &cluster.namespace)
+            .await;
     assert!(
         events.iter().any(|e| e.reason.as_deref() == Some("Killing")
             && e.message.as_deref()

@@ -126,7 +126,11 @@ async fn a_mapped_image_is_ready_through_its_grpc_probe_and_reached_by_service_n
     .await;
     let status = deployment.status.expect("status");
     assert_eq!(
-        (status.replicas, status.updated_replicas, status.ready_replicas),
+        (
+            status.replicas,
+            status.updated_replicas,
+            status.ready_replicas
+        ),
         (Some(1), Some(1), Some(1))
     );
 
@@ -139,7 +143,10 @@ async fn a_mapped_image_is_ready_through_its_grpc_probe_and_reached_by_service_n
     let web_name = web.metadata.name.clone().expect("name");
     let web_status = web.status.expect("status");
     let pod_ip = web_status.pod_ip.clone().expect("pod IP");
-    assert!(pod_ip.starts_with("127.") && pod_ip != "127.0.0.1", "{pod_ip}");
+    assert!(
+        pod_ip.starts_with("127.") && pod_ip != "127.0.0.1",
+        "{pod_ip}"
+    );
     let container = &web_status.container_statuses.expect("statuses")[0];
     assert_eq!((container.ready, container.started), (true, Some(true)));
     let ready = web_status
@@ -154,7 +161,8 @@ async fn a_mapped_image_is_ready_through_its_grpc_probe_and_reached_by_service_n
     assert!(
         warnings.iter().any(|w| w.reason == "Unhealthy"
             && w.object == web_name
-            && w.note == "Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")"),
+            && w.note
+                == "Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")"),
         "{warnings:?}"
     );
 
@@ -304,8 +312,8 @@ spec:
         .workloads()
         .pods_root()
         .join(format!("{NAMESPACE}_sa_{uid}"));
-    let token = std::fs::read_to_string(pod_dir.join(".volumes/kube-api-access/token"))
-        .expect("token");
+    let token =
+        std::fs::read_to_string(pod_dir.join(".volumes/kube-api-access/token")).expect("token");
     let kubeconfig = testcluster_sim::apiserver::kubeconfig_for(
         "pod",
         &sim.api().https_url(),
@@ -318,7 +326,10 @@ spec:
     let as_pod = Client::try_from(config).expect("client");
     let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
         Api::namespaced(as_pod, NAMESPACE);
-    accounts.get("reader").await.expect("the token authenticates");
+    accounts
+        .get("reader")
+        .await
+        .expect("the token authenticates");
     // The same, as a kubeconfig in the pod's HOME (where kube-rs looks before in-cluster files).
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(pod_dir.join(".kube/config"))

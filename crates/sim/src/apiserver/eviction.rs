@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 use super::errors::ApiError;
 use super::objects::{self, DeleteOptions};
 use super::resources::ResourceType;
-use super::scale::selector_string;
-use super::selectors::LabelSelector;
+use super::selectors::{LabelSelector, selector_query};
 use super::server::ServerState;
 
 const PDB_TABLE: &str = "policy/poddisruptionbudgets";
@@ -106,7 +105,7 @@ fn check_budgets(
 }
 
 fn selector(budget: &Value) -> Option<LabelSelector> {
-    LabelSelector::parse(&selector_string(&budget["spec"]["selector"])).ok()
+    LabelSelector::parse(&selector_query(&budget["spec"]["selector"])).ok()
 }
 
 fn is_ready(pod: &Value) -> bool {

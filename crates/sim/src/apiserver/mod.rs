@@ -28,6 +28,7 @@ mod watch;
 
 pub use errors::ApiError;
 pub use faults::{ApiFaults, RequestCounters};
+pub use selectors::selector_query;
 
 // The public API of the server handle lives in `server.rs`.
 mod server;

@@ -9,6 +9,7 @@ use super::errors::ApiError;
 use super::objects::{self, Write};
 use super::patch::{self, PatchKind};
 use super::resources::ResourceType;
+use super::selectors::selector_query;
 use super::server::ServerState;
 
 /// A change to a Scale: a whole one (PUT) or a patch of one (PATCH).
@@ -99,36 +100,9 @@ fn scale_of(object: &Value) -> Value {
         "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(1)},
         "status": {
             "replicas": object["status"]["replicas"].as_i64().unwrap_or(0),
-            "selector": selector_string(&object["spec"]["selector"]),
+            "selector": selector_query(&object["spec"]["selector"]),
         },
     })
-}
-
-/// A label selector in its string form (`app=web,tier in (a,b)`), as Scale's `status.selector`.
-pub(super) fn selector_string(selector: &Value) -> String {
-    let mut parts: Vec<String> = selector["matchLabels"]
-        .as_object()
-        .map(|labels| {
-            labels
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default();
-    for expression in selector["matchExpressions"].as_array().into_iter().flatten() {
-        let key = expression["key"].as_str().unwrap_or_default();
-        let values: Vec<&str> = expression["values"]
-            .as_array()
-            .map(|v| v.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        parts.push(match expression["operator"].as_str().unwrap_or_default() {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_owned(),
-            _ => format!("!{key}"),
-        });
-    }
-    parts.join(",")
 }
 
 #[cfg(test)]
@@ -144,7 +118,10 @@ mod tests {
         });
         let scale = scale_of(&deployment);
         assert_eq!(scale["spec"]["replicas"], 2);
-        assert_eq!(scale["status"], json!({"replicas": 1, "selector": "app=web,tier in (a,b)"}));
+        assert_eq!(
+            scale["status"],
+            json!({"replicas": 1, "selector": "app=web,tier in (a,b)"})
+        );
         assert_eq!(scale["metadata"]["resourceVersion"], "7");
     }
 }

@@ -81,11 +81,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use kubelet::{ImageBinaries, ImagePullRules};
 use kubelet::KubeletCommand;
+pub use kubelet::{ImageBinaries, ImagePullRules};
+pub use logs::{DEFAULT_RUN_LIMIT_BYTES, LogError, LogQuery, LogWriter, PodLogs, rfc3339_nano};
 use pods_root::PodsRoot;
 use services::ServiceTable;
-pub use logs::{DEFAULT_RUN_LIMIT_BYTES, LogError, LogQuery, LogWriter, PodLogs, rfc3339_nano};
 
 /// Exponential back-off: `initial`, doubling per step, at most `max`.
 #[derive(Clone, Copy, Debug)]

@@ -53,23 +53,7 @@ pub fn controller_reference(
 
 /// A label selector as a list query's `labelSelector` (`app=web,tier in (a,b)`).
 pub fn selector_query(selector: &LabelSelector) -> String {
-    let mut parts: Vec<String> = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    for expression in selector.match_expressions.iter().flatten() {
-        let values = expression.values.clone().unwrap_or_default().join(",");
-        let key = &expression.key;
-        parts.push(match expression.operator.as_str() {
-            "In" => format!("{key} in ({values})"),
-            "NotIn" => format!("{key} notin ({values})"),
-            "Exists" => key.clone(),
-            _ => format!("!{key}"),
-        });
-    }
-    parts.join(",")
+    crate::apiserver::selector_query(&serde_json::to_value(selector).unwrap_or_default())
 }
 
 /// Whether `object` is controlled by the owner with `uid`.

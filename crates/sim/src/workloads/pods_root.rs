@@ -71,8 +71,12 @@ fn remove_abandoned(parent: &Path) {
             continue;
         }
         match std::fs::remove_dir_all(&root) {
-            Ok(()) => tracing::info!(dir = %root.display(), pid = owner.pid, "removed the pods of a simulator that is gone"),
-            Err(e) => tracing::warn!(dir = %root.display(), error = %e, "could not remove an abandoned pods directory"),
+            Ok(()) => {
+                tracing::info!(dir = %root.display(), pid = owner.pid, "removed the pods of a simulator that is gone")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %root.display(), error = %e, "could not remove an abandoned pods directory")
+            }
         }
     }
 }

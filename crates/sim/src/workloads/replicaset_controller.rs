@@ -150,10 +150,16 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Rep
         fully_labeled_replicas: Some(count(
             active
                 .iter()
-                .filter(|p| template_labels.iter().all(|(k, v)| p.labels().get(k) == Some(v)))
+                .filter(|p| {
+                    template_labels
+                        .iter()
+                        .all(|(k, v)| p.labels().get(k) == Some(v))
+                })
                 .count(),
         )),
-        ready_replicas: Some(count(active.iter().filter(|p| ready_since(p).is_some()).count())),
+        ready_replicas: Some(count(
+            active.iter().filter(|p| ready_since(p).is_some()).count(),
+        )),
         available_replicas: Some(count(
             active
                 .iter()
@@ -167,9 +173,13 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Rep
     if rs.status.as_ref() != Some(&status) {
         let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
         let patch = serde_json::json!({ "status": status });
-        api.patch_status(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(ReplicaSetError::WriteStatus)?;
+        api.patch_status(
+            &rs.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(ReplicaSetError::WriteStatus)?;
     }
     // A pod Ready but not yet for minReadySeconds becomes available without another event.
     let becoming_available = active
@@ -213,7 +223,8 @@ pub(super) fn ready_since(pod: &Pod) -> Option<Timestamp> {
 fn is_available(pod: &Pod, min_ready: Duration, now: Timestamp) -> bool {
     ready_since(pod).is_some_and(|since| {
         min_ready.is_zero()
-            || now.duration_since(since).as_secs() >= i64::try_from(min_ready.as_secs()).unwrap_or(i64::MAX)
+            || now.duration_since(since).as_secs()
+                >= i64::try_from(min_ready.as_secs()).unwrap_or(i64::MAX)
     })
 }
 

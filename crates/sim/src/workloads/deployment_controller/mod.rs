@@ -73,7 +73,10 @@ pub(super) async fn run(client: Client, shutdown: CancellationToken) {
     .await;
 }
 
-async fn reconcile(deployment: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, DeploymentError> {
+async fn reconcile(
+    deployment: Arc<Deployment>,
+    ctx: Arc<Context>,
+) -> Result<Action, DeploymentError> {
     if deployment.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -144,9 +147,13 @@ async fn reconcile(deployment: Arc<Deployment>, ctx: Arc<Context>) -> Result<Act
                 "metadata": {"annotations": annotations},
                 "spec": {"replicas": target},
             });
-            api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(DeploymentError::Scale)?;
+            api.patch(
+                &rs.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(DeploymentError::Scale)?;
             if current != target {
                 let direction = if target > current { "up" } else { "down" };
                 let note = format!(
@@ -154,7 +161,12 @@ async fn reconcile(deployment: Arc<Deployment>, ctx: Arc<Context>) -> Result<Act
                     rs.name_any()
                 );
                 ctx.events
-                    .publish(deployment.as_ref(), EventType::Normal, "ScalingReplicaSet", &note)
+                    .publish(
+                        deployment.as_ref(),
+                        EventType::Normal,
+                        "ScalingReplicaSet",
+                        &note,
+                    )
                     .await;
             }
             Ok::<_, DeploymentError>(())
@@ -190,7 +202,8 @@ async fn reconcile(deployment: Arc<Deployment>, ctx: Arc<Context>) -> Result<Act
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = deployment.name_any();
     if deployment.annotations().get(REVISION) != Some(&new_revision.to_string()) {
-        let patch = serde_json::json!({"metadata": {"annotations": {REVISION: new_revision.to_string()}}});
+        let patch =
+            serde_json::json!({"metadata": {"annotations": {REVISION: new_revision.to_string()}}});
         deployments
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -232,7 +245,10 @@ fn new_replica_set(deployment: &Deployment, hash: &str, uid: &str, revision: i64
             name: Some(format!("{name}-{hash}")),
             namespace: deployment.namespace(),
             labels,
-            annotations: Some(BTreeMap::from([(REVISION.to_owned(), revision.to_string())])),
+            annotations: Some(BTreeMap::from([(
+                REVISION.to_owned(),
+                revision.to_string(),
+            )])),
             owner_references: Some(vec![controller_reference(
                 "apps/v1",
                 "Deployment",
@@ -271,7 +287,10 @@ async fn prune_history(
         .collect();
     let excess = old.len().saturating_sub(limit);
     for rs in empty.into_iter().take(excess) {
-        match api.delete(&rs.name_any(), &DeleteParams::background()).await {
+        match api
+            .delete(&rs.name_any(), &DeleteParams::background())
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(DeploymentError::Delete(e)),

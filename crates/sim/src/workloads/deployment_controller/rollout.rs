@@ -48,7 +48,10 @@ pub struct ReplicaSetView {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strategy {
     Recreate,
-    RollingUpdate { max_surge: i32, max_unavailable: i32 },
+    RollingUpdate {
+        max_surge: i32,
+        max_unavailable: i32,
+    },
 }
 
 impl Strategy {
@@ -62,7 +65,11 @@ impl Strategy {
         }
         let rolling = strategy.rolling_update.unwrap_or_default();
         let quarter = IntOrString::String("25%".to_owned());
-        let max_surge = scaled(rolling.max_surge.as_ref().unwrap_or(&quarter), replicas, true);
+        let max_surge = scaled(
+            rolling.max_surge.as_ref().unwrap_or(&quarter),
+            replicas,
+            true,
+        );
         let mut max_unavailable = scaled(
             rolling.max_unavailable.as_ref().unwrap_or(&quarter),
             replicas,
@@ -93,7 +100,11 @@ fn scaled(value: &IntOrString, total: i32, round_up: bool) -> i32 {
         IntOrString::String(s) => {
             let percent: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
             let part = i64::from(total) * percent;
-            let value = if round_up { (part + 99) / 100 } else { part / 100 };
+            let value = if round_up {
+                (part + 99) / 100
+            } else {
+                part / 100
+            };
             i32::try_from(value).unwrap_or(i32::MAX)
         }
     }
@@ -137,8 +148,7 @@ pub fn next_scale(
                 *target -= unhealthy;
                 budget -= unhealthy;
             }
-            let available: i32 =
-                old.iter().map(|rs| rs.available).sum::<i32>() + new.available;
+            let available: i32 = old.iter().map(|rs| rs.available).sum::<i32>() + new.available;
             let mut scale_down = (available - min_available).max(0);
             for (target, rs) in targets.iter_mut().zip(old) {
                 let step = (*target).min(scale_down).min(rs.available.max(0)).max(0);
@@ -182,9 +192,17 @@ pub fn status(
         .unwrap_or_default();
     let minimum = available >= replicas - Strategy::of(spec).max_unavailable();
     let available_condition = if minimum {
-        ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.".to_owned())
+        (
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.".to_owned(),
+        )
     } else {
-        ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".to_owned())
+        (
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.".to_owned(),
+        )
     };
     let complete = new.current == replicas
         && status.replicas == Some(replicas)
@@ -197,13 +215,27 @@ pub fn status(
             || p.replicas != status.replicas
     });
     let name = &new.name;
-    let previous_progressing = previous_conditions.iter().find(|c| c.type_ == "Progressing");
+    let previous_progressing = previous_conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing");
     let progressing = if created {
-        ("True", "NewReplicaSetCreated", format!("Created new replica set \"{name}\""))
+        (
+            "True",
+            "NewReplicaSetCreated",
+            format!("Created new replica set \"{name}\""),
+        )
     } else if complete {
-        ("True", "NewReplicaSetAvailable", format!("ReplicaSet \"{name}\" has successfully progressed."))
+        (
+            "True",
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{name}\" has successfully progressed."),
+        )
     } else if moved {
-        ("True", "ReplicaSetUpdated", format!("ReplicaSet \"{name}\" is progressing."))
+        (
+            "True",
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{name}\" is progressing."),
+        )
     } else if let Some(c) = previous_progressing {
         (
             if c.status == "True" { "True" } else { "False" },
@@ -215,7 +247,11 @@ pub fn status(
             c.message.clone().unwrap_or_default(),
         )
     } else {
-        ("True", "FoundNewReplicaSet", format!("Found new replica set \"{name}\""))
+        (
+            "True",
+            "FoundNewReplicaSet",
+            format!("Found new replica set \"{name}\""),
+        )
     };
     status.conditions = Some(vec![
         condition(&previous_conditions, "Available", available_condition, now),
@@ -290,7 +326,11 @@ mod tests {
         assert_eq!(template_hash(&a, None), template_hash(&a, None));
         assert_ne!(template_hash(&a, None), template_hash(&b, None));
         assert_ne!(template_hash(&a, None), template_hash(&a, Some(1)));
-        assert!(template_hash(&a, None).bytes().all(|c| SAFE_ALPHABET.contains(&c)));
+        assert!(
+            template_hash(&a, None)
+                .bytes()
+                .all(|c| SAFE_ALPHABET.contains(&c))
+        );
     }
 
     #[test]
@@ -324,17 +364,29 @@ mod tests {
 
     #[test]
     fn scaling_without_a_rollout_moves_the_new_replica_set_only() {
-        assert_eq!(next_scale(3, rolling(1, 0), &rs("new", 1, 1), &[]), (3, vec![]));
-        assert_eq!(next_scale(1, rolling(1, 0), &rs("new", 3, 3), &[]), (1, vec![]));
+        assert_eq!(
+            next_scale(3, rolling(1, 0), &rs("new", 1, 1), &[]),
+            (3, vec![])
+        );
+        assert_eq!(
+            next_scale(1, rolling(1, 0), &rs("new", 3, 3), &[]),
+            (1, vec![])
+        );
     }
 
     #[test]
     fn recreate_waits_for_old_pods() {
         let mut old = rs("old", 2, 2);
-        assert_eq!(next_scale(2, Strategy::Recreate, &rs("new", 0, 0), &[old.clone()]), (0, vec![0]));
+        assert_eq!(
+            next_scale(2, Strategy::Recreate, &rs("new", 0, 0), &[old.clone()]),
+            (0, vec![0])
+        );
         old.desired = 0;
         old.current = 0;
-        assert_eq!(next_scale(2, Strategy::Recreate, &rs("new", 0, 0), &[old]), (2, vec![0]));
+        assert_eq!(
+            next_scale(2, Strategy::Recreate, &rs("new", 0, 0), &[old]),
+            (2, vec![0])
+        );
     }
 
     #[test]
@@ -346,22 +398,53 @@ mod tests {
         let now = Timestamp::from_second(1_000).expect("time");
         let s = status(&spec, Some(3), None, &rs("web-abc", 2, 2), &[], false, now);
         assert_eq!(
-            (s.replicas, s.updated_replicas, s.ready_replicas, s.available_replicas, s.unavailable_replicas),
+            (
+                s.replicas,
+                s.updated_replicas,
+                s.ready_replicas,
+                s.available_replicas,
+                s.unavailable_replicas
+            ),
             (Some(2), Some(2), Some(2), Some(2), Some(0))
         );
         let conditions = s.conditions.clone().expect("conditions");
-        assert_eq!(conditions[0].reason.as_deref(), Some("MinimumReplicasAvailable"));
-        assert_eq!(conditions[1].reason.as_deref(), Some("NewReplicaSetAvailable"));
+        assert_eq!(
+            conditions[0].reason.as_deref(),
+            Some("MinimumReplicasAvailable")
+        );
+        assert_eq!(
+            conditions[1].reason.as_deref(),
+            Some("NewReplicaSetAvailable")
+        );
         assert_eq!(
             conditions[1].message.as_deref(),
             Some("ReplicaSet \"web-abc\" has successfully progressed.")
         );
         let later = Timestamp::from_second(2_000).expect("time");
-        let again = status(&spec, Some(3), Some(&s), &rs("web-abc", 2, 2), &[], false, later);
+        let again = status(
+            &spec,
+            Some(3),
+            Some(&s),
+            &rs("web-abc", 2, 2),
+            &[],
+            false,
+            later,
+        );
         assert_eq!(again.conditions, s.conditions);
-        let progressing = status(&spec, Some(4), Some(&s), &rs("web-def", 1, 0), &[rs("web-abc", 2, 2)], true, later);
+        let progressing = status(
+            &spec,
+            Some(4),
+            Some(&s),
+            &rs("web-def", 1, 0),
+            &[rs("web-abc", 2, 2)],
+            true,
+            later,
+        );
         let conditions = progressing.conditions.expect("conditions");
-        assert_eq!(conditions[1].reason.as_deref(), Some("NewReplicaSetCreated"));
+        assert_eq!(
+            conditions[1].reason.as_deref(),
+            Some("NewReplicaSetCreated")
+        );
         assert_eq!(progressing.unavailable_replicas, Some(1));
     }
 }

@@ -67,8 +67,10 @@ impl ImageBinaries {
         if reference.contains('@') || last_segment.contains(':') {
             self.exact.push((ImageRef::parse(reference).full, binary));
         } else {
-            self.repositories
-                .push((repository(&ImageRef::parse(reference).full).to_owned(), binary));
+            self.repositories.push((
+                repository(&ImageRef::parse(reference).full).to_owned(),
+                binary,
+            ));
         }
     }
 
@@ -201,13 +203,22 @@ mod tests {
         map.insert("example.com/app", "/bin/app");
         map.insert("example.com/app:2", "/bin/app2");
         map.insert("busybox:1.36", "/bin/bb");
-        assert_eq!(map.binary_for("example.com/app:1"), Some(Path::new("/bin/app")));
-        assert_eq!(map.binary_for("example.com/app"), Some(Path::new("/bin/app")));
+        assert_eq!(
+            map.binary_for("example.com/app:1"),
+            Some(Path::new("/bin/app"))
+        );
+        assert_eq!(
+            map.binary_for("example.com/app"),
+            Some(Path::new("/bin/app"))
+        );
         assert_eq!(
             map.binary_for("example.com/app@sha256:abc"),
             Some(Path::new("/bin/app"))
         );
-        assert_eq!(map.binary_for("example.com/app:2"), Some(Path::new("/bin/app2")));
+        assert_eq!(
+            map.binary_for("example.com/app:2"),
+            Some(Path::new("/bin/app2"))
+        );
         assert_eq!(
             map.binary_for("docker.io/library/busybox:1.36"),
             Some(Path::new("/bin/bb"))

@@ -589,7 +589,10 @@ impl PodWorker {
         // entrypoint is its executable; for any other image, without a command the args are the
         // whole argv.
         let image = container.image.as_deref().unwrap_or_default();
-        let entrypoint = match (&container.command, self.ctx.config.image_binaries.binary_for(image)) {
+        let entrypoint = match (
+            &container.command,
+            self.ctx.config.image_binaries.binary_for(image),
+        ) {
             (None, Some(binary)) => vec![binary.to_string_lossy().into_owned()],
             _ => Vec::new(),
         };
@@ -634,7 +637,9 @@ impl PodWorker {
                 .probe_until(index, ProbeKind::Startup, startup, &target, true)
                 .await
             {
-                return self.kill_for_probe(index, ProbeKind::Startup, &run_stop).await;
+                return self
+                    .kill_for_probe(index, ProbeKind::Startup, &run_stop)
+                    .await;
             }
             self.update(Kind::Main, index, |c| {
                 c.started = true;
@@ -677,10 +682,11 @@ impl PodWorker {
             if let Err(failure) = &result {
                 self.unhealthy(index, kind, failure).await;
             }
-            if let Some(passing) = verdict.record(result.is_ok()) {
-                if passing == wanted || kind == ProbeKind::Startup {
-                    return passing;
-                }
+            // A startup probe ends with its first verdict, whichever it is.
+            if let Some(passing) = verdict.record(result.is_ok())
+                && (passing == wanted || kind == ProbeKind::Startup)
+            {
+                return passing;
             }
             tokio::time::sleep(timing.period).await;
         }

@@ -123,7 +123,9 @@ impl ProbeTarget {
                 let host = self.host(http.host.as_deref());
                 let port = self.port(&http.port)?;
                 if http.scheme.as_deref() == Some("HTTPS") {
-                    return Err("HTTPS probes are not supported by the simulated kubelet".to_owned());
+                    return Err(
+                        "HTTPS probes are not supported by the simulated kubelet".to_owned()
+                    );
                 }
                 let headers: Vec<(String, String)> = http
                     .http_headers
@@ -143,9 +145,15 @@ impl ProbeTarget {
                     .map_err(|e| dial_error(host, port, &e));
             }
             if let Some(grpc) = &probe.grpc {
-                let port = u16::try_from(grpc.port).map_err(|_| format!("invalid port {}", grpc.port))?;
-                return grpc_check(self.pod_ip, port, grpc.service.clone().unwrap_or_default(), timeout)
-                    .await;
+                let port =
+                    u16::try_from(grpc.port).map_err(|_| format!("invalid port {}", grpc.port))?;
+                return grpc_check(
+                    self.pod_ip,
+                    port,
+                    grpc.service.clone().unwrap_or_default(),
+                    timeout,
+                )
+                .await;
             }
             Err("probe has no handler".to_owned())
         };
@@ -260,7 +268,12 @@ async fn http_get(
 }
 
 /// The gRPC health checking protocol's `Check`, as the kubelet's gRPC prober calls it.
-async fn grpc_check(ip: Ipv4Addr, port: u16, service: String, timeout: Duration) -> Result<(), String> {
+async fn grpc_check(
+    ip: Ipv4Addr,
+    port: u16,
+    service: String,
+    timeout: Duration,
+) -> Result<(), String> {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
@@ -315,13 +328,16 @@ mod tests {
     #[test]
     fn defaults_follow_the_api_server() {
         let t = Timing::of(&Probe::default());
-        assert_eq!(t, Timing {
-            initial_delay: Duration::ZERO,
-            period: Duration::from_secs(10),
-            timeout: Duration::from_secs(1),
-            success_threshold: 1,
-            failure_threshold: 3,
-        });
+        assert_eq!(
+            t,
+            Timing {
+                initial_delay: Duration::ZERO,
+                period: Duration::from_secs(10),
+                timeout: Duration::from_secs(1),
+                success_threshold: 1,
+                failure_threshold: 3,
+            }
+        );
     }
 
     #[test]
@@ -338,7 +354,9 @@ mod tests {
 
     #[tokio::test]
     async fn http_and_tcp_probes() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {

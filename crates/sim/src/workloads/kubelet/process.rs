@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rustix::process::{Pid, Signal, getpid, getppid, kill_process_group, set_parent_process_death_signal};
+use rustix::process::{
+    Pid, Signal, getpid, getppid, kill_process_group, set_parent_process_death_signal,
+};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
@@ -89,8 +91,16 @@ impl Launch {
             .envs(self.env.iter())
             .current_dir(&self.working_dir)
             .stdin(Stdio::null())
-            .stdout(if log.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stderr(if log.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(if log.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stderr(if log.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .process_group(0)
             .kill_on_drop(true);
         die_with_the_simulator(&mut command);
@@ -171,7 +181,11 @@ impl ContainerProcess {
     /// Waits for the process to exit. When `stop` fires first, the process group gets SIGTERM, and
     /// SIGKILL after `grace()` (asked when the stop comes, since a later request may shorten it).
     /// Over its memory limit, the group gets SIGKILL at once.
-    pub async fn wait(mut self, stop: &CancellationToken, grace: impl FnOnce() -> Duration) -> Exit {
+    pub async fn wait(
+        mut self,
+        stop: &CancellationToken,
+        grace: impl FnOnce() -> Duration,
+    ) -> Exit {
         let mut oom_killed = false;
         let status = tokio::select! {
             status = self.child.wait() => status,
@@ -335,15 +349,27 @@ mod tests {
     #[tokio::test]
     async fn a_process_over_its_memory_limit_is_killed() {
         let logs = PodLogs::default();
-        let mut launch = launch(&["sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a); sleep 30"]);
+        let mut launch = launch(&[
+            "sh",
+            "-c",
+            "x=$(head -c 67108864 /dev/zero | tr '\\0' a); sleep 30",
+        ]);
         launch.memory_limit = Some(16 * 1024 * 1024);
-        let process = launch.start(Some(logs.start_run("ns", "p", "c"))).expect("start");
+        let process = launch
+            .start(Some(logs.start_run("ns", "p", "c")))
+            .expect("start");
         let exit = tokio::time::timeout(
             Duration::from_secs(20),
             process.wait(&CancellationToken::new(), || Duration::from_secs(1)),
         )
         .await
         .expect("killed in time");
-        assert_eq!(exit, Exit { code: 137, oom_killed: true });
+        assert_eq!(
+            exit,
+            Exit {
+                code: 137,
+                oom_killed: true
+            }
+        );
     }
 }

@@ -44,7 +44,8 @@ pub async fn wanted(client: &Client, pod: &Pod) -> bool {
     if own == Some(false) {
         return false;
     }
-    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    let api: Api<ServiceAccount> =
+        Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     match api.get_opt(&account_name(pod)).await {
         Ok(Some(account)) => own.or(account.automount_service_account_token) != Some(false),
         _ => false,
@@ -53,7 +54,9 @@ pub async fn wanted(client: &Client, pod: &Pod) -> bool {
 
 /// Adds the token volume, and a mount of it to every container that has none at [`MOUNT_PATH`].
 pub fn add_volume(pod: &mut Pod) {
-    let Some(spec) = pod.spec.as_mut() else { return };
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
     spec.volumes.get_or_insert_with(Vec::new).push(Volume {
         name: VOLUME.to_owned(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -66,7 +69,10 @@ pub fn add_volume(pod: &mut Pod) {
         .chain(spec.containers.iter_mut());
     for container in containers {
         let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
-        if mounts.iter().all(|m| m.mount_path.trim_end_matches('/') != MOUNT_PATH) {
+        if mounts
+            .iter()
+            .all(|m| m.mount_path.trim_end_matches('/') != MOUNT_PATH)
+        {
             mounts.push(VolumeMount {
                 name: VOLUME.to_owned(),
                 mount_path: MOUNT_PATH.to_owned(),
@@ -110,7 +116,8 @@ pub async fn project(
         .map(|s| s.token)
         .ok_or("failed to fetch token: no token in the answer")?;
     let server = format!("https://{}", access.address);
-    let kubeconfig = crate::apiserver::kubeconfig_for("in-cluster", &server, &access.ca_pem, &token);
+    let kubeconfig =
+        crate::apiserver::kubeconfig_for("in-cluster", &server, &access.ca_pem, &token);
     let kubeconfig = yaml_serde::to_string(&kubeconfig).map_err(|e| e.to_string())?;
     let kube_dir = pod_dir.join(".kube");
     let written = async {

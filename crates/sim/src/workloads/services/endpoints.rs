@@ -20,8 +20,8 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::proxy::{self, PortSpec};
 use super::ServiceTable;
+use super::proxy::{self, PortSpec};
 
 const MANAGER: &str = "endpointslice-controller.k8s.io";
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -92,7 +92,8 @@ pub(super) async fn run(client: Client, table: ServiceTable, shutdown: Cancellat
 /// A deleted Service is not reconciled again: its proxy entry goes here (its Endpoints and slice
 /// go with it through their owner references).
 async fn forget_deleted(client: Client, table: ServiceTable, shutdown: CancellationToken) {
-    let mut events = watcher::watcher(Api::<Service>::all(client), watcher::Config::default()).boxed();
+    let mut events =
+        watcher::watcher(Api::<Service>::all(client), watcher::Config::default()).boxed();
     loop {
         let event = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -122,7 +123,13 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
     let name = service.name_any();
     let spec = service.spec.clone().unwrap_or_default();
     let ports = spec.ports.clone().unwrap_or_default();
-    let entry = serve(&ctx.table, &namespace, &name, spec.cluster_ip.as_deref(), &ports);
+    let entry = serve(
+        &ctx.table,
+        &namespace,
+        &name,
+        spec.cluster_ip.as_deref(),
+        &ports,
+    );
     let Some(selector) = spec.selector.filter(|s| !s.is_empty()) else {
         return Ok(Action::await_change()); // endpoints are someone else's to write
     };
@@ -149,8 +156,18 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
         "apiVersion": "v1", "kind": "Service", "name": name, "uid": uid,
         "controller": true, "blockOwnerDeletion": true,
     }]);
-    write(&ctx.client, &namespace, &endpoints_object(&name, &namespace, &owner, &ports, &endpoints)).await?;
-    write(&ctx.client, &namespace, &slice_object(&name, &namespace, &uid, &owner, &ports, &endpoints)).await?;
+    write(
+        &ctx.client,
+        &namespace,
+        &endpoints_object(&name, &namespace, &owner, &ports, &endpoints),
+    )
+    .await?;
+    write(
+        &ctx.client,
+        &namespace,
+        &slice_object(&name, &namespace, &uid, &owner, &ports, &endpoints),
+    )
+    .await?;
     Ok(Action::await_change())
 }
 
@@ -240,6 +257,9 @@ fn target_ref(e: &PodEndpoint, namespace: &str) -> Value {
     json!({"kind": "Pod", "namespace": namespace, "name": e.name, "uid": e.uid})
 }
 
+/// Ready and not-ready addresses, by the ports they resolve the Service's ports to.
+type Subsets = BTreeMap<Vec<Option<u16>>, (Vec<Value>, Vec<Value>)>;
+
 /// The v1 Endpoints: one subset per distinct set of resolved ports.
 fn endpoints_object(
     name: &str,
@@ -248,7 +268,7 @@ fn endpoints_object(
     ports: &[ServicePort],
     endpoints: &[PodEndpoint],
 ) -> Value {
-    let mut subsets: BTreeMap<Vec<Option<u16>>, (Vec<Value>, Vec<Value>)> = BTreeMap::new();
+    let mut subsets: Subsets = BTreeMap::new();
     for e in endpoints {
         let address = json!({"ip": e.ip.to_string(), "nodeName": e.node, "targetRef": target_ref(e, namespace)});
         let (ready, not_ready) = subsets.entry(e.ports.clone()).or_default();
@@ -296,7 +316,11 @@ fn slice_object(
     ports: &[ServicePort],
     endpoints: &[PodEndpoint],
 ) -> Value {
-    let suffix: String = uid.chars().filter(char::is_ascii_alphanumeric).take(5).collect();
+    let suffix: String = uid
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(5)
+        .collect();
     let first_resolved = endpoints.first().map(|e| e.ports.clone());
     let slice_ports: Vec<Value> = ports
         .iter()
@@ -351,8 +375,12 @@ async fn write(client: &Client, namespace: &str, object: &Value) -> Result<(), E
     let api: Api<kube::api::DynamicObject> =
         Api::namespaced_with(client.clone(), namespace, &resource);
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
-    api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(object))
-        .await
-        .map_err(EndpointsError::Write)?;
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(EndpointsError::Write)?;
     Ok(())
 }

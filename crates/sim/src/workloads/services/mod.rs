@@ -54,10 +54,13 @@ pub struct ServiceEntry {
     _listeners: tokio_util::sync::DropGuard,
 }
 
+/// Service entries by namespace and name.
+type Entries = BTreeMap<(String, String), Arc<ServiceEntry>>;
+
 /// The Services the proxy serves, by namespace and name.
 #[derive(Clone, Debug, Default)]
 pub struct ServiceTable {
-    entries: Arc<RwLock<BTreeMap<(String, String), Arc<ServiceEntry>>>>,
+    entries: Arc<RwLock<Entries>>,
     /// The API server, for `KUBERNETES_SERVICE_HOST` / `_PORT`.
     api_server: Option<SocketAddr>,
 }

@@ -6,7 +6,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use super::{ServedPort, ServiceEntry};
 
 /// Characters after which a host name may start.
-const BEFORE: &[char] = &[' ', '\t', '\n', '=', '/', '@', '"', '\'', ',', '(', ';', '['];
+const BEFORE: &[char] = &[
+    ' ', '\t', '\n', '=', '/', '@', '"', '\'', ',', '(', ';', '[',
+];
 /// Characters that may end a host name.
 const AFTER: &[char] = &[
     ':', '/', ' ', '\t', '\n', '"', '\'', ',', ')', '?', '#', ';', ']',
@@ -95,7 +97,10 @@ impl ServiceNames {
         let mut index = 0;
         while index < text.len() {
             let rest = &text[index..];
-            let at_boundary = text[..index].chars().last().is_none_or(|c| BEFORE.contains(&c));
+            let at_boundary = text[..index]
+                .chars()
+                .last()
+                .is_none_or(|c| BEFORE.contains(&c));
             if at_boundary && let Some((host, port)) = self.match_at(&text[..index], rest) {
                 out.push_str(&host.ip.to_string());
                 index += host.host.len();
@@ -210,7 +215,10 @@ mod tests {
     #[test]
     fn names_become_cluster_ips_and_served_ports() {
         let n = names();
-        assert_eq!(n.rewrite("http://web.shop.svc:80/x"), "http://127.130.0.5:41000/x");
+        assert_eq!(
+            n.rewrite("http://web.shop.svc:80/x"),
+            "http://127.130.0.5:41000/x"
+        );
         assert_eq!(
             n.rewrite("--upstream=web.shop.svc.cluster.local:8080"),
             "--upstream=127.130.0.5:8080"
