@@ -292,7 +292,7 @@ impl PodWorker {
         if !self.pull_image(kind, index, &container).await {
             return Attempt::Stopped;
         }
-        let Some(launch) = self.configure(kind, index, &container).await else {
+        let Some((launch, mounts)) = self.configure(kind, index, &container).await else {
             return Attempt::Stopped;
         };
         let container_id = format!(
@@ -360,6 +360,8 @@ impl PodWorker {
                 pod_ip: self.runtime.lock().pod_ip,
                 ports: container.ports.clone().unwrap_or_default(),
                 exec: launch,
+                mounts,
+                services: self.ctx.services.names_for(&self.namespace),
             };
             tokio::spawn(
                 self.clone()
@@ -522,7 +524,12 @@ impl PodWorker {
     /// The process to start: environment, argv and working directory, with paths rewritten onto the
     /// materialised volumes. Waits in CreateContainerConfigError while a ConfigMap or Secret is
     /// missing. `None` when the pod stops first.
-    async fn configure(&self, kind: Kind, index: usize, container: &Container) -> Option<Launch> {
+    async fn configure(
+        &self,
+        kind: Kind,
+        index: usize,
+        container: &Container,
+    ) -> Option<(Launch, MountTable)> {
         let source = ConfigSource::new(self.ctx.client.clone(), &self.namespace);
         loop {
             let mounts = match MountTable::link(container, &self.dir).await {
@@ -537,7 +544,8 @@ impl PodWorker {
             };
             match env::resolve(&self.pod, container, &source).await {
                 Ok(container_env) => {
-                    return Some(self.launch(container, container_env, &mounts));
+                    let launch = self.launch(container, container_env, &mounts);
+                    return Some((launch, mounts));
                 }
                 Err(e) => {
                     let message = e.to_string();

@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::process::Launch;
+use super::volumes::MountTable;
+use crate::workloads::services::ServiceNames;
 
 /// The kubelet's `User-Agent` for HTTP probes (`kube-probe/<major>.<minor>`).
 const USER_AGENT: &str = "kube-probe/1.33";
@@ -108,6 +110,9 @@ pub struct ProbeTarget {
     pub ports: Vec<ContainerPort>,
     /// The container's process settings; an `exec` probe replaces the argv.
     pub exec: Launch,
+    /// An `exec` probe's command is rewritten as the container's is.
+    pub mounts: MountTable,
+    pub services: ServiceNames,
 }
 
 impl ProbeTarget {
@@ -190,7 +195,10 @@ impl ProbeTarget {
 
     async fn exec(&self, command: Vec<String>, timeout: Duration) -> Result<(), String> {
         let launch = Launch {
-            argv: command.clone(),
+            argv: command
+                .iter()
+                .map(|arg| self.mounts.rewrite(&self.services.rewrite(arg)))
+                .collect(),
             env: self.exec.env.clone(),
             working_dir: self.exec.working_dir.clone(),
             memory_limit: None,
