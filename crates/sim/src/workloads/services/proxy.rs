@@ -1,6 +1,7 @@
 //! The node's kube-proxy: a TCP listener per Service port on the Service's cluster IP, forwarding
 //! each connection to one of the port's ready endpoints (round robin). With no ready endpoint the
-//! connection is closed at once, as kube-proxy's REJECT rule refuses it.
+//! connection is closed at once, as kube-proxy's REJECT rule refuses it. At most
+//! [`MAX_CONNECTIONS`] connections per Service port are forwarded at a time; more are closed.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,9 +9,13 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::{ServedPort, ServiceEntry};
+
+/// Concurrent connections one Service port forwards.
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// A Service port to serve: name, port, protocol.
 pub type PortSpec = (Option<String>, u16, String);
@@ -79,6 +84,7 @@ async fn serve(
     stop: CancellationToken,
 ) {
     let next = AtomicUsize::new(0);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -91,12 +97,21 @@ async fn serve(
         if backends.is_empty() {
             continue; // dropping the connection refuses it
         }
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue; // over the limit: refused like an unready port
+        };
         let backend = backends[next.fetch_add(1, Ordering::Relaxed) % backends.len()];
-        tokio::spawn(forward(client, backend, stop.clone()));
+        tokio::spawn(forward(client, backend, stop.clone(), slot));
     }
 }
 
-async fn forward(mut client: TcpStream, backend: SocketAddr, stop: CancellationToken) {
+/// Copies both ways until either side closes; `_slot` is held as long.
+async fn forward(
+    mut client: TcpStream,
+    backend: SocketAddr,
+    stop: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+) {
     let Ok(mut upstream) = TcpStream::connect(backend).await else {
         return;
     };
