@@ -380,19 +380,6 @@ impl PodWorker {
         if let Some(prober) = prober {
             prober.abort();
         }
-        if exit.oom_killed {
-            self.container_event(
-                kind,
-                index,
-                EventType::Warning,
-                "OOMKilling",
-                &format!(
-                    "Memory cgroup out of memory: Killed process of container {}",
-                    container.name
-                ),
-            )
-            .await;
-        }
         let code = exit.code;
         if self.stop.is_requested() {
             self.container_event(
