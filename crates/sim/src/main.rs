@@ -2,7 +2,8 @@
 //!
 //! Starts the simulator (Kubernetes API server, workloads, Config Connector, GKE API fake), writes a
 //! kubeconfig for its API server, optionally serves its request counters on `/metrics`, prints where
-//! everything listens and runs until SIGINT or SIGTERM.
+//! everything listens and runs until SIGINT or SIGTERM. `--image-map` runs images as local
+//! executables; `--pods-dir` says where pods' files go.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use clap::Parser;
 use testcluster_sim::admin::SimFlags;
+use testcluster_sim::workloads::ImageBinaries;
 use testcluster_sim::{SimConfig, Simulator};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -46,8 +48,34 @@ struct Args {
     #[arg(long, env = "TESTCLUSTER_SIM_PLAIN_HTTP")]
     plain_http: bool,
 
+    /// Runs an image as a local executable: `<image reference>=<path>`, repeatable. A reference
+    /// without a tag or digest maps every tag of the repository. A container of a mapped image without
+    /// a `command` runs the executable with its `args`.
+    #[arg(long = "image-map", value_name = "REF=PATH", env = "TESTCLUSTER_SIM_IMAGE_MAP", value_delimiter = ',', value_parser = ImageBinaries::parse_mapping)]
+    image_map: Vec<(String, PathBuf)>,
+
+    /// Where the simulator keeps its pods' directories (in a `testcluster-pods-*` directory of its
+    /// own, removed on exit; those of simulators that were killed are removed at start).
+    #[arg(long, env = "TESTCLUSTER_SIM_PODS_DIR")]
+    pods_dir: Option<PathBuf>,
+
     #[command(flatten)]
     sim: SimFlags,
+}
+
+impl Args {
+    /// The simulator's configuration from the flags.
+    fn config(&self) -> SimConfig {
+        let mut config = self.sim.delays.config(SimConfig {
+            plain_http: self.plain_http,
+            ..SimConfig::default()
+        });
+        for (reference, binary) in &self.image_map {
+            config.workloads.image_binaries.insert(reference, binary);
+        }
+        config.workloads.pods_parent = self.pods_dir.clone();
+        config
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,10 +101,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let sim = Arc::new(
-        Simulator::start(args.sim.delays.config(SimConfig {
-            plain_http: args.plain_http,
-            ..SimConfig::default()
-        }))
+        Simulator::start(args.config())
             .await
             .context("starting the simulator")?,
     );
@@ -193,4 +218,31 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
         _ = interrupt.recv() => "SIGINT",
         _ = terminate.recv() => "SIGTERM",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_map_to_binaries() {
+        let args = Args::try_parse_from([
+            "testcluster-sim",
+            "--image-map",
+            "example.com/app=/bin/true",
+            "--image-map=busybox:1=/bin/false",
+        ])
+        .expect("mappings");
+        let config = args.config();
+        let binaries = &config.workloads.image_binaries;
+        assert_eq!(
+            binaries.binary_for("example.com/app:7"),
+            Some(std::path::Path::new("/bin/true"))
+        );
+        assert_eq!(
+            binaries.binary_for("busybox:1"),
+            Some(std::path::Path::new("/bin/false"))
+        );
+        assert!(Args::try_parse_from(["testcluster-sim", "--image-map", "nopath"]).is_err());
+    }
 }

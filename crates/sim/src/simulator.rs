@@ -7,7 +7,7 @@ use crate::apiserver::{ApiServer, ApiServerConfig};
 use crate::cloud::connector::{ConfigConnector, ConnectorConfig};
 use crate::cloud::gke::{GkeConfig, GkeServer};
 use crate::cloud::{Cloud, Inventory, ZoneFaults};
-use crate::workloads::{WorkloadConfig, Workloads};
+use crate::workloads::{ApiServerAccess, WorkloadConfig, Workloads};
 
 /// How to start the simulator.
 #[derive(Clone, Debug, Default)]
@@ -25,7 +25,7 @@ pub struct SimConfig {
 pub struct Simulator {
     // Field order is drop order: controllers stop before the servers they talk to.
     _connector: ConfigConnector,
-    _workloads: Workloads,
+    workloads: Workloads,
     gke: GkeServer,
     cloud: Cloud,
     api: ApiServer,
@@ -41,17 +41,28 @@ impl Simulator {
         })
         .await?;
         let cloud = Cloud::default();
+        let api_access = url::Url::parse(&api.https_url())
+            .ok()
+            .and_then(|u| u.socket_addrs(|| None).ok())
+            .and_then(|addresses| addresses.into_iter().next())
+            .map(|address| ApiServerAccess {
+                address,
+                ca_pem: api.ca_pem().to_owned(),
+            });
         let workloads = Workloads::start(
             api.internal_client(),
             api.pod_logs().clone(),
-            config.workloads,
+            WorkloadConfig {
+                api_server: config.workloads.api_server.or(api_access),
+                ..config.workloads
+            },
         )?;
         let connector =
             ConfigConnector::start(api.internal_client(), cloud.clone(), config.connector).await?;
         let gke = GkeServer::start(cloud.clone(), config.gke).await?;
         Ok(Simulator {
             _connector: connector,
-            _workloads: workloads,
+            workloads,
             gke,
             cloud,
             api,
@@ -61,6 +72,12 @@ impl Simulator {
     /// The management cluster's API server: kubeconfig, clients, API faults, request counters.
     pub fn api(&self) -> &ApiServer {
         &self.api
+    }
+
+    /// The Job, ReplicaSet and Deployment controllers, the endpoints controller, the proxy and the
+    /// kubelet.
+    pub fn workloads(&self) -> &Workloads {
+        &self.workloads
     }
 
     /// The cloud: live test clusters and identity tokens.

@@ -50,8 +50,7 @@ async fn injected_500s_are_internal_errors_for_outside_clients_only() {
         "injected fault: etcdserver: request timed out",
     );
     // The simulator's own controllers are never faulted.
-    let internal: Api<ConfigMap> =
-        Api::namespaced(api.internal_client(), "f500");
+    let internal: Api<ConfigMap> = Api::namespaced(api.internal_client(), "f500");
     internal
         .create(&PostParams::default(), &configmap("inside"))
         .await
@@ -158,8 +157,7 @@ async fn injected_latency_delays_every_request() {
         assert!(took >= delay, "{took:?}");
     }
     // Internal requests are not delayed.
-    let internal: Api<ConfigMap> =
-        Api::namespaced(api.internal_client(), "flat");
+    let internal: Api<ConfigMap> = Api::namespaced(api.internal_client(), "flat");
     let started = Instant::now();
     internal.get("x").await.expect("internal get");
     assert!(started.elapsed() < delay);

@@ -538,6 +538,131 @@ async fn logs_follow_streams_until_the_container_exits() {
     );
 }
 
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  strategy:
+    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: app
+        image: busybox:1.36
+        command: [sh, -c, 'trap "exit 0" TERM; while true; do sleep 0.1; done']
+"#;
+
+#[tokio::test]
+async fn deployments_scale_and_roll_out() {
+    let sim = Sim::start().await;
+    assert_eq!(
+        sim.apply(DEPLOYMENT).await,
+        "deployment.apps/web created
+"
+    );
+    let rolled_out = "deployment \"web\" successfully rolled out\n";
+    let status = ["rollout", "status", "deployment/web", "--timeout=30s"];
+    assert!(sim.ok(&status).await.ends_with(rolled_out));
+
+    assert_eq!(
+        sim.ok(&["scale", "deployment", "web", "--replicas=3"])
+            .await,
+        "deployment.apps/web scaled\n"
+    );
+    assert!(sim.ok(&status).await.ends_with(rolled_out));
+    assert_eq!(
+        sim.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.status.replicas} {.status.updatedReplicas} {.status.readyReplicas} {.status.availableReplicas}"
+        ])
+        .await,
+        "3 3 3 3"
+    );
+
+    // A new pod template rolls out a new ReplicaSet; the old one is scaled to zero.
+    sim.ok(&["set", "env", "deployment/web", "COLOR=blue"])
+        .await;
+    assert!(sim.ok(&status).await.ends_with(rolled_out));
+    let client = sim.client().await;
+    let replica_sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+        Api::namespaced(client.clone(), "default");
+    let mut sets: Vec<(String, i32, String)> = replica_sets
+        .list(&Default::default())
+        .await
+        .expect("replica sets")
+        .items
+        .into_iter()
+        .map(|rs| {
+            let revision = rs
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("deployment.kubernetes.io/revision").cloned())
+                .unwrap_or_default();
+            let hash = rs
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("pod-template-hash").cloned())
+                .unwrap_or_default();
+            let name = rs.metadata.name.clone().unwrap_or_default();
+            assert_eq!(name, format!("web-{hash}"));
+            (
+                revision,
+                rs.spec.and_then(|s| s.replicas).unwrap_or(-1),
+                name,
+            )
+        })
+        .collect();
+    sets.sort();
+    assert_eq!(
+        sets.iter()
+            .map(|(r, n, _)| (r.as_str(), *n))
+            .collect::<Vec<_>>(),
+        vec![("1", 0), ("2", 3)],
+        "{sets:?}"
+    );
+    assert_eq!(
+        sim.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision} {.status.conditions[?(@.type==\"Progressing\")].reason} {.status.conditions[?(@.type==\"Available\")].reason}"
+        ])
+        .await,
+        "2 NewReplicaSetAvailable MinimumReplicasAvailable"
+    );
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, "default");
+    let new_hash = sets[1].2.trim_start_matches("web-").to_owned();
+    let listed = pods.list(&Default::default()).await.expect("pods").items;
+    let live: Vec<_> = listed
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    assert!(
+        live.iter().all(|p| p
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("pod-template-hash"))
+            == Some(&new_hash)),
+        "{live:?}"
+    );
+}
+
 #[tokio::test]
 async fn sigterm_stops_the_simulator_and_removes_its_kubeconfig() {
     let mut sim = Sim::start().await;

@@ -106,8 +106,16 @@ pub fn resource_list(types: &[ResourceType], group: &str, version: &str) -> Opti
             .into_iter()
             .chain(t.subresources.iter().copied());
         for sub in subresources {
+            // Subresources whose kind lives in another group say so (kubectl scale looks it up).
+            let (group, version) = match sub {
+                "scale" => ("autoscaling", "v1"),
+                "eviction" => ("policy", "v1"),
+                _ => ("", ""),
+            };
             let (kind, verbs): (&str, &[&str]) = match sub {
                 "status" => (&t.kind, &["get", "patch", "update"]),
+                "scale" => ("Scale", &["get", "patch", "update"]),
+                "eviction" => ("Eviction", &["create"]),
                 "log" => ("Pod", &["get"]),
                 "token" => ("TokenRequest", &["create"]),
                 "proxy" => (
@@ -116,13 +124,18 @@ pub fn resource_list(types: &[ResourceType], group: &str, version: &str) -> Opti
                 ),
                 _ => (&t.kind, &["update"]),
             };
-            resources.push(json!({
+            let mut resource = json!({
                 "name": format!("{}/{sub}", t.plural),
                 "singularName": "",
                 "namespaced": t.namespaced,
                 "kind": kind,
                 "verbs": verbs,
-            }));
+            });
+            if !group.is_empty() {
+                resource["group"] = json!(group);
+                resource["version"] = json!(version);
+            }
+            resources.push(resource);
         }
     }
     let group_version = if group.is_empty() {

@@ -109,6 +109,11 @@ impl ApiError {
         )
     }
 
+    /// 429 for a request refused on purpose (an eviction against a disruption budget).
+    pub fn too_many_requests_because(message: impl Into<String>) -> Self {
+        Self::new(429, "TooManyRequests", message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)
     }

@@ -23,7 +23,7 @@ use super::selectors::{FieldSelector, LabelSelector};
 use super::server::{Internal, ServerState};
 use super::tls::OverTls;
 use super::watch::{self, WatchRequest};
-use super::{discovery, table};
+use super::{discovery, eviction, scale, table};
 use crate::workloads::LogQuery;
 
 /// Largest request body accepted (Kubernetes' own limit is 3 MiB per object).
@@ -461,12 +461,46 @@ async fn resource(
         }
         (Some(name), None, Method::DELETE) => {
             let (_, body) = read_body(request).await?;
-            let options = delete_options(&query, body)?;
+            let mut options = delete_options(&query, body)?;
+            if let Some(grace) = query.get("gracePeriodSeconds") {
+                options.grace_period_seconds = Some(grace.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid gracePeriodSeconds: {grace}"))
+                })?);
+            }
             let object = objects::delete(state, &rt, &namespace, name, &options)?;
             Ok(object_response(&object, false))
         }
         (Some(name), Some("log"), Method::GET) if rt.plural == "pods" => {
             pod_log(state, &namespace, name, &query)
+        }
+        (Some(name), Some("scale"), method) if rt.subresources.contains(&"scale") => {
+            let change = match method {
+                Method::GET => None,
+                Method::PUT => Some((
+                    writer("UpdateOptions")?,
+                    scale::ScaleWrite::Replace(read_body(request).await?.1),
+                )),
+                Method::PATCH => {
+                    let kind = PatchKind::from_content_type(content_type(&headers), false)?;
+                    Some((
+                        writer("PatchOptions")?,
+                        scale::ScaleWrite::Patch(kind, read_body(request).await?.1),
+                    ))
+                }
+                _ => return Err(ApiError::method_not_allowed()),
+            };
+            let scale = match change {
+                None => scale::get(state, &rt, &namespace, name)?,
+                Some((writer, change)) => {
+                    scale::write(state, &rt, &namespace, name, change, writer)?
+                }
+            };
+            Ok(json_response(StatusCode::OK, &scale))
+        }
+        (Some(name), Some("eviction"), Method::POST) if rt.plural == "pods" => {
+            let (_, body) = read_body(request).await?;
+            let status = eviction::evict(state, &rt, &namespace, name, &body)?;
+            Ok(json_response(StatusCode::CREATED, &status))
         }
         (Some(name), Some("token"), Method::POST) if rt.plural == "serviceaccounts" => {
             let (_, body) = read_body(request).await?;

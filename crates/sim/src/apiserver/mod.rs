@@ -9,6 +9,7 @@ mod apply;
 mod discovery;
 mod errors;
 mod events;
+mod eviction;
 mod faults;
 mod gc;
 mod handlers;
@@ -18,6 +19,7 @@ mod patch;
 mod protobuf;
 mod proxy;
 pub mod resources;
+mod scale;
 mod schema;
 mod selectors;
 mod store;
@@ -27,6 +29,7 @@ mod watch;
 
 pub use errors::ApiError;
 pub use faults::{ApiFaultSettings, ApiFaults, RequestCounters};
+pub use selectors::selector_query;
 
 // The public API of the server handle lives in `server.rs`.
 mod server;

@@ -52,6 +52,8 @@ pub struct DeleteOptions {
     pub dry_run: bool,
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
+    /// `gracePeriodSeconds`: for pods, how long the kubelet gives the containers.
+    pub grace_period_seconds: Option<i64>,
 }
 
 impl DeleteOptions {
@@ -78,6 +80,7 @@ impl DeleteOptions {
             precondition_rv: body["preconditions"]["resourceVersion"]
                 .as_str()
                 .map(str::to_owned),
+            grace_period_seconds: body["gracePeriodSeconds"].as_i64(),
         })
     }
 }
@@ -591,6 +594,9 @@ pub fn delete(
         .get(&table, namespace, name)
         .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
     check_preconditions(rt, name, &current, options)?;
+    if let Some(grace) = pod_grace_period(rt, &current, options) {
+        return mark_pod_terminating(state, rt, namespace, name, grace);
+    }
     let propagation = options.propagation.unwrap_or(match rt.plural.as_str() {
         // batch/v1 Jobs orphan their pods unless told otherwise, for compatibility.
         "jobs" => Propagation::Orphan,
@@ -639,6 +645,60 @@ pub fn delete(
         .update(&table, namespace, name, mark)
         .map_err(store_error(rt, name))?;
     state.gc_wake.notify_one();
+    Ok(updated)
+}
+
+/// A pod's graceful deletion (the pod strategy's `CheckGracefulDelete`): the grace period its
+/// kubelet gets before the object goes, `None` when it goes at once. Unscheduled and finished pods
+/// have none; a second delete may only shorten the period.
+fn pod_grace_period(rt: &ResourceType, pod: &Value, options: &DeleteOptions) -> Option<i64> {
+    if !(rt.group.is_empty() && rt.plural == "pods") {
+        return None;
+    }
+    let grace = options
+        .grace_period_seconds
+        .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30)
+        .max(0);
+    let unscheduled = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
+    let finished = matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
+    if grace == 0 || unscheduled || finished {
+        return None;
+    }
+    match pod["metadata"]["deletionGracePeriodSeconds"].as_i64() {
+        Some(current) if pod["metadata"]["deletionTimestamp"].is_string() => {
+            Some(grace.min(current))
+        }
+        _ => Some(grace),
+    }
+}
+
+/// Marks a pod Terminating: `deletionTimestamp` (when the grace period ends) and
+/// `deletionGracePeriodSeconds`. Its kubelet stops the containers and then deletes it with grace 0.
+fn mark_pod_terminating(
+    state: &ServerState,
+    rt: &ResourceType,
+    namespace: &str,
+    name: &str,
+    grace: i64,
+) -> Result<Arc<Value>, ApiError> {
+    let updated = state
+        .store
+        .update(&rt.storage_key(), namespace, name, |current| {
+            if current["metadata"]["deletionGracePeriodSeconds"].as_i64() == Some(grace) {
+                return Ok::<_, ApiError>(None);
+            }
+            let mut next = current.clone();
+            let at = chrono::Utc::now() + chrono::Duration::seconds(grace);
+            next["metadata"]["deletionTimestamp"] =
+                Value::String(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            next["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+            Ok(Some(next))
+        })
+        .map_err(store_error(rt, name))?;
     Ok(updated)
 }
 
@@ -766,6 +826,7 @@ fn defaults(rt: &ResourceType, object: &mut Value, uid: &str) {
             }
             object["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
         }
+        ("", "services") => service_defaults(&mut object["spec"]),
         ("batch", "jobs") => {
             let name = name_of(object).to_owned();
             let spec = &mut object["spec"];
@@ -792,6 +853,44 @@ fn defaults(rt: &ResourceType, object: &mut Value, uid: &str) {
             }
         }
         _ => {}
+    }
+}
+
+/// A Service's defaults: type ClusterIP, TCP ports whose `targetPort` is their `port`, and a
+/// cluster IP. Cluster IPs are loopback addresses (127.128.0.0 - 127.254.255.255, drawn at random so
+/// that simulators side by side rarely share one), where the simulated kube-proxy listens.
+fn service_defaults(spec: &mut Value) {
+    if spec["type"].is_null() {
+        spec["type"] = json!("ClusterIP");
+    }
+    if spec["sessionAffinity"].is_null() {
+        spec["sessionAffinity"] = json!("None");
+    }
+    if let Some(ports) = spec["ports"].as_array_mut() {
+        for port in ports {
+            if port["protocol"].is_null() {
+                port["protocol"] = json!("TCP");
+            }
+            if port["targetPort"].is_null() {
+                port["targetPort"] = port["port"].clone();
+            }
+        }
+    }
+    let external_name = spec["type"] == "ExternalName";
+    if !external_name && spec["clusterIP"].as_str().is_none_or(str::is_empty) {
+        let ip = std::net::Ipv4Addr::new(
+            127,
+            rand::random_range(128..=254),
+            rand::random(),
+            rand::random_range(1..=254),
+        );
+        spec["clusterIP"] = json!(ip.to_string());
+    }
+    if let Some(ip) = spec["clusterIP"].as_str().map(str::to_owned) {
+        spec["clusterIPs"] = json!([ip]);
+        spec["ipFamilies"] = json!(["IPv4"]);
+        spec["ipFamilyPolicy"] = json!("SingleStack");
+        spec["internalTrafficPolicy"] = json!("Cluster");
     }
 }
 

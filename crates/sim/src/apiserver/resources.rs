@@ -128,7 +128,7 @@ impl Resources {
                 .with_status()
                 .short(&["po"])
                 .in_all()
-                .sub(&["log"]),
+                .sub(&["log", "eviction"]),
             R::builtin("", "v1", "configmaps", "ConfigMap", true).short(&["cm"]),
             R::builtin("", "v1", "secrets", "Secret", true),
             R::builtin("", "v1", "serviceaccounts", "ServiceAccount", true)
@@ -153,15 +153,18 @@ impl Resources {
             R::builtin("apps", "v1", "deployments", "Deployment", true)
                 .with_status()
                 .short(&["deploy"])
-                .in_all(),
+                .in_all()
+                .sub(&["scale"]),
             R::builtin("apps", "v1", "replicasets", "ReplicaSet", true)
                 .with_status()
                 .short(&["rs"])
-                .in_all(),
+                .in_all()
+                .sub(&["scale"]),
             R::builtin("apps", "v1", "statefulsets", "StatefulSet", true)
                 .with_status()
                 .short(&["sts"])
-                .in_all(),
+                .in_all()
+                .sub(&["scale"]),
             R::builtin("apps", "v1", "daemonsets", "DaemonSet", true)
                 .with_status()
                 .short(&["ds"])
@@ -175,6 +178,13 @@ impl Resources {
                 .in_all(),
             R::builtin("coordination.k8s.io", "v1", "leases", "Lease", true),
             R::builtin("events.k8s.io", "v1", "events", "Event", true).short(&["ev"]),
+            R::builtin(
+                "discovery.k8s.io",
+                "v1",
+                "endpointslices",
+                "EndpointSlice",
+                true,
+            ),
             R::builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
             R::builtin(
                 "rbac.authorization.k8s.io",

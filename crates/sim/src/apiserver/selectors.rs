@@ -14,6 +14,38 @@ enum Requirement {
     DoesNotExist(String),
 }
 
+/// A `metav1.LabelSelector` (`matchLabels`, `matchExpressions`) in the string syntax of
+/// `labelSelector=` (`app=web,tier in (a,b)`), as Scale's `status.selector` and list queries say it.
+pub fn selector_query(selector: &Value) -> String {
+    let mut parts: Vec<String> = selector["matchLabels"]
+        .as_object()
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for expression in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let key = expression["key"].as_str().unwrap_or_default();
+        let values: Vec<&str> = expression["values"]
+            .as_array()
+            .map(|v| v.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        parts.push(match expression["operator"].as_str().unwrap_or_default() {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_owned(),
+            _ => format!("!{key}"),
+        });
+    }
+    parts.join(",")
+}
+
 /// A parsed `labelSelector`.
 #[derive(Debug, Default, PartialEq)]
 pub struct LabelSelector(Vec<Requirement>);

@@ -1,18 +1,30 @@
-//! Workloads: a Job controller and a kubelet that runs containers as local processes.
+//! Workloads: the Job, ReplicaSet and Deployment controllers, Services (endpoints and a proxy), and
+//! a kubelet that runs containers as local processes.
 //!
-//! [`Workloads::start`] runs both against one API server, through an ordinary kube-rs client:
+//! [`Workloads::start`] runs them all against one API server, through an ordinary kube-rs client:
 //!
 //! - The **Job controller** ([`job_controller`]) creates a Job's pods (`generateName: <job>-`, the
 //!   `job-name` / `controller-uid` labels, a controlling owner reference) and keeps the Job's status
 //!   as the real one does: `active`, `ready`, `succeeded`, `failed`, `terminating`, `startTime`,
 //!   `completionTime`, and the conditions `SuccessCriteriaMet` then `Complete` (`CompletionsReached`),
 //!   or `FailureTarget` then `Failed` (`BackoffLimitExceeded`, `DeadlineExceeded`).
-//! - The **kubelet** ([`kubelet`]) binds every unscheduled pod to one simulated node and runs each
-//!   container's `command` + `args` as a local process (exec'd directly, no shell; without a
-//!   `command`, `args` are the whole argv). The image is never run: it only decides whether the "pull"
-//!   fails ([`ImagePullRules`]). stdout and stderr become the pod log ([`PodLogs`]); exit codes,
-//!   container states, restarts, phases and conditions are the kubelet's, and so are the failure
-//!   states: `ErrImagePull` / `ImagePullBackOff`, `StartError` (exit code 128) for a missing
+//! - The **Deployment controller** ([`deployment_controller`]) keeps one ReplicaSet per pod template
+//!   (`<deployment>-<pod-template-hash>`, revision annotations), rolls out with RollingUpdate
+//!   (`maxSurge` / `maxUnavailable`) or Recreate, and writes the status `kubectl rollout status`
+//!   reads. The **ReplicaSet controller** keeps `spec.replicas` pods. `kubectl scale` goes through
+//!   the API server's `scale` subresource.
+//! - **Services** ([`services`]): an endpoints controller (Endpoints, EndpointSlices) and a proxy
+//!   listening on each Service's loopback cluster IP, so a pod reaches another by the Service's name.
+//! - The **kubelet** ([`kubelet`]) binds every unscheduled pod to one simulated node, gives it a
+//!   loopback address of its own (`status.podIP`), and runs each container's `command` + `args` as a
+//!   local process (exec'd directly, no shell). An image mapped in [`WorkloadConfig::image_binaries`]
+//!   runs its executable as the entrypoint; any other image is never run (without a `command`, `args`
+//!   are the whole argv) and only decides whether the "pull" fails ([`ImagePullRules`]). stdout and
+//!   stderr become the pod log ([`PodLogs`]). Probes (`httpGet`, `tcpSocket`, `grpc`, `exec`) drive
+//!   `ready` / `started` and restarts; `resources.limits.memory` is enforced (`OOMKilled`, exit code
+//!   137); [`Workloads::evict_for_memory_pressure`] evicts as node pressure would (`Evicted`). Exit
+//!   codes, container states, restarts, phases and conditions are the kubelet's, and so are the
+//!   failure states: `ErrImagePull` / `ImagePullBackOff`, `StartError` (exit code 128) for a missing
 //!   executable, `CreateContainerConfigError` for a missing ConfigMap or Secret, `CrashLoopBackOff`,
 //!   and an init container failure blocking the main containers in `PodInitializing`.
 //!
@@ -29,30 +41,51 @@
 //! - In every env value, `command` and `args` entry, each occurrence of a mount path as a whole path
 //!   (at the start or after a space, `=`, `:`, a quote or a bracket) is replaced by where it is on this
 //!   machine: `--kubeconfig=/credentials/config` and `sh -c 'cat /credentials/token'` both work.
-//!   `$(VAR)` references are expanded first, as Kubernetes does.
+//!   `$(VAR)` references are expanded first, as Kubernetes does. Service names are rewritten the
+//!   same way (see [`services`]).
 //! - The working directory is the container's `workingDir` rewritten the same way (or placed inside
 //!   the pod directory), else the pod directory.
-//! - The environment holds only what the pod defines, plus `PATH` ([`WorkloadConfig::path_env`]),
-//!   `HOSTNAME` (the pod name), `HOME` and `SIM_POD_DIR`; nothing of the simulator's own environment.
+//! - The environment holds only what the pod defines, the Service variables, plus `PATH`
+//!   ([`WorkloadConfig::path_env`]), `HOSTNAME` (the pod name), `HOME` and `SIM_POD_DIR`; nothing of
+//!   the simulator's own environment.
 //!
-//! Deleting a pod stops its processes (SIGTERM to the container's process group, SIGKILL after
-//! `terminationGracePeriodSeconds`, capped by [`WorkloadConfig::max_grace_period`]) and drops its logs
-//! and its directory.
+//! # Containment
+//!
+//! Pods are processes of the user, beside everything else of theirs, so: the pods root and every
+//! directory in it are mode 0700 and files 0600 unless the pod sets a mode; a process is pointed only
+//! at its own pod's directory; each container is its own process group and gets SIGKILL when the
+//! simulator dies (`PR_SET_PDEATHSIG`); and each simulator's pods root carries its owner's pid, so
+//! that the next simulator removes what a killed one left behind ([`pods_root`]).
+//!
+//! Deleting a pod marks it Terminating (`deletionTimestamp`, `deletionGracePeriodSeconds`); the
+//! kubelet stops its processes (SIGTERM to the container's process group, SIGKILL after the grace
+//! period, capped by [`WorkloadConfig::max_grace_period`]), then deletes the object with grace
+//! period 0 and drops its logs and its directory.
 
+pub mod deployment_controller;
 mod events;
 pub mod job_controller;
 pub mod kubelet;
 mod logs;
+mod owned_objects;
+mod pods_root;
+mod replicaset_controller;
+pub mod services;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use kube::Client;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use kubelet::ImagePullRules;
+use kubelet::KubeletCommand;
+pub use kubelet::{ImageBinaries, ImagePullRules};
 pub use logs::{DEFAULT_RUN_LIMIT_BYTES, LogError, LogQuery, LogWriter, PodLogs, rfc3339_nano};
+use pods_root::PodsRoot;
+use services::ServiceTable;
 
 /// Exponential back-off: `initial`, doubling per step, at most `max`.
 #[derive(Clone, Copy, Debug)]
@@ -76,6 +109,8 @@ pub struct WorkloadConfig {
     pub node_name: String,
     /// Which images fail to pull.
     pub image_pull_rules: ImagePullRules,
+    /// Images that run a local executable as their entrypoint.
+    pub image_binaries: ImageBinaries,
     /// Back-off for image pulls and container restarts. The kubelet's is 10s doubling to 5m; the
     /// default here is 1s doubling to 30s, so that tests see the same states sooner.
     pub backoff: Backoff,
@@ -84,10 +119,21 @@ pub struct WorkloadConfig {
     pub sync_interval: Duration,
     /// Upper bound on `terminationGracePeriodSeconds` (the default 30s would slow every deletion).
     pub max_grace_period: Duration,
-    /// Where pod directories are created; a temporary directory (removed on drop) when `None`.
-    pub pods_root: Option<PathBuf>,
+    /// Where this simulator's pods root (`testcluster-pods-*`, removed on drop) is created; the
+    /// system's temporary directory when `None`. Roots there of simulators that are gone are removed.
+    pub pods_parent: Option<PathBuf>,
     /// `PATH` for container processes.
     pub path_env: String,
+    /// How containers reach the API server: `KUBERNETES_SERVICE_HOST` / `_PORT` and the projected
+    /// ServiceAccount token's `ca.crt`. Without it, pods get neither.
+    pub api_server: Option<ApiServerAccess>,
+}
+
+/// The API server as pods reach it (HTTPS).
+#[derive(Clone, Debug)]
+pub struct ApiServerAccess {
+    pub address: SocketAddr,
+    pub ca_pem: String,
 }
 
 impl Default for WorkloadConfig {
@@ -95,16 +141,18 @@ impl Default for WorkloadConfig {
         WorkloadConfig {
             node_name: "sim-node".to_owned(),
             image_pull_rules: ImagePullRules::default(),
+            image_binaries: ImageBinaries::default(),
             backoff: Backoff {
                 initial: Duration::from_secs(1),
                 max: Duration::from_secs(30),
             },
             sync_interval: Duration::from_secs(1),
             max_grace_period: Duration::from_secs(2),
-            pods_root: None,
+            pods_parent: None,
             path_env: std::env::var("PATH").unwrap_or_else(|_| {
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()
             }),
+            api_server: None,
         }
     }
 }
@@ -120,8 +168,9 @@ pub enum WorkloadsError {
 pub struct Workloads {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
-    /// Keeps a temporary pods root alive; removed after the processes stopped.
-    _pods_root: Option<tempfile::TempDir>,
+    kubelet: mpsc::Sender<KubeletCommand>,
+    /// Removed when dropped (after the kubelet was told to stop its processes).
+    pods_root: PodsRoot,
 }
 
 impl Workloads {
@@ -132,31 +181,58 @@ impl Workloads {
         logs: PodLogs,
         config: WorkloadConfig,
     ) -> Result<Workloads, WorkloadsError> {
-        let (pods_root, temp) = match &config.pods_root {
-            Some(root) => {
-                std::fs::create_dir_all(root).map_err(WorkloadsError::PodsRoot)?;
-                (root.clone(), None)
-            }
-            None => {
-                let temp = tempfile::Builder::new()
-                    .prefix("testcluster-pods-")
-                    .tempdir()
-                    .map_err(WorkloadsError::PodsRoot)?;
-                (temp.path().to_owned(), Some(temp))
-            }
-        };
+        let parent = config
+            .pods_parent
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        let pods_root = PodsRoot::create(&parent)?;
         let shutdown = CancellationToken::new();
-        let kubelet =
-            kubelet::Kubelet::new(client.clone(), logs, config, pods_root, shutdown.clone());
+        let (commands, command_queue) = mpsc::channel(16);
+        let services = ServiceTable::new(config.api_server.as_ref().map(|a| a.address));
+        let kubelet = kubelet::Kubelet::new(
+            client.clone(),
+            logs,
+            config,
+            kubelet::NodeSetup {
+                pods_root: pods_root.path().to_owned(),
+                services: services.clone(),
+                commands: command_queue,
+            },
+            shutdown.clone(),
+        );
         let tasks = vec![
-            tokio::spawn(job_controller::run(client, shutdown.clone())),
+            tokio::spawn(job_controller::run(client.clone(), shutdown.clone())),
+            tokio::spawn(replicaset_controller::run(client.clone(), shutdown.clone())),
+            tokio::spawn(deployment_controller::run(client.clone(), shutdown.clone())),
+            tokio::spawn(services::run(client, services, shutdown.clone())),
             tokio::spawn(kubelet.run()),
         ];
         Ok(Workloads {
             shutdown,
             tasks,
-            _pods_root: temp,
+            kubelet: commands,
+            pods_root,
         })
+    }
+
+    /// Where this simulator's pod directories are.
+    pub fn pods_root(&self) -> &std::path::Path {
+        self.pods_root.path()
+    }
+
+    /// Evicts a pod as the kubelet does under memory pressure: its containers are killed and it
+    /// ends `Failed`, reason `Evicted`. False when no running pod of that name is on the node.
+    pub async fn evict_for_memory_pressure(&self, namespace: &str, name: &str) -> bool {
+        let (reply, answer) = oneshot::channel();
+        let command = KubeletCommand::Evict {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            reply,
+        };
+        if self.kubelet.send(command).await.is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
     }
 
     /// Stops the controller and the kubelet; container processes get SIGTERM, then SIGKILL.

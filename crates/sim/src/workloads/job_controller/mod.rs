@@ -11,7 +11,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -20,6 +19,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{EventRecorder, EventType};
+use super::owned_objects::{controller_reference, is_controlled_by, pod_from_template};
 use progress::{OwnedPods, plan};
 
 pub use progress::{BACKOFF_LIMIT_EXCEEDED, COMPLETIONS_REACHED, DEADLINE_EXCEEDED};
@@ -81,11 +81,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, JobError>
         .map_err(JobError::ListPods)?
         .items
         .into_iter()
-        .filter(|pod| {
-            pod.owner_references()
-                .iter()
-                .any(|o| o.controller == Some(true) && o.uid == uid)
-        })
+        .filter(|pod| is_controlled_by(pod, &uid))
         .collect();
     let next = plan(&job, &OwnedPods::sort(&owned), Timestamp::now());
 
@@ -157,31 +153,13 @@ fn pod_for(job: &Job, uid: &str) -> Pod {
         .as_ref()
         .map(|s| s.template.clone())
         .unwrap_or_default();
-    let template_meta = template.metadata.unwrap_or_default();
-    let mut labels: BTreeMap<String, String> = template_meta.labels.unwrap_or_default();
+    let mut labels = BTreeMap::new();
     for key in CONTROLLER_UID_LABELS {
         labels.insert(key.to_owned(), uid.to_owned());
     }
     for key in JOB_NAME_LABELS {
         labels.insert(key.to_owned(), name.clone());
     }
-    Pod {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{name}-")),
-            namespace: job.namespace(),
-            labels: Some(labels),
-            annotations: template_meta.annotations,
-            owner_references: Some(vec![OwnerReference {
-                api_version: "batch/v1".to_owned(),
-                kind: "Job".to_owned(),
-                name,
-                uid: uid.to_owned(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]),
-            ..ObjectMeta::default()
-        },
-        spec: template.spec,
-        status: None,
-    }
+    let owner = controller_reference("batch/v1", "Job", name, uid.to_owned());
+    pod_from_template(&template, job.namespace(), owner, labels)
 }

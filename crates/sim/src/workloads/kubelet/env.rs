@@ -267,9 +267,12 @@ pub fn field_value(pod: &Pod, path: &str) -> String {
         "spec.serviceAccountName" => spec
             .and_then(|s| s.service_account_name.clone())
             .unwrap_or_else(|| "default".to_owned()),
-        "status.podIP" | "status.podIPs" | "status.hostIP" | "status.hostIPs" => {
-            super::status::LOCAL_IP.to_owned()
-        }
+        "status.podIP" | "status.podIPs" => pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_else(|| super::status::LOCAL_IP.to_owned()),
+        "status.hostIP" | "status.hostIPs" => super::status::LOCAL_IP.to_owned(),
         _ => String::new(),
     }
 }
@@ -295,13 +298,15 @@ mod tests {
     fn downward_api_fields() {
         let pod: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}},
-            "spec": {"containers": [], "nodeName": "n1"}
+            "spec": {"containers": [], "nodeName": "n1"},
+            "status": {"podIP": "127.4.5.6"}
         }))
         .expect("pod");
         assert_eq!(field_value(&pod, "metadata.name"), "p");
         assert_eq!(field_value(&pod, "metadata.namespace"), "ns");
         assert_eq!(field_value(&pod, "metadata.labels['app']"), "web");
         assert_eq!(field_value(&pod, "spec.nodeName"), "n1");
-        assert_eq!(field_value(&pod, "status.podIP"), "127.0.0.1");
+        assert_eq!(field_value(&pod, "status.podIP"), "127.4.5.6");
+        assert_eq!(field_value(&pod, "status.hostIP"), "127.0.0.1");
     }
 }

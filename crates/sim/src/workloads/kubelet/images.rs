@@ -1,8 +1,10 @@
-//! Image "pulls". No image is ever fetched or run; an image matters only for whether its pull fails,
-//! which is decided by [`ImagePullRules`], and for the names and messages a real kubelet with
-//! containerd would show.
+//! Image "pulls". No image is ever fetched; an image matters for whether its pull fails, which is
+//! decided by [`ImagePullRules`], for the names and messages a real kubelet with containerd would
+//! show, and, when [`ImageBinaries`] maps it to a local executable, for what a container without a
+//! `command` runs.
 
 use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
 
 /// Which images the simulated node cannot pull.
 ///
@@ -42,6 +44,70 @@ impl ImagePullRules {
                     None => image == pattern || full == ImageRef::parse(pattern).full,
                 });
         !(unpullable_host || unpullable_image)
+    }
+}
+
+/// Image references mapped to local executables, standing in for the image's entrypoint.
+///
+/// A reference with a tag or digest (`example.com/app:1`) maps that image only; one without
+/// (`example.com/app`) maps every tag and digest of the repository. References are compared fully
+/// qualified, so `busybox` and `docker.io/library/busybox` are the same repository. A mapped image
+/// always "pulls".
+#[derive(Clone, Debug, Default)]
+pub struct ImageBinaries {
+    /// Fully qualified reference (exact) or repository (any tag), and the executable.
+    exact: Vec<(String, PathBuf)>,
+    repositories: Vec<(String, PathBuf)>,
+}
+
+impl ImageBinaries {
+    pub fn insert(&mut self, reference: &str, binary: impl Into<PathBuf>) {
+        let last_segment = reference.rsplit('/').next().unwrap_or(reference);
+        let binary = binary.into();
+        if reference.contains('@') || last_segment.contains(':') {
+            self.exact.push((ImageRef::parse(reference).full, binary));
+        } else {
+            self.repositories.push((
+                repository(&ImageRef::parse(reference).full).to_owned(),
+                binary,
+            ));
+        }
+    }
+
+    /// Parses `reference=path`, as the `--image-map` flag takes it.
+    pub fn parse_mapping(mapping: &str) -> Result<(String, PathBuf), String> {
+        match mapping.split_once('=') {
+            Some((reference, path)) if !reference.is_empty() && !path.is_empty() => {
+                Ok((reference.to_owned(), PathBuf::from(path)))
+            }
+            _ => Err(format!(
+                "expected <image reference>=<path to executable>, got {mapping:?}"
+            )),
+        }
+    }
+
+    /// The executable `image` runs, if it is mapped: an exact mapping first, then its repository's.
+    pub fn binary_for(&self, image: &str) -> Option<&Path> {
+        let full = ImageRef::parse(image).full;
+        let repo = repository(&full);
+        self.exact
+            .iter()
+            .find(|(reference, _)| *reference == full)
+            .or_else(|| self.repositories.iter().find(|(r, _)| r == repo))
+            .map(|(_, binary)| binary.as_path())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.repositories.is_empty()
+    }
+}
+
+/// A fully qualified reference without its tag or digest.
+fn repository(full: &str) -> &str {
+    let name = full.split('@').next().unwrap_or(full);
+    match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => name,
     }
 }
 
@@ -129,6 +195,41 @@ mod tests {
                 .image_id()
                 .starts_with("docker.io/library/busybox@sha256:")
         );
+    }
+
+    #[test]
+    fn binaries_by_reference_and_by_repository() {
+        let mut map = ImageBinaries::default();
+        map.insert("example.com/app", "/bin/app");
+        map.insert("example.com/app:2", "/bin/app2");
+        map.insert("busybox:1.36", "/bin/bb");
+        assert_eq!(
+            map.binary_for("example.com/app:1"),
+            Some(Path::new("/bin/app"))
+        );
+        assert_eq!(
+            map.binary_for("example.com/app"),
+            Some(Path::new("/bin/app"))
+        );
+        assert_eq!(
+            map.binary_for("example.com/app@sha256:abc"),
+            Some(Path::new("/bin/app"))
+        );
+        assert_eq!(
+            map.binary_for("example.com/app:2"),
+            Some(Path::new("/bin/app2"))
+        );
+        assert_eq!(
+            map.binary_for("docker.io/library/busybox:1.36"),
+            Some(Path::new("/bin/bb"))
+        );
+        assert_eq!(map.binary_for("busybox"), None);
+        assert_eq!(map.binary_for("example.com/other:1"), None);
+        assert_eq!(
+            ImageBinaries::parse_mapping("a:1=/x/y"),
+            Ok(("a:1".to_owned(), PathBuf::from("/x/y")))
+        );
+        assert!(ImageBinaries::parse_mapping("a:1").is_err());
     }
 
     #[test]

@@ -1,16 +1,24 @@
-//! The simulated node's kubelet: binds every unscheduled pod to its node, runs each pod with a
-//! [`pod_worker::PodWorker`], and stops a pod's processes when the pod is deleted.
+//! The simulated node's kubelet: binds every unscheduled pod to its node, gives it a loopback address
+//! of its own ([`addresses`]), runs it with a [`pod_worker::PodWorker`], stops its processes when the
+//! pod is deleted (within the deletion's grace period, then removing the object) or evicted
+//! ([`KubeletCommand::Evict`]), and enforces memory limits ([`memory`]) and probes ([`probes`]).
 
+pub(crate) mod addresses;
 mod env;
 mod images;
+mod memory;
 mod pod_worker;
+mod probes;
 mod process;
+mod service_account;
 pub(crate) mod status;
+mod stop;
 mod volumes;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -19,15 +27,30 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use images::ImagePullRules;
+pub use images::{ImageBinaries, ImagePullRules};
 
 use super::WorkloadConfig;
 use super::events::EventRecorder;
 use super::logs::PodLogs;
+use super::services::ServiceTable;
+use addresses::PodAddresses;
 use pod_worker::PodWorker;
+use stop::{PodStop, StopCause};
+
+/// What a test (or an operator) can ask of the kubelet besides what the API says.
+pub enum KubeletCommand {
+    /// Evict a pod as node pressure would: its containers are killed and it ends `Failed` with
+    /// reason `Evicted` and the kubelet's message. Answers whether the pod was running here.
+    Evict {
+        namespace: String,
+        name: String,
+        reply: oneshot::Sender<bool>,
+    },
+}
 
 /// What every pod worker shares.
 pub(super) struct KubeletContext {
@@ -41,21 +64,33 @@ pub(super) struct KubeletContext {
     shutdown: CancellationToken,
     /// Images "pulled" so far (fully qualified references), for `IfNotPresent` and `Never`.
     images_present: Mutex<HashSet<String>>,
+    addresses: PodAddresses,
+    /// What the proxy serves, for rewriting Service names in containers' arguments.
+    services: ServiceTable,
 }
 
 /// A pod this kubelet has taken on.
 struct PodHandle {
     namespace: String,
     name: String,
-    stop: CancellationToken,
+    pod: Pod,
+    stop: Arc<PodStop>,
     /// `None` for a pod that was already finished when first seen.
     task: Option<JoinHandle<()>>,
     dir: PathBuf,
 }
 
+/// Where the kubelet keeps pods, what it knows of Services, and its command queue.
+pub(super) struct NodeSetup {
+    pub pods_root: PathBuf,
+    pub services: ServiceTable,
+    pub commands: mpsc::Receiver<KubeletCommand>,
+}
+
 pub(super) struct Kubelet {
     ctx: Arc<KubeletContext>,
     pods: HashMap<String, PodHandle>,
+    commands: mpsc::Receiver<KubeletCommand>,
 }
 
 impl Kubelet {
@@ -63,7 +98,7 @@ impl Kubelet {
         client: Client,
         logs: PodLogs,
         config: WorkloadConfig,
-        pods_root: PathBuf,
+        node: NodeSetup,
         shutdown: CancellationToken,
     ) -> Kubelet {
         let events = EventRecorder::new(client.clone(), "kubelet", Some(config.node_name.clone()));
@@ -73,11 +108,14 @@ impl Kubelet {
                 logs,
                 events,
                 config,
-                pods_root,
+                pods_root: node.pods_root,
+                services: node.services,
                 shutdown,
                 images_present: Mutex::new(HashSet::new()),
+                addresses: PodAddresses::default(),
             }),
             pods: HashMap::new(),
+            commands: node.commands,
         }
     }
 
@@ -93,6 +131,10 @@ impl Kubelet {
         loop {
             let event = tokio::select! {
                 () = shutdown.cancelled() => break,
+                Some(command) = self.commands.recv() => {
+                    self.obey(command);
+                    continue;
+                }
                 event = events.next() => event,
             };
             match event {
@@ -125,7 +167,33 @@ impl Kubelet {
         }
         // The node goes away, the pods stay: their processes end, their logs remain readable.
         for (_, handle) in self.pods.drain() {
-            handle.stop.cancel();
+            handle
+                .stop
+                .request(StopCause::Shutdown, self.ctx.config.max_grace_period);
+        }
+    }
+
+    fn obey(&mut self, command: KubeletCommand) {
+        match command {
+            KubeletCommand::Evict {
+                namespace,
+                name,
+                reply,
+            } => {
+                let handle = self
+                    .pods
+                    .values()
+                    .find(|h| h.namespace == namespace && h.name == name && h.task.is_some());
+                if let Some(handle) = handle {
+                    handle.stop.request(
+                        StopCause::Evicted {
+                            message: memory_pressure_message(&handle.pod),
+                        },
+                        self.ctx.config.max_grace_period,
+                    );
+                }
+                let _ = reply.send(handle.is_some());
+            }
         }
     }
 
@@ -169,26 +237,41 @@ impl Kubelet {
         }
         if let Some(handle) = self.pods.get(&uid) {
             if pod.metadata.deletion_timestamp.is_some() {
-                handle.stop.cancel();
+                let grace = self.deletion_grace(&pod);
+                handle.stop.request(StopCause::Deleted, grace);
+                // A worker that already ended will not remove the object: the kubelet does.
+                if handle.task.as_ref().is_none_or(JoinHandle::is_finished) {
+                    let ctx = self.ctx.clone();
+                    tokio::spawn(async move { pod_worker::remove_pod_object(&ctx, &pod).await });
+                }
             }
             return;
         }
         let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
         let dir = self.ctx.pods_root.join(format!("{namespace}_{name}_{uid}"));
-        let stop = CancellationToken::new();
+        let stop = Arc::new(PodStop::default());
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         let finished = matches!(phase, Some("Succeeded" | "Failed"));
         let task = if finished || pod.metadata.deletion_timestamp.is_some() {
+            if pod.metadata.deletion_timestamp.is_some() {
+                let ctx = self.ctx.clone();
+                let pod = pod.clone();
+                tokio::spawn(async move { pod_worker::remove_pod_object(&ctx, &pod).await });
+            }
             None
         } else {
             if node.is_empty() {
                 self.bind(&namespace, &name).await;
             }
+            let token = self.ctx.config.api_server.is_some()
+                && service_account::wanted(&self.ctx.client, &pod).await;
             let worker = Arc::new(PodWorker::new(
                 self.ctx.clone(),
-                pod,
+                pod.clone(),
                 dir.clone(),
                 stop.clone(),
+                self.ctx.addresses.allocate(&uid),
+                token,
             ));
             Some(tokio::spawn(worker.run()))
         };
@@ -197,11 +280,22 @@ impl Kubelet {
             PodHandle {
                 namespace,
                 name,
+                pod,
                 stop,
                 task,
                 dir,
             },
         );
+    }
+
+    /// The deletion's grace period (`deletionGracePeriodSeconds`), capped as every grace period is.
+    fn deletion_grace(&self, pod: &Pod) -> Duration {
+        let seconds = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(0);
+        Duration::from_secs(seconds).min(self.ctx.config.max_grace_period)
     }
 
     /// The scheduler's part: the only node there is.
@@ -221,7 +315,8 @@ impl Kubelet {
         let Some(handle) = self.pods.remove(uid) else {
             return;
         };
-        handle.stop.cancel();
+        handle.stop.request(StopCause::Deleted, Duration::ZERO);
+        self.ctx.addresses.release(uid);
         let logs = self.ctx.logs.clone();
         tokio::spawn(async move {
             if let Some(task) = handle.task {
@@ -235,4 +330,25 @@ impl Kubelet {
             }
         });
     }
+}
+
+/// The eviction manager's message for a pod evicted under memory pressure (`nodeLowMessageFmt`, then
+/// one sentence per container).
+fn memory_pressure_message(pod: &Pod) -> String {
+    let mut message =
+        "The node was low on resource: memory. Threshold quantity: 100Mi, available: 0Ki. "
+            .to_owned();
+    for container in pod.spec.iter().flat_map(|s| &s.containers) {
+        let request = container
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("memory"))
+            .map_or_else(|| "0".to_owned(), |q| q.0.clone());
+        message.push_str(&format!(
+            "Container {} was using 0Ki, request is {request}, has larger consumption of memory. ",
+            container.name
+        ));
+    }
+    message
 }

@@ -1,14 +1,17 @@
 //! One pod's life on the node: volumes, init containers one after another, then the main containers
-//! side by side, each through image pull, configuration, start and exit, restarted as the pod's
-//! `restartPolicy` says with the kubelet's back-off; every change published to `pods/status`.
+//! side by side, each through image pull, configuration, start and exit, probed while it runs, and
+//! restarted as the pod's `restartPolicy` says with the kubelet's back-off; every change published to
+//! `pods/status`. When the pod is deleted its containers get their grace period, and then the kubelet
+//! removes the pod object; when it is evicted it ends `Failed` / `Evicted`.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod, Probe};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Resource, ResourceExt};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -16,8 +19,12 @@ use tokio_util::sync::CancellationToken;
 use super::KubeletContext;
 use super::env::{self, ConfigSource, Environment};
 use super::images::ImageRef;
+use super::memory;
+use super::probes::{ProbeKind, ProbeTarget, Timing, Verdict};
 use super::process::Launch;
+use super::service_account;
 use super::status::{ContainerRecord, PodRuntime, RestartPolicy, RunState, Terminated};
+use super::stop::{PodStop, StopCause};
 use super::volumes::{self, MountTable, VolumeError};
 use crate::workloads::events::EventType;
 
@@ -50,7 +57,11 @@ pub(super) struct PodWorker {
     runtime: Mutex<PodRuntime>,
     /// Serialises status writes, each computed from the newest state, so none overtakes a later one.
     publish_lock: tokio::sync::Mutex<()>,
-    stop: CancellationToken,
+    stop: Arc<PodStop>,
+    /// The pod gets a ServiceAccount token (its `kube-api-access` volume was added).
+    token: bool,
+    /// `terminationGracePeriodSeconds`, capped: for a container the kubelet kills on its own (a
+    /// failed liveness probe).
     grace: Duration,
 }
 
@@ -59,8 +70,16 @@ impl PodWorker {
         ctx: Arc<KubeletContext>,
         pod: Pod,
         dir: PathBuf,
-        stop: CancellationToken,
+        stop: Arc<PodStop>,
+        pod_ip: Ipv4Addr,
+        token: bool,
     ) -> PodWorker {
+        let mut pod = pod;
+        if token {
+            service_account::add_volume(&mut pod);
+        }
+        // The downward API (`status.podIP`) reads the address from the pod the worker holds.
+        pod.status.get_or_insert_with(Default::default).pod_ip = Some(pod_ip.to_string());
         let spec = pod.spec.clone().unwrap_or_default();
         let init = spec.init_containers.unwrap_or_default();
         // Main containers wait for the init containers (PodInitializing) or for their own creation.
@@ -80,6 +99,8 @@ impl PodWorker {
             start_time: Timestamp::now(),
             terminating: false,
             conditions: Vec::new(),
+            pod_ip,
+            evicted: None,
         };
         let grace_seconds = spec
             .termination_grace_period_seconds
@@ -93,6 +114,7 @@ impl PodWorker {
             ctx,
             pod,
             dir,
+            token,
             runtime: Mutex::new(runtime),
             publish_lock: tokio::sync::Mutex::new(()),
             stop,
@@ -139,18 +161,40 @@ impl PodWorker {
         self.finish().await;
     }
 
-    /// The last status: when the pod is being deleted, its phase becomes terminal.
+    /// The last status: when the pod is being deleted, its phase becomes terminal and the object is
+    /// removed; when it is evicted, it is `Failed` with reason `Evicted`.
     async fn finish(&self) {
-        if self.stop.is_cancelled() {
-            self.runtime.lock().terminating = true;
+        match self.stop.cause() {
+            Some(StopCause::Deleted) => {
+                self.runtime.lock().terminating = true;
+                self.publish().await;
+                self.remove_object().await;
+            }
+            Some(StopCause::Evicted { message }) => {
+                self.runtime.lock().evicted = Some(message);
+                self.publish().await;
+            }
+            Some(StopCause::Shutdown) | None => self.publish().await,
         }
-        self.publish().await;
+    }
+
+    /// The kubelet's last word on a deleted pod: its containers are gone, so the object may go
+    /// (a delete with grace period 0, for this very pod).
+    async fn remove_object(&self) {
+        remove_pod_object(&self.ctx, &self.pod).await;
     }
 
     async fn prepare_volumes(&self) -> bool {
+        if let Err(e) = volumes::private_dir(&self.dir).await {
+            tracing::warn!(pod = %self.name, error = %e, "creating the pod directory failed");
+        }
         let source = ConfigSource::new(self.ctx.client.clone(), &self.namespace);
         loop {
-            match volumes::materialise(&self.pod, &source, &self.dir).await {
+            let materialised = match volumes::materialise(&self.pod, &source, &self.dir).await {
+                Ok(()) => self.project_token().await,
+                Err(e) => Err(e),
+            };
+            match materialised {
                 Ok(()) => return true,
                 Err(e @ VolumeError::SetUp { .. }) => {
                     self.ctx
@@ -166,13 +210,27 @@ impl PodWorker {
         }
     }
 
+    /// Writes the ServiceAccount token files, when the pod gets them.
+    async fn project_token(&self) -> Result<(), VolumeError> {
+        let Some(access) = self.ctx.config.api_server.as_ref().filter(|_| self.token) else {
+            return Ok(());
+        };
+        let volume = volumes::volume_dir(&self.dir, service_account::VOLUME);
+        service_account::project(&self.ctx.client, &self.pod, &self.dir, &volume, access)
+            .await
+            .map_err(|reason| VolumeError::SetUp {
+                volume: service_account::VOLUME.to_owned(),
+                reason,
+            })
+    }
+
     /// Runs a container until it needs no more restarts; returns its last exit code.
     async fn run_until_done(self: Arc<Self>, kind: Kind, index: usize) -> Attempt {
         let policy = self.runtime.lock().restart_policy;
         let mut restarts: u32 = 0;
         loop {
             let started = tokio::time::Instant::now();
-            let code = match self.run_once(kind, index).await {
+            let code = match self.clone().run_once(kind, index).await {
                 Attempt::Stopped => return Attempt::Stopped,
                 Attempt::Exited(code) => code,
             };
@@ -228,13 +286,13 @@ impl PodWorker {
         }
     }
 
-    /// One run: pull, configure, start, wait for the exit.
-    async fn run_once(&self, kind: Kind, index: usize) -> Attempt {
+    /// One run: pull, configure, start, probe, wait for the exit.
+    async fn run_once(self: Arc<Self>, kind: Kind, index: usize) -> Attempt {
         let container = self.container(kind, index);
         if !self.pull_image(kind, index, &container).await {
             return Attempt::Stopped;
         }
-        let Some(launch) = self.configure(kind, index, &container).await else {
+        let Some((launch, mounts)) = self.configure(kind, index, &container).await else {
             return Attempt::Stopped;
         };
         let container_id = format!(
@@ -254,7 +312,7 @@ impl PodWorker {
             &format!("Created container: {}", container.name),
         )
         .await;
-        let process = match launch.start(log) {
+        let process = match launch.start(Some(log)) {
             Ok(process) => process,
             Err(message) => {
                 let error = message.clone();
@@ -275,11 +333,16 @@ impl PodWorker {
         };
         let started_at = Timestamp::now();
         let id = container_id.clone();
+        let probed = kind == Kind::Main;
+        let has_startup = probed && container.startup_probe.is_some();
+        let has_readiness = probed && container.readiness_probe.is_some();
         self.update(kind, index, |c| {
             c.state = RunState::Running {
                 started_at,
                 container_id: id,
             };
+            c.started = !has_startup;
+            c.ready = !has_startup && !has_readiness;
         })
         .await;
         self.container_event(
@@ -290,8 +353,35 @@ impl PodWorker {
             &format!("Started container {}", container.name),
         )
         .await;
-        let code = process.wait(&self.stop, self.grace).await;
-        if self.stop.is_cancelled() {
+        // This run ends when the pod stops, or earlier when a probe says the container must restart.
+        let run_stop = self.stop.token().child_token();
+        let prober = probed.then(|| {
+            let target = ProbeTarget {
+                pod_ip: self.runtime.lock().pod_ip,
+                ports: container.ports.clone().unwrap_or_default(),
+                exec: launch,
+                mounts,
+                services: self.ctx.services.names_for(&self.namespace),
+            };
+            tokio::spawn(
+                self.clone()
+                    .probe(index, container.clone(), target, run_stop.clone()),
+            )
+        });
+        let exit = process
+            .wait(&run_stop, || {
+                if self.stop.is_requested() {
+                    self.stop.grace()
+                } else {
+                    self.grace
+                }
+            })
+            .await;
+        if let Some(prober) = prober {
+            prober.abort();
+        }
+        let code = exit.code;
+        if self.stop.is_requested() {
             self.container_event(
                 kind,
                 index,
@@ -302,15 +392,17 @@ impl PodWorker {
             .await;
         }
         self.update(kind, index, |c| {
-            c.state = RunState::Terminated(Terminated::exited(
-                code,
-                started_at,
-                Timestamp::now(),
-                container_id,
-            ));
+            let mut terminated =
+                Terminated::exited(code, started_at, Timestamp::now(), container_id);
+            if exit.oom_killed {
+                terminated.reason = "OOMKilled".to_owned();
+            }
+            c.state = RunState::Terminated(terminated);
+            c.started = false;
+            c.ready = false;
         })
         .await;
-        if self.stop.is_cancelled() {
+        if self.stop.is_requested() {
             Attempt::Stopped
         } else {
             Attempt::Exited(code)
@@ -326,7 +418,9 @@ impl PodWorker {
             .image_pull_policy
             .clone()
             .unwrap_or_else(|| default_pull_policy(&image).to_owned());
-        let present = self.ctx.images_present.lock().contains(&reference.full());
+        // An image mapped to a local executable is always there.
+        let mapped = self.ctx.config.image_binaries.binary_for(&image).is_some();
+        let present = mapped || self.ctx.images_present.lock().contains(&reference.full());
         if present && policy != "Always" {
             let note = format!(
                 "Container image \"{image}\" already present on machine and can be accessed by the pod"
@@ -350,7 +444,7 @@ impl PodWorker {
             )
             .await;
             // Nothing will change by waiting; the pod stays Pending until deleted.
-            self.stop.cancelled().await;
+            self.stop.requested().await;
             return false;
         }
         let mut failures: u32 = 0;
@@ -364,7 +458,7 @@ impl PodWorker {
                 &format!("Pulling image \"{named}\""),
             )
             .await;
-            if self.ctx.config.image_pull_rules.can_pull(&image) {
+            if mapped || self.ctx.config.image_pull_rules.can_pull(&image) {
                 self.ctx.images_present.lock().insert(reference.full());
                 let note = format!(
                     "Successfully pulled image \"{named}\" in 0s (0s including waiting). \
@@ -417,7 +511,12 @@ impl PodWorker {
     /// The process to start: environment, argv and working directory, with paths rewritten onto the
     /// materialised volumes. Waits in CreateContainerConfigError while a ConfigMap or Secret is
     /// missing. `None` when the pod stops first.
-    async fn configure(&self, kind: Kind, index: usize, container: &Container) -> Option<Launch> {
+    async fn configure(
+        &self,
+        kind: Kind,
+        index: usize,
+        container: &Container,
+    ) -> Option<(Launch, MountTable)> {
         let source = ConfigSource::new(self.ctx.client.clone(), &self.namespace);
         loop {
             let mounts = match MountTable::link(container, &self.dir).await {
@@ -432,7 +531,8 @@ impl PodWorker {
             };
             match env::resolve(&self.pod, container, &source).await {
                 Ok(container_env) => {
-                    return Some(self.launch(container, container_env, &mounts));
+                    let launch = self.launch(container, container_env, &mounts);
+                    return Some((launch, mounts));
                 }
                 Err(e) => {
                     let message = e.to_string();
@@ -458,23 +558,53 @@ impl PodWorker {
         container_env: Environment,
         mounts: &MountTable,
     ) -> Launch {
+        let services = self.ctx.services.names_for(&self.namespace);
+        let service_links = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        let rewrite = |text: &str| mounts.rewrite(&services.rewrite(text));
         let mut process_env = Environment::default();
         process_env.set("PATH", self.ctx.config.path_env.clone());
         process_env.set("HOSTNAME", self.name.clone());
         process_env.set("HOME", self.dir.to_string_lossy().into_owned());
         process_env.set("SIM_POD_DIR", self.dir.to_string_lossy().into_owned());
-        for (name, value) in container_env.iter() {
-            process_env.set(name, mounts.rewrite(value));
+        // The Services' variables first: the container's own override them.
+        for (name, value) in services.env() {
+            if service_links || name.starts_with("KUBERNETES_") {
+                process_env.set(name, value.clone());
+            }
         }
-        // Kubernetes: `command` replaces the image's entrypoint and `args` its cmd; the image is not
-        // run here, so without a command the args are the whole argv.
+        for (name, value) in container_env.iter() {
+            process_env.set(name, rewrite(value));
+        }
+        // Kubernetes: `command` replaces the image's entrypoint and `args` its cmd. A mapped image's
+        // entrypoint is its executable; for any other image, without a command the args are the
+        // whole argv.
+        let image = container.image.as_deref().unwrap_or_default();
+        let entrypoint = match (
+            &container.command,
+            self.ctx.config.image_binaries.binary_for(image),
+        ) {
+            (None, Some(binary)) => vec![binary.to_string_lossy().into_owned()],
+            _ => Vec::new(),
+        };
         let argv: Vec<String> = container
             .command
             .iter()
             .flatten()
             .chain(container.args.iter().flatten())
-            .map(|arg| mounts.rewrite(&container_env.expand(arg)))
+            .map(|arg| rewrite(&container_env.expand(arg)))
             .collect();
+        let argv = entrypoint.into_iter().chain(argv).collect();
+        let memory_limit = container
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|limits| limits.get("memory"))
+            .and_then(|quantity| memory::parse_quantity(&quantity.0));
         let working_dir = mounts.working_dir(container.working_dir.as_deref());
         // Shells print $PWD when it names the working directory, so `pwd` shows the mount path's
         // rewritten form rather than the resolved `.volumes/...` one.
@@ -483,7 +613,111 @@ impl PodWorker {
             argv,
             env: process_env,
             working_dir,
+            memory_limit,
         }
+    }
+
+    /// Runs a main container's probes for one run: the startup probe until it succeeds, then
+    /// liveness and readiness side by side. A failed startup or liveness probe kills the run
+    /// (`run_stop`); readiness only moves the container's `ready`.
+    async fn probe(
+        self: Arc<Self>,
+        index: usize,
+        container: Container,
+        target: ProbeTarget,
+        run_stop: CancellationToken,
+    ) {
+        if let Some(startup) = &container.startup_probe {
+            if !self
+                .probe_until(index, ProbeKind::Startup, startup, &target, true)
+                .await
+            {
+                return self
+                    .kill_for_probe(index, ProbeKind::Startup, &run_stop)
+                    .await;
+            }
+            self.update(Kind::Main, index, |c| {
+                c.started = true;
+                c.ready = container.readiness_probe.is_none();
+            })
+            .await;
+        }
+        let liveness = async {
+            if let Some(probe) = &container.liveness_probe {
+                // Passing probes never end the loop; a failing one does.
+                self.probe_until(index, ProbeKind::Liveness, probe, &target, false)
+                    .await;
+                self.kill_for_probe(index, ProbeKind::Liveness, &run_stop)
+                    .await;
+            }
+        };
+        let readiness = async {
+            if let Some(probe) = &container.readiness_probe {
+                self.probe_readiness(index, probe, &target).await;
+            }
+        };
+        futures::join!(liveness, readiness);
+    }
+
+    /// Probes every period until the verdict is `wanted`; returns it. Each failure is an
+    /// `Unhealthy` event.
+    async fn probe_until(
+        &self,
+        index: usize,
+        kind: ProbeKind,
+        probe: &Probe,
+        target: &ProbeTarget,
+        wanted: bool,
+    ) -> bool {
+        let timing = Timing::of(probe);
+        let mut verdict = Verdict::new(timing);
+        tokio::time::sleep(timing.initial_delay).await;
+        loop {
+            let result = target.check(probe, timing.timeout).await;
+            if let Err(failure) = &result {
+                self.unhealthy(index, kind, failure).await;
+            }
+            // A startup probe ends with its first verdict, whichever it is.
+            if let Some(passing) = verdict.record(result.is_ok())
+                && (passing == wanted || kind == ProbeKind::Startup)
+            {
+                return passing;
+            }
+            tokio::time::sleep(timing.period).await;
+        }
+    }
+
+    async fn probe_readiness(&self, index: usize, probe: &Probe, target: &ProbeTarget) {
+        let timing = Timing::of(probe);
+        let mut verdict = Verdict::new(timing);
+        tokio::time::sleep(timing.initial_delay).await;
+        loop {
+            let result = target.check(probe, timing.timeout).await;
+            if let Err(failure) = &result {
+                self.unhealthy(index, ProbeKind::Readiness, failure).await;
+            }
+            if let Some(ready) = verdict.record(result.is_ok()) {
+                self.update(Kind::Main, index, |c| c.ready = ready).await;
+            }
+            tokio::time::sleep(timing.period).await;
+        }
+    }
+
+    async fn unhealthy(&self, index: usize, kind: ProbeKind, failure: &str) {
+        let note = format!("{} probe failed: {failure}", kind.name());
+        self.container_event(Kind::Main, index, EventType::Warning, "Unhealthy", &note)
+            .await;
+    }
+
+    async fn kill_for_probe(&self, index: usize, kind: ProbeKind, run_stop: &CancellationToken) {
+        let name = self.container(Kind::Main, index).name;
+        let note = format!(
+            "Container {name} failed {} probe, will be restarted",
+            kind.name().to_lowercase()
+        );
+        self.container_event(Kind::Main, index, EventType::Normal, "Killing", &note)
+            .await;
+        run_stop.cancel();
     }
 
     fn container(&self, kind: Kind, index: usize) -> Container {
@@ -520,7 +754,7 @@ impl PodWorker {
     }
 
     /// Writes the pod's status through the status subresource.
-    async fn publish(&self) {
+    pub(super) async fn publish(&self) {
         if self.ctx.shutdown.is_cancelled() {
             return;
         }
@@ -551,7 +785,7 @@ impl PodWorker {
     async fn pause(&self, duration: Duration) -> bool {
         tokio::select! {
             () = tokio::time::sleep(duration) => true,
-            () = self.stop.cancelled() => false,
+            () = self.stop.requested() => false,
         }
     }
 
@@ -583,6 +817,23 @@ impl PodWorker {
             .events
             .publish_about(involved, type_, reason, note)
             .await;
+    }
+}
+
+/// Deletes the pod object with grace period 0, for this very pod (a uid precondition): what the
+/// kubelet does once a deleted pod's containers are gone.
+pub(super) async fn remove_pod_object(ctx: &KubeletContext, pod: &Pod) {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: pod.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    if let Err(e) = api.delete(&pod.name_any(), &params).await {
+        tracing::debug!(pod = %pod.name_any(), error = %e, "removing a deleted pod");
     }
 }
 

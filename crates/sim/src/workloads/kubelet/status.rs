@@ -6,10 +6,13 @@ use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
     ContainerStatus, HostIP, PodCondition, PodIP, PodStatus,
 };
+use std::net::Ipv4Addr;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-/// The address every simulated pod and the simulated node have: processes run on this machine.
+/// The simulated node's address: its processes run on this machine. Each pod has a loopback address
+/// of its own (see [`super::addresses`]).
 pub const LOCAL_IP: &str = "127.0.0.1";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +69,7 @@ impl Phase {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Terminated {
     pub exit_code: i32,
-    /// `Completed`, `Error` or `StartError`.
+    /// `Completed`, `Error`, `OOMKilled` or `StartError`.
     pub reason: String,
     pub message: Option<String>,
     /// `None` when the process never started (containerd then reports the Unix epoch).
@@ -126,6 +129,10 @@ pub struct ContainerRecord {
     pub state: RunState,
     pub last_terminated: Option<Terminated>,
     pub restart_count: i32,
+    /// Its startup probe succeeded (or it has none) in the current run.
+    pub started: bool,
+    /// Its readiness probe passes (or it has none) in the current run.
+    pub ready: bool,
 }
 
 impl ContainerRecord {
@@ -137,11 +144,17 @@ impl ContainerRecord {
             state: RunState::waiting(waiting_reason, None),
             last_terminated: None,
             restart_count: 0,
+            started: false,
+            ready: false,
         }
     }
 
     fn is_running(&self) -> bool {
         matches!(self.state, RunState::Running { .. })
+    }
+
+    fn is_ready(&self) -> bool {
+        self.is_running() && self.started && self.ready
     }
 
     fn succeeded(&self) -> bool {
@@ -178,8 +191,8 @@ impl ContainerRecord {
             image: self.image.clone(),
             image_id: self.image_id.clone().unwrap_or_default(),
             container_id,
-            ready: self.is_running(),
-            started: Some(self.is_running()),
+            ready: self.is_ready(),
+            started: Some(self.is_running() && self.started),
             restart_count: self.restart_count,
             state: Some(state),
             last_state: Some(
@@ -220,6 +233,10 @@ pub struct PodRuntime {
     pub terminating: bool,
     /// Conditions last published, so that `lastTransitionTime` moves only on a transition.
     pub conditions: Vec<PodCondition>,
+    /// The pod's own loopback address.
+    pub pod_ip: Ipv4Addr,
+    /// The kubelet evicted the pod, with this message: it ends `Failed` with reason `Evicted`.
+    pub evicted: Option<String>,
 }
 
 impl PodRuntime {
@@ -233,6 +250,9 @@ impl PodRuntime {
 
     /// The kubelet's `getPhase`.
     pub fn phase(&self) -> Phase {
+        if self.evicted.is_some() {
+            return Phase::Failed;
+        }
         let mut pending_init = 0;
         let mut failed_init = 0;
         for c in &self.init {
@@ -303,17 +323,18 @@ impl PodRuntime {
         let phase = self.phase();
         let conditions = self.conditions(&phase, now);
         self.conditions = conditions.clone();
+        let pod_ip = self.pod_ip.to_string();
         PodStatus {
             phase: Some(phase.as_str().to_owned()),
+            reason: self.evicted.as_ref().map(|_| "Evicted".to_owned()),
+            message: self.evicted.clone(),
             conditions: Some(conditions),
             host_ip: Some(LOCAL_IP.to_owned()),
             host_ips: Some(vec![HostIP {
                 ip: LOCAL_IP.to_owned(),
             }]),
-            pod_ip: Some(LOCAL_IP.to_owned()),
-            pod_ips: Some(vec![PodIP {
-                ip: LOCAL_IP.to_owned(),
-            }]),
+            pod_ip: Some(pod_ip.clone()),
+            pod_ips: Some(vec![PodIP { ip: pod_ip }]),
             start_time: Some(Time(self.start_time)),
             qos_class: Some("BestEffort".to_owned()),
             init_container_statuses: (!self.init.is_empty())
@@ -328,7 +349,20 @@ impl PodRuntime {
         let initialized = self.initialized_condition(phase);
         // Without readiness gates, Ready is ContainersReady.
         let ready = self.containers_ready_condition(phase);
-        vec![
+        let mut conditions = Vec::with_capacity(6);
+        if let Some(message) = &self.evicted {
+            // The condition the kubelet adds before it kills the pod's containers.
+            conditions.push(self.condition(
+                "DisruptionTarget",
+                (
+                    true,
+                    Some("TerminationByKubelet".to_owned()),
+                    Some(message.clone()),
+                ),
+                now,
+            ));
+        }
+        conditions.extend([
             self.condition(
                 "PodReadyToStartContainers",
                 (sandbox_ready, None, None),
@@ -338,7 +372,8 @@ impl PodRuntime {
             self.condition("Ready", ready.clone(), now),
             self.condition("ContainersReady", ready, now),
             self.condition("PodScheduled", (true, None, None), now),
-        ]
+        ]);
+        conditions
     }
 
     /// `GeneratePodInitializedCondition`.
@@ -365,7 +400,8 @@ impl PodRuntime {
         )
     }
 
-    /// `GenerateContainersReadyCondition` (no probes: a running container is ready).
+    /// `GenerateContainersReadyCondition`: every container running, started and passing its
+    /// readiness probe.
     fn containers_ready_condition(&self, phase: &Phase) -> (bool, Option<String>, Option<String>) {
         match phase {
             Phase::Succeeded => return (false, Some("PodCompleted".into()), None),
@@ -375,7 +411,7 @@ impl PodRuntime {
         let unready: Vec<&str> = self
             .main
             .iter()
-            .filter(|c| !c.is_running())
+            .filter(|c| !c.is_ready())
             .map(|c| c.name.as_str())
             .collect();
         if unready.is_empty() {
@@ -428,6 +464,8 @@ mod tests {
     fn pod(policy: RestartPolicy, init: Vec<RunState>, main: Vec<RunState>) -> PodRuntime {
         let record = |(i, state): (usize, RunState)| ContainerRecord {
             state,
+            started: true,
+            ready: true,
             ..ContainerRecord::new(&format!("c{i}"), "busybox", "ContainerCreating")
         };
         PodRuntime {
@@ -437,6 +475,8 @@ mod tests {
             start_time: Timestamp::now(),
             terminating: false,
             conditions: vec![],
+            pod_ip: Ipv4Addr::LOCALHOST,
+            evicted: None,
         }
     }
 

@@ -8,8 +8,12 @@ use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume};
 
 use super::env::{ConfigError, ConfigSource, KeyedData, field_value};
 
-/// The mode of projected files when the pod does not say (`defaultMode: 0644`).
-const DEFAULT_FILE_MODE: u32 = 0o644;
+/// The mode of projected files when the pod does not say. Kubernetes' default is 0644, but here
+/// every pod's files are on one machine with every other process of the user: readable by the user
+/// only, unless the pod asks for more (its own mode bits then apply, inside its 0700 directory).
+const DEFAULT_FILE_MODE: u32 = 0o600;
+/// Pod directories and every directory in them: the user's only.
+const DIR_MODE: u32 = 0o700;
 /// Where, inside the pod directory, the volumes' contents live.
 const VOLUMES_DIR: &str = ".volumes";
 
@@ -42,10 +46,8 @@ pub async fn materialise(
 ) -> Result<(), VolumeError> {
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
     for volume in volumes.into_iter().flatten() {
-        let dir = pod_dir.join(VOLUMES_DIR).join(safe_name(&volume.name));
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(VolumeError::io(&dir))?;
+        let dir = volume_dir(pod_dir, &volume.name);
+        private_dir(&dir).await.map_err(VolumeError::io(&dir))?;
         write_volume(pod, source, volume, &dir)
             .await
             .map_err(|e| match e {
@@ -175,12 +177,31 @@ async fn write_file(dir: &Path, relative: &str, value: &[u8], mode: u32) -> Resu
     }
     let io = |e| WriteError::Io(path.clone(), e);
     if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent).await.map_err(io)?;
+        private_dir(parent).await.map_err(io)?;
     }
     tokio::fs::write(&path, value).await.map_err(io)?;
     tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
         .await
         .map_err(io)
+}
+
+/// Where the volume `name` of the pod is materialised.
+pub fn volume_dir(pod_dir: &Path, name: &str) -> PathBuf {
+    pod_dir.join(VOLUMES_DIR).join(safe_name(name))
+}
+
+/// Creates `dir` and any missing parent with mode 0700.
+pub async fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&dir)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 fn mode_bits(mode: i32) -> u32 {
@@ -229,15 +250,13 @@ impl MountTable {
             let mut target = pod_dir.join(VOLUMES_DIR).join(safe_name(&mount.name));
             if let Some(sub) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 target = target.join(relative_path(sub));
-                tokio::fs::create_dir_all(&target)
+                private_dir(&target)
                     .await
                     .map_err(VolumeError::io(&target))?;
             }
             let link = pod_dir.join(&relative);
             if let Some(parent) = link.parent() {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(VolumeError::io(parent))?;
+                private_dir(parent).await.map_err(VolumeError::io(parent))?;
             }
             if tokio::fs::symlink_metadata(&link).await.is_ok() {
                 // Left by an earlier start of this container, or by another container.
