@@ -36,8 +36,8 @@ struct Args {
     #[arg(long, env = "TESTCLUSTER_SIM_LOG", default_value = "info")]
     log: String,
 
-    /// Address to serve `/metrics` on (Prometheus text): `apiserver_request_total{verb,resource}`
-    /// for requests from clients outside the simulator, and the cloud's cluster counts. Port 0
+    /// Address to serve `/metrics` on (Prometheus text): `apiserver_request_total{verb,resource,
+    /// user,code}` for requests from clients outside the simulator, and the cloud's cluster counts. Port 0
     /// picks a free port (printed). Not served unless given.
     #[arg(long, env = "TESTCLUSTER_SIM_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,

@@ -11,7 +11,6 @@ use super::errors::ApiError;
 use super::events;
 use super::patch::{self, PatchKind};
 use super::resources::ResourceType;
-use super::schema;
 use super::server::ServerState;
 use super::store::WriteError;
 
@@ -170,7 +169,7 @@ pub fn create(
     drop_empty_metadata(&mut object);
     defaults(rt, &mut object, &uid);
     if let Some(schema) = &rt.schema {
-        schema::default_and_prune(&mut object, schema);
+        schema.admit(&mut object, &rt.group, &rt.kind)?;
     }
     if rt.plural == "customresourcedefinitions" {
         establish_crd(state, &mut object)?;
@@ -298,7 +297,7 @@ pub fn update(
             keep_server_owned(rt, current, &mut next, scope);
             drop_empty_metadata(&mut next);
             if let Some(schema) = &rt.schema {
-                schema::default_and_prune(&mut next, schema);
+                schema.admit(&mut next, &rt.group, &rt.kind)?;
             }
             if rt.plural == "secrets" {
                 fold_string_data(&mut next);
