@@ -626,4 +626,3 @@ async fn a_service_account_token_gets_the_real_forbidden_error() {
         "Error from server (Forbidden): configmaps \"settings\" is forbidden: User \"system:serviceaccount:front:reader\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"back\"\n"
     );
 }
-}
