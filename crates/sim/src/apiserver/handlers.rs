@@ -67,14 +67,15 @@ async fn dispatch(State(state): State<Arc<ServerState>>, mut request: Request) -
     let path = request.uri().path().to_owned();
     let route = Route::parse(&path);
     let query = parse_query(request.uri().query());
+    let verb = match &route {
+        Route::Resource(r) => verb(request.method(), r, &query, request.headers()),
+        _ => "",
+    };
     let counted = match &route {
-        Route::Resource(r) if !internal => Some((
-            verb(request.method(), r, &query, request.headers()),
-            r.counted_resource(),
-        )),
+        Route::Resource(r) if !internal => Some((verb, r.counted_resource())),
         _ => None,
     };
-    let attributes = attributes(&route, &request, &path, &query);
+    let attributes = attributes(&route, verb, &request, &path, &query);
     let response = match state.rbac.authorize(&state.store, &identity, &attributes) {
         Decision::Allow(_) => {
             request.extensions_mut().insert(identity.clone());
@@ -93,6 +94,7 @@ async fn dispatch(State(state): State<Arc<ServerState>>, mut request: Request) -
 /// pinned to one name by its field selector names it, as for the real request-info parser.
 fn attributes(
     route: &Route,
+    verb: &str,
     request: &Request,
     path: &str,
     query: &HashMap<String, String>,
@@ -100,7 +102,7 @@ fn attributes(
     let Route::Resource(r) = route else {
         return Attributes::path(request.method(), path);
     };
-    let verb = match verb(request.method(), r, query, request.headers()) {
+    let verb = match verb {
         "apply" => "patch",
         verb => verb,
     };

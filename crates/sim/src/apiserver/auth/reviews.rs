@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::attributes::{Attributes, ResourceAttributes};
+use super::attributes::{Attributes, ResourceAttributes, Target};
 use super::identity::Identity;
 use super::rbac::Decision;
 use crate::apiserver::errors::ApiError;
@@ -129,7 +129,7 @@ fn access_review(
         }
         (false, true) => Attributes {
             verb: text(&path["verb"]),
-            target: super::attributes::Target::Path(text(&path["path"])),
+            target: Target::Path(text(&path["path"])),
         },
         _ => {
             return Err(ApiError::invalid(
