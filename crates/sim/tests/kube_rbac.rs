@@ -12,9 +12,9 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
+use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::config::KubeConfigOptions;
-use kube::Client;
 use serde_json::json;
 use testcluster_sim::apiserver::{ApiServer, ApiServerConfig, kubeconfig_for};
 
@@ -124,7 +124,10 @@ async fn a_service_account_may_do_what_its_role_allows_and_nothing_else() {
     reader.apiserver_version().await.expect("version");
 
     let configmaps = |ns: &str| Api::<ConfigMap>::namespaced(reader.clone(), ns);
-    configmaps("team-a").get("settings").await.expect("allowed get");
+    configmaps("team-a")
+        .get("settings")
+        .await
+        .expect("allowed get");
     assert_forbidden(
         configmaps("team-b").get("settings").await,
         "configmaps \"settings\" is forbidden: User \"system:serviceaccount:team-a:reader\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"team-b\"",
@@ -134,7 +137,9 @@ async fn a_service_account_may_do_what_its_role_allows_and_nothing_else() {
         "configmaps is forbidden: User \"system:serviceaccount:team-a:reader\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"team-a\"",
     );
     assert_forbidden(
-        Api::<ConfigMap>::all(reader.clone()).list(&ListParams::default()).await,
+        Api::<ConfigMap>::all(reader.clone())
+            .list(&ListParams::default())
+            .await,
         "configmaps is forbidden: User \"system:serviceaccount:team-a:reader\" cannot list resource \"configmaps\" in API group \"\" at the cluster scope",
     );
 
@@ -149,7 +154,10 @@ async fn a_service_account_may_do_what_its_role_allows_and_nothing_else() {
     // A subresource rule: pods/log passes the authoriser (the pod does not exist), pods do not.
     let pods: Api<Pod> = Api::namespaced(reader.clone(), "team-a");
     let log = status_of(pods.logs("web", &LogParams::default()).await);
-    assert_eq!((log.code, log.message.as_str()), (404, "pods \"web\" not found"));
+    assert_eq!(
+        (log.code, log.message.as_str()),
+        (404, "pods \"web\" not found")
+    );
     assert_forbidden(
         pods.get("web").await,
         "pods \"web\" is forbidden: User \"system:serviceaccount:team-a:reader\" cannot get resource \"pods\" in API group \"\" in the namespace \"team-a\"",
@@ -168,7 +176,11 @@ async fn a_service_account_may_do_what_its_role_allows_and_nothing_else() {
     );
     let details = status.details.expect("details");
     assert_eq!(
-        (details.name.as_str(), details.group.as_str(), details.kind.as_str()),
+        (
+            details.name.as_str(),
+            details.group.as_str(),
+            details.kind.as_str()
+        ),
         ("reader", "", "serviceaccounts")
     );
 
@@ -189,10 +201,7 @@ async fn a_service_account_may_do_what_its_role_allows_and_nothing_else() {
     .collect();
     assert_eq!(api.counters().of_user(READER), expected);
     assert!(
-        api.counters()
-            .requests()
-            .keys()
-            .all(|r| r.user == READER),
+        api.counters().requests().keys().all(|r| r.user == READER),
         "{:?}",
         api.counters().requests()
     );
@@ -230,11 +239,20 @@ async fn bindings_to_cluster_roles_aggregation_and_missing_roles() {
             "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": "apps"}]}),
     )
     .await;
-    assert!(pods.list(&ListParams::default()).await.expect("view lists pods").items.is_empty());
+    assert!(
+        pods.list(&ListParams::default())
+            .await
+            .expect("view lists pods")
+            .items
+            .is_empty()
+    );
     let configmaps: Api<ConfigMap> = Api::namespaced(viewer.clone(), "apps");
     assert_forbidden(
         configmaps
-            .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "x"}})).expect("cm"))
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "x"}})).expect("cm"),
+            )
             .await,
         // The broken binding in the namespace is still reported.
         "configmaps is forbidden: User \"system:serviceaccount:apps:viewer\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"apps\": RBAC: role.rbac.authorization.k8s.io \"ghost\" not found",
@@ -283,7 +301,9 @@ async fn bindings_to_cluster_roles_aggregation_and_missing_roles() {
     assert!(allowed.allowed);
     assert_eq!(
         allowed.reason.as_deref(),
-        Some("RBAC: allowed by RoleBinding \"view/apps\" of ClusterRole \"view\" to ServiceAccount \"viewer/apps\"")
+        Some(
+            "RBAC: allowed by RoleBinding \"view/apps\" of ClusterRole \"view\" to ServiceAccount \"viewer/apps\""
+        )
     );
     let denied = reviews
         .create(&PostParams::default(), &review("delete", "pods"))
@@ -342,7 +362,10 @@ async fn tokens_are_reviewed_and_die_with_their_service_account() {
         .expect("status");
     assert_eq!(
         admin_review.user.and_then(|u| u.groups),
-        Some(vec!["system:masters".to_owned(), "system:authenticated".to_owned()])
+        Some(vec![
+            "system:masters".to_owned(),
+            "system:authenticated".to_owned()
+        ])
     );
 
     // A token works until its ServiceAccount is deleted, and not for a new one of the same name.

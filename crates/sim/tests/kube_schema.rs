@@ -5,11 +5,11 @@
 mod common;
 
 use common::{create_namespace, init, status_of};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::wait::conditions;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::{Value, json};
 use testcluster_sim::apiserver::{ApiServer, ApiServerConfig};
 
@@ -32,14 +32,20 @@ async fn start() -> (ApiServer, Api<DynamicObject>) {
         &ApiResource::erase::<CustomResourceDefinition>(&()),
     );
     let crd: DynamicObject = yaml_serde::from_str(CRD).expect("CRD parses");
-    crds.create(&PostParams::default(), &crd).await.expect("create CRD");
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("create CRD");
     common::wait_for(
         &Api::<CustomResourceDefinition>::all(client.clone()),
         "containerclusters.container.cnrm.cloud.google.com",
         conditions::is_crd_established(),
     )
     .await;
-    let gvk = GroupVersionKind::gvk("container.cnrm.cloud.google.com", "v1beta1", "ContainerCluster");
+    let gvk = GroupVersionKind::gvk(
+        "container.cnrm.cloud.google.com",
+        "v1beta1",
+        "ContainerCluster",
+    );
     let clusters = Api::namespaced_with(client, NAMESPACE, &ApiResource::from_gvk(&gvk));
     (api, clusters)
 }
@@ -73,7 +79,8 @@ fn cause(reason: &str, field: &str, message: &str) -> (String, String, String) {
     (reason.to_owned(), field.to_owned(), message.to_owned())
 }
 
-const TYPE_CAUSE: &str = "Invalid value: \"string\": spec.initialNodeCount in body must be of type integer: \"string\"";
+const TYPE_CAUSE: &str =
+    "Invalid value: \"string\": spec.initialNodeCount in body must be of type integer: \"string\"";
 
 #[tokio::test]
 async fn a_container_cluster_is_validated_against_the_real_crd() {
@@ -129,7 +136,11 @@ async fn a_container_cluster_is_validated_against_the_real_crd() {
         .await;
     assert_eq!(
         invalid(patched).3,
-        vec![cause("FieldValueTypeInvalid", "spec.initialNodeCount", TYPE_CAUSE)]
+        vec![cause(
+            "FieldValueTypeInvalid",
+            "spec.initialNodeCount",
+            TYPE_CAUSE
+        )]
     );
     let applied = clusters
         .patch(
@@ -148,7 +159,9 @@ async fn a_container_cluster_is_validated_against_the_real_crd() {
     );
     let mut replaced = clusters.get("good").await.expect("get");
     replaced.data["spec"]["initialNodeCount"] = json!(1.5);
-    let replaced = clusters.replace("good", &PostParams::default(), &replaced).await;
+    let replaced = clusters
+        .replace("good", &PostParams::default(), &replaced)
+        .await;
     assert_eq!(
         invalid(replaced).3,
         vec![cause(

@@ -613,12 +613,23 @@ async fn a_service_account_token_gets_the_real_forbidden_error() {
         all
     };
     assert_eq!(
-        sim.ok(&as_reader(&["get", "configmap", "settings", "-n", "front", "-o", "name"]))
-            .await,
+        sim.ok(&as_reader(&[
+            "get",
+            "configmap",
+            "settings",
+            "-n",
+            "front",
+            "-o",
+            "name"
+        ]))
+        .await,
         "configmap/settings\n"
     );
     let (status, stdout, stderr) = sim
-        .run(&as_reader(&["get", "configmap", "settings", "-n", "back"]), None)
+        .run(
+            &as_reader(&["get", "configmap", "settings", "-n", "back"]),
+            None,
+        )
         .await;
     assert_eq!(status.code(), Some(1), "{stdout}");
     assert_eq!(

@@ -81,7 +81,9 @@ async fn dispatch(State(state): State<Arc<ServerState>>, mut request: Request) -
             request.extensions_mut().insert(identity.clone());
             serve(&state, route, path, query, request, internal).await
         }
-        Decision::Deny(reason) => attributes.forbidden(&identity.user, &reason).into_response(),
+        Decision::Deny(reason) => attributes
+            .forbidden(&identity.user, &reason)
+            .into_response(),
     };
     if let Some((verb, resource)) = counted {
         let code = response.status().as_u16();

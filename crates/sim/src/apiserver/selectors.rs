@@ -42,7 +42,11 @@ impl LabelSelector {
             .flatten()
             .map(|(k, v)| Requirement::Equals(k.clone(), v.as_str().unwrap_or_default().to_owned()))
             .collect();
-        for expression in selector["matchExpressions"].as_array().into_iter().flatten() {
+        for expression in selector["matchExpressions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let key = expression["key"].as_str().unwrap_or_default().to_owned();
             let values: Vec<String> = expression["values"]
                 .as_array()

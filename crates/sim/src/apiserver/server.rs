@@ -85,9 +85,7 @@ impl ApiServer {
             shutdown: CancellationToken::new(),
             gc_wake: tokio::sync::Notify::new(),
         });
-        state
-            .tokens
-            .add(admin_token.clone(), Identity::admin());
+        state.tokens.add(admin_token.clone(), Identity::admin());
         handlers::bootstrap(&state)?;
         for object in config.preload {
             handlers::create_internal(&state, object)?;

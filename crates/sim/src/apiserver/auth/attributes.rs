@@ -35,7 +35,9 @@ impl Attributes {
     /// A request on a resource. A namespace is its own namespace (as the real request-info parser
     /// has it), so that a RoleBinding in `ns` can grant `get` on the Namespace `ns`.
     pub fn resource(verb: &str, mut resource: ResourceAttributes) -> Attributes {
-        if resource.group.is_empty() && resource.resource == "namespaces" && !resource.name.is_empty()
+        if resource.group.is_empty()
+            && resource.resource == "namespaces"
+            && !resource.name.is_empty()
         {
             resource.namespace = resource.name.clone();
         }
@@ -96,11 +98,15 @@ impl Attributes {
                     r.group
                 );
                 // Empty fields are omitted, as Go's `omitempty` does.
-                let details = [("name", &r.name), ("group", &r.group), ("kind", &r.resource)]
-                    .into_iter()
-                    .filter(|(_, v)| !v.is_empty())
-                    .map(|(k, v)| (k.to_owned(), Value::String(v.clone())))
-                    .collect();
+                let details = [
+                    ("name", &r.name),
+                    ("group", &r.group),
+                    ("kind", &r.resource),
+                ]
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_owned(), Value::String(v.clone())))
+                .collect();
                 (prefix, why, details)
             }
         };
@@ -162,7 +168,10 @@ mod tests {
         ];
         for (attributes, message) in cases {
             let error = attributes.forbidden(user, "");
-            assert_eq!((error.code, error.reason, error.message.as_str()), (403, "Forbidden", message));
+            assert_eq!(
+                (error.code, error.reason, error.message.as_str()),
+                (403, "Forbidden", message)
+            );
         }
         let error = Attributes::resource("get", configmap("a", "x", "")).forbidden(
             user,

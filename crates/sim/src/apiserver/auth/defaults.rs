@@ -11,8 +11,17 @@ const WRITE: [&str; 5] = ["create", "delete", "deletecollection", "patch", "upda
 /// The default ClusterRoles and ClusterRoleBindings, as objects to create.
 pub fn objects() -> Vec<Value> {
     let discovery = [
-        "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*",
-        "/readyz", "/version", "/version/",
+        "/api",
+        "/api/*",
+        "/apis",
+        "/apis/*",
+        "/healthz",
+        "/livez",
+        "/openapi",
+        "/openapi/*",
+        "/readyz",
+        "/version",
+        "/version/",
     ];
     let public_info = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
     // What `view` may read and `edit` may also write, per API group.
@@ -38,10 +47,14 @@ pub fn objects() -> Vec<Value> {
             .collect()
     };
     let mut view = with_verbs(&workload_resources, &READ);
-    view.push(json!({"apiGroups": [""], "resources": ["namespaces", "namespaces/status"], "verbs": READ}));
+    view.push(
+        json!({"apiGroups": [""], "resources": ["namespaces", "namespaces/status"], "verbs": READ}),
+    );
     let mut edit = with_verbs(&workload_resources, &WRITE);
     edit.push(json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create", "delete", "deletecollection", "patch", "update"]}));
-    edit.push(json!({"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}));
+    edit.push(
+        json!({"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}),
+    );
     let admin = vec![
         json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["get", "list", "watch", "create", "delete", "deletecollection", "patch", "update"]}),
         json!({"apiGroups": ["authorization.k8s.io"], "resources": ["localsubjectaccessreviews"], "verbs": ["create"]}),
@@ -75,11 +88,27 @@ pub fn objects() -> Vec<Value> {
             &[],
         ),
         aggregated("view", &aggregate_label("view"), &[aggregate_label("edit")]),
-        aggregated("edit", &aggregate_label("edit"), &[aggregate_label("admin")]),
+        aggregated(
+            "edit",
+            &aggregate_label("edit"),
+            &[aggregate_label("admin")],
+        ),
         aggregated("admin", &aggregate_label("admin"), &[]),
-        cluster_role("system:aggregate-to-view", json!(view), &[aggregate_label("view")]),
-        cluster_role("system:aggregate-to-edit", json!(edit), &[aggregate_label("edit")]),
-        cluster_role("system:aggregate-to-admin", json!(admin), &[aggregate_label("admin")]),
+        cluster_role(
+            "system:aggregate-to-view",
+            json!(view),
+            &[aggregate_label("view")],
+        ),
+        cluster_role(
+            "system:aggregate-to-edit",
+            json!(edit),
+            &[aggregate_label("edit")],
+        ),
+        cluster_role(
+            "system:aggregate-to-admin",
+            json!(admin),
+            &[aggregate_label("admin")],
+        ),
         binding("cluster-admin", &["system:masters"]),
         binding("system:discovery", &["system:authenticated"]),
         binding(

@@ -42,7 +42,12 @@ pub struct Rbac {
 
 impl Rbac {
     /// Decides whether `identity` may do what `attributes` say.
-    pub fn authorize(&self, store: &Store, identity: &Identity, attributes: &Attributes) -> Decision {
+    pub fn authorize(
+        &self,
+        store: &Store,
+        identity: &Identity,
+        attributes: &Attributes,
+    ) -> Decision {
         if identity.is_master() {
             return Decision::Allow(String::new());
         }
@@ -135,7 +140,12 @@ impl Index {
     }
 
     /// Records a binding's grant under each of its subjects.
-    fn bind(&mut self, binding: &Value, namespace: Option<String>, rules: Result<Arc<[Rule]>, String>) {
+    fn bind(
+        &mut self,
+        binding: &Value,
+        namespace: Option<String>,
+        rules: Result<Arc<[Rule]>, String>,
+    ) {
         let name = text(&binding["metadata"]["name"]);
         let (binding_kind, binding_name) = match &namespace {
             Some(ns) => ("RoleBinding", format!("{name}/{ns}")),
@@ -169,7 +179,9 @@ impl Index {
             self.grants.entry(key).or_default().push(Grant {
                 namespace: namespace.clone(),
                 rules: rules.clone(),
-                source: format!("{binding_kind} \"{binding_name}\" of {role} to {kind} \"{described}\""),
+                source: format!(
+                    "{binding_kind} \"{binding_name}\" of {role} to {kind} \"{described}\""
+                ),
             });
         }
     }
@@ -180,7 +192,8 @@ impl Index {
         let mut missing = Vec::new();
         for subject in subjects {
             for grant in self.grants.get(&subject).into_iter().flatten() {
-                if grant.namespace.is_some() && grant.namespace.as_deref() != attributes.namespace() {
+                if grant.namespace.is_some() && grant.namespace.as_deref() != attributes.namespace()
+                {
                     continue;
                 }
                 match &grant.rules {
@@ -282,7 +295,9 @@ impl Rule {
         }
         match &attributes.target {
             Target::Resource(r) => {
-                has(&self.api_groups, &r.group) && self.matches_resource(r) && self.matches_name(&r.name)
+                has(&self.api_groups, &r.group)
+                    && self.matches_resource(r)
+                    && self.matches_name(&r.name)
             }
             Target::Path(path) => self.non_resource_urls.iter().any(|url| {
                 url == "*"
@@ -308,7 +323,8 @@ impl Rule {
 
     /// No `resourceNames` means any name; otherwise the request must name one of them.
     fn matches_name(&self, name: &str) -> bool {
-        self.resource_names.is_empty() || (!name.is_empty() && self.resource_names.iter().any(|n| n == name))
+        self.resource_names.is_empty()
+            || (!name.is_empty() && self.resource_names.iter().any(|n| n == name))
     }
 }
 
@@ -341,7 +357,8 @@ mod tests {
 
     #[test]
     fn rules_match_as_the_real_authoriser_matches_them() {
-        let pods = rule(json!({"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get"]}));
+        let pods =
+            rule(json!({"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get"]}));
         assert!(pods.allows(&request("get", "pods", "", "p")));
         assert!(pods.allows(&request("get", "pods", "log", "p")));
         assert!(!pods.allows(&request("get", "pods", "exec", "p")));
@@ -351,7 +368,9 @@ mod tests {
         assert!(scale.allows(&request("update", "deployments", "scale", "d")));
         assert!(!scale.allows(&request("update", "deployments", "", "d")));
 
-        let named = rule(json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["one"], "verbs": ["get", "list"]}));
+        let named = rule(
+            json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["one"], "verbs": ["get", "list"]}),
+        );
         assert!(named.allows(&request("get", "configmaps", "", "one")));
         assert!(!named.allows(&request("get", "configmaps", "", "two")));
         assert!(!named.allows(&request("list", "configmaps", "", "")));

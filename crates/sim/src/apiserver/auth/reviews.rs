@@ -113,7 +113,9 @@ fn access_review(
                 return Err(ApiError::invalid(
                     &rt.kind,
                     "",
-                    format!("spec.resourceAttributes.namespace: Invalid value: \"{asked_namespace}\": must match metadata.namespace"),
+                    format!(
+                        "spec.resourceAttributes.namespace: Invalid value: \"{asked_namespace}\": must match metadata.namespace"
+                    ),
                 ));
             }
             Attributes::resource(
@@ -139,10 +141,12 @@ fn access_review(
             ));
         }
     };
-    Ok(match state.rbac.authorize(&state.store, subject, &attributes) {
-        Decision::Allow(reason) if reason.is_empty() => json!({"allowed": true}),
-        Decision::Allow(reason) => json!({"allowed": true, "reason": reason}),
-        Decision::Deny(reason) if reason.is_empty() => json!({"allowed": false}),
-        Decision::Deny(reason) => json!({"allowed": false, "reason": reason}),
-    })
+    Ok(
+        match state.rbac.authorize(&state.store, subject, &attributes) {
+            Decision::Allow(reason) if reason.is_empty() => json!({"allowed": true}),
+            Decision::Allow(reason) => json!({"allowed": true, "reason": reason}),
+            Decision::Deny(reason) if reason.is_empty() => json!({"allowed": false}),
+            Decision::Deny(reason) => json!({"allowed": false, "reason": reason}),
+        },
+    )
 }

@@ -48,7 +48,9 @@ impl Tokens {
         let token = format!("sa.{}", uuid::Uuid::new_v4().simple());
         let now = Utc::now();
         let mut tokens = self.by_token.write();
-        tokens.retain(|_, c| !matches!(c, Credential::ServiceAccount { expires, .. } if *expires <= now));
+        tokens.retain(
+            |_, c| !matches!(c, Credential::ServiceAccount { expires, .. } if *expires <= now),
+        );
         tokens.insert(
             token.clone(),
             Credential::ServiceAccount {

@@ -8,7 +8,9 @@ pub fn accepts(format: &str, text: &str) -> bool {
     match format {
         "date-time" | "datetime" => chrono::DateTime::parse_from_rfc3339(text).is_ok(),
         "date" => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok(),
-        "byte" => base64::engine::general_purpose::STANDARD.decode(text).is_ok(),
+        "byte" => base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .is_ok(),
         "uuid" => uuid::Uuid::try_parse(text).is_ok_and(|_| text.len() == 36),
         "ipv4" => text.parse::<std::net::Ipv4Addr>().is_ok(),
         "ipv6" => text.parse::<std::net::Ipv6Addr>().is_ok(),

@@ -111,7 +111,11 @@ fn type_matches(value: &Value, schema: &Schema) -> bool {
 fn satisfies(value: &Value, schema: &Schema, path: &str) -> Result<(), Vec<Cause>> {
     let mut causes = Vec::new();
     node(value, schema, path, &mut causes);
-    if causes.is_empty() { Ok(()) } else { Err(causes) }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(causes)
+    }
 }
 
 /// `allOf`, `oneOf`, `anyOf`, `not`. When no alternative of a `oneOf` or `anyOf` fits, the
@@ -221,11 +225,19 @@ fn string(text: &str, schema: &Schema, path: &str, causes: &mut Vec<Cause>) {
 fn number(n: f64, shown: &str, schema: &Schema, path: &str, causes: &mut Vec<Cause>) {
     let mut check = |fails: bool, what: String| {
         if fails {
-            causes.push(invalid(INVALID, path, shown, format!("{path} in body should be {what}")));
+            causes.push(invalid(
+                INVALID,
+                path,
+                shown,
+                format!("{path} in body should be {what}"),
+            ));
         }
     };
     if let Some(multiple) = schema.multiple_of.filter(|m| *m > 0.0) {
-        check((n / multiple).fract() != 0.0, format!("a multiple of {multiple}"));
+        check(
+            (n / multiple).fract() != 0.0,
+            format!("a multiple of {multiple}"),
+        );
     }
     if let Some(max) = schema.maximum {
         if schema.exclusive_maximum {
@@ -305,13 +317,20 @@ fn fields(
         }
     }
     if let Additional::Schema(values) = &schema.additional {
-        for (key, value) in map.iter().filter(|(k, _)| !schema.properties.contains_key(*k)) {
+        for (key, value) in map
+            .iter()
+            .filter(|(k, _)| !schema.properties.contains_key(*k))
+        {
             node(value, values, &child_path(path, key), causes);
         }
     }
     for key in &schema.required {
         if !map.contains_key(key) && !is_identity(key) {
-            causes.push(cause(REQUIRED, &child_path(path, key), "Required value".into()));
+            causes.push(cause(
+                REQUIRED,
+                &child_path(path, key),
+                "Required value".into(),
+            ));
         }
     }
 }
@@ -360,14 +379,46 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                one("FieldValueNotSupported", "spec.mode", "Unsupported value: \"c\": supported values: \"a\", \"b\""),
-                one("FieldValueTooLong", "spec.name", "Too long: may not be more than 3 bytes"),
-                one("FieldValueInvalid", "spec.name", "Invalid value: \"ABCD\": spec.name in body should match '^[a-z]+$'"),
-                one("FieldValueInvalid", "spec.nodes", "Invalid value: 9: spec.nodes in body should be less than or equal to 5"),
-                one("FieldValueTypeInvalid", "spec.port", "Invalid value: \"boolean\": spec.port in body must be of type integer,string: \"boolean\""),
-                one("FieldValueTooMany", "spec.tags", "Too many: 2: must have at most 1 items"),
-                one("FieldValueTypeInvalid", "spec.tags[1]", "Invalid value: \"integer\": spec.tags[1] in body must be of type string: \"integer\""),
-                one("FieldValueTypeInvalid", "spec.when", "Invalid value: \"soon\": spec.when in body must be of type date-time: \"soon\""),
+                one(
+                    "FieldValueNotSupported",
+                    "spec.mode",
+                    "Unsupported value: \"c\": supported values: \"a\", \"b\""
+                ),
+                one(
+                    "FieldValueTooLong",
+                    "spec.name",
+                    "Too long: may not be more than 3 bytes"
+                ),
+                one(
+                    "FieldValueInvalid",
+                    "spec.name",
+                    "Invalid value: \"ABCD\": spec.name in body should match '^[a-z]+$'"
+                ),
+                one(
+                    "FieldValueInvalid",
+                    "spec.nodes",
+                    "Invalid value: 9: spec.nodes in body should be less than or equal to 5"
+                ),
+                one(
+                    "FieldValueTypeInvalid",
+                    "spec.port",
+                    "Invalid value: \"boolean\": spec.port in body must be of type integer,string: \"boolean\""
+                ),
+                one(
+                    "FieldValueTooMany",
+                    "spec.tags",
+                    "Too many: 2: must have at most 1 items"
+                ),
+                one(
+                    "FieldValueTypeInvalid",
+                    "spec.tags[1]",
+                    "Invalid value: \"integer\": spec.tags[1] in body must be of type string: \"integer\""
+                ),
+                one(
+                    "FieldValueTypeInvalid",
+                    "spec.when",
+                    "Invalid value: \"soon\": spec.when in body must be of type date-time: \"soon\""
+                ),
                 one("FieldValueRequired", "spec.location", "Required value"),
             ]
         );
@@ -399,8 +450,16 @@ mod tests {
         assert_eq!(
             messages(reference, json!({"ref": {"name": "n", "external": "e"}})),
             vec![
-                one("FieldValueInvalid", "ref", "Invalid value: \"\": \"ref\" must validate one and only one schema (oneOf). Found none valid"),
-                one("FieldValueInvalid", "ref", "Invalid value: \"\": \"ref\" must not validate the schema (not)"),
+                one(
+                    "FieldValueInvalid",
+                    "ref",
+                    "Invalid value: \"\": \"ref\" must validate one and only one schema (oneOf). Found none valid"
+                ),
+                one(
+                    "FieldValueInvalid",
+                    "ref",
+                    "Invalid value: \"\": \"ref\" must not validate the schema (not)"
+                ),
             ]
         );
     }
