@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{create_namespace, init, status_of};
+use common::{create_namespace, start, status_of};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -16,19 +16,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::config::KubeConfigOptions;
 use serde_json::json;
-use testcluster_sim::apiserver::{ApiServer, ApiServerConfig, kubeconfig_for};
-
-async fn start(name: &str) -> (ApiServer, Client) {
-    init();
-    let api = ApiServer::start(ApiServerConfig {
-        name: name.into(),
-        ..ApiServerConfig::default()
-    })
-    .await
-    .expect("api server starts");
-    let admin = api.client().await.expect("admin client");
-    (api, admin)
-}
+use testcluster_sim::apiserver::{ApiServer, kubeconfig_for};
 
 /// A ServiceAccount `namespace/name` and a token for it.
 async fn service_account(admin: &Client, namespace: &str, name: &str) -> String {
@@ -76,6 +64,20 @@ where
         .expect("create");
 }
 
+/// A RoleBinding `namespace/name` of `role` (kind, name) to the ServiceAccount `account` of the
+/// same namespace.
+async fn bind(admin: &Client, namespace: &str, name: &str, role: (&str, &str), account: &str) {
+    let (kind, role) = role;
+    create::<RoleBinding>(
+        admin,
+        namespace,
+        json!({"metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]}),
+    )
+    .await;
+}
+
 fn assert_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, message: &str) {
     let status = status_of(result);
     assert_eq!(
@@ -89,9 +91,9 @@ const READER: &str = "system:serviceaccount:team-a:reader";
 
 #[tokio::test]
 async fn a_service_account_may_do_what_its_role_allows_and_nothing_else() {
-    let (api, admin) = start("rbac").await;
+    let (api, admin) = start("rbac", "team-a").await;
+    create_namespace(&admin, "team-b").await;
     for namespace in ["team-a", "team-b"] {
-        create_namespace(&admin, namespace).await;
         create::<ConfigMap>(&admin, namespace, json!({"metadata": {"name": "settings"}})).await;
     }
     for name in ["visible", "hidden"] {
@@ -107,14 +109,7 @@ async fn a_service_account_may_do_what_its_role_allows_and_nothing_else() {
         ]}),
     )
     .await;
-    create::<RoleBinding>(
-        &admin,
-        "team-a",
-        json!({"metadata": {"name": "reader"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
-            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "team-a"}]}),
-    )
-    .await;
+    bind(&admin, "team-a", "reader", ("Role", "reader"), "reader").await;
     let token = service_account(&admin, "team-a", "reader").await;
     let reader = client_with(&api, &token).await;
     api.counters().reset();
@@ -209,21 +204,13 @@ async fn a_service_account_may_do_what_its_role_allows_and_nothing_else() {
 
 #[tokio::test]
 async fn bindings_to_cluster_roles_aggregation_and_missing_roles() {
-    let (api, admin) = start("rbac-cluster").await;
-    create_namespace(&admin, "apps").await;
+    let (api, admin) = start("rbac-cluster", "apps").await;
     let token = service_account(&admin, "apps", "viewer").await;
     let viewer = client_with(&api, &token).await;
     let pods: Api<Pod> = Api::namespaced(viewer.clone(), "apps");
 
     // A binding to a Role that does not exist: denied, and the 403 says why.
-    create::<RoleBinding>(
-        &admin,
-        "apps",
-        json!({"metadata": {"name": "ghost"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ghost"},
-            "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": "apps"}]}),
-    )
-    .await;
+    bind(&admin, "apps", "ghost", ("Role", "ghost"), "viewer").await;
     assert_forbidden(
         pods.list(&ListParams::default()).await,
         "pods is forbidden: User \"system:serviceaccount:apps:viewer\" cannot list resource \"pods\" in API group \"\" in the namespace \"apps\": RBAC: role.rbac.authorization.k8s.io \"ghost\" not found",
@@ -231,14 +218,7 @@ async fn bindings_to_cluster_roles_aggregation_and_missing_roles() {
 
     // The default `view` ClusterRole, aggregated from system:aggregate-to-view, bound in one
     // namespace: reads there, no writes, nothing cluster-wide.
-    create::<RoleBinding>(
-        &admin,
-        "apps",
-        json!({"metadata": {"name": "view"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
-            "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": "apps"}]}),
-    )
-    .await;
+    bind(&admin, "apps", "view", ("ClusterRole", "view"), "viewer").await;
     assert!(
         pods.list(&ListParams::default())
             .await
@@ -316,8 +296,7 @@ async fn bindings_to_cluster_roles_aggregation_and_missing_roles() {
 
 #[tokio::test]
 async fn tokens_are_reviewed_and_die_with_their_service_account() {
-    let (api, admin) = start("tokens").await;
-    create_namespace(&admin, "ci").await;
+    let (api, admin) = start("tokens", "ci").await;
     let token = service_account(&admin, "ci", "runner").await;
 
     let reviews: Api<TokenReview> = Api::all(admin.clone());

@@ -161,7 +161,7 @@ fn parse(text: &str) -> anyhow::Result<Scrape> {
             let (Some(verb), Some(resource)) = (label("verb"), label("resource")) else {
                 bail!("unexpected labels in {line:?}");
             };
-            let count = value
+            let count: u64 = value
                 .parse()
                 .with_context(|| format!("count in {line:?}"))?;
             // One series per user and response code: summed per verb and resource.

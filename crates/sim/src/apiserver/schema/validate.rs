@@ -255,26 +255,39 @@ fn number(n: f64, shown: &str, schema: &Schema, path: &str, causes: &mut Vec<Cau
     }
 }
 
-fn array(items: &[Value], schema: &Schema, path: &str, causes: &mut Vec<Cause>) {
-    if let Some(max) = schema.max_items
-        && items.len() > max
+/// `maxItems`/`minItems` and `maxProperties`/`minProperties`: the real messages differ only in
+/// what the lower bound counts (`items`, `properties`).
+fn size_limits(
+    size: usize,
+    (max, min): (Option<usize>, Option<usize>),
+    counted: &str,
+    path: &str,
+    causes: &mut Vec<Cause>,
+) {
+    if let Some(max) = max
+        && size > max
     {
         causes.push(cause(
             TOO_MANY,
             path,
-            format!("Too many: {}: must have at most {max} items", items.len()),
+            format!("Too many: {size}: must have at most {max} items"),
         ));
     }
-    if let Some(min) = schema.min_items
-        && items.len() < min
+    if let Some(min) = min
+        && size < min
     {
         causes.push(invalid(
             INVALID,
             path,
-            &items.len().to_string(),
-            format!("{path} in body should have at least {min} items"),
+            &size.to_string(),
+            format!("{path} in body should have at least {min} {counted}"),
         ));
     }
+}
+
+fn array(items: &[Value], schema: &Schema, path: &str, causes: &mut Vec<Cause>) {
+    let limits = (schema.max_items, schema.min_items);
+    size_limits(items.len(), limits, "items", path, causes);
     if let Some(item_schema) = &schema.items {
         for (i, item) in items.iter().enumerate() {
             node(item, item_schema, &format!("{path}[{i}]"), causes);
@@ -292,25 +305,8 @@ fn fields(
 ) {
     let is_identity =
         |key: &str| skip_identity && matches!(key, "apiVersion" | "kind" | "metadata");
-    if let Some(max) = schema.max_properties
-        && map.len() > max
-    {
-        causes.push(cause(
-            TOO_MANY,
-            path,
-            format!("Too many: {}: must have at most {max} items", map.len()),
-        ));
-    }
-    if let Some(min) = schema.min_properties
-        && map.len() < min
-    {
-        causes.push(invalid(
-            INVALID,
-            path,
-            &map.len().to_string(),
-            format!("{path} in body should have at least {min} properties"),
-        ));
-    }
+    let limits = (schema.max_properties, schema.min_properties);
+    size_limits(map.len(), limits, "properties", path, causes);
     for (key, child) in &schema.properties {
         if let Some(value) = map.get(key).filter(|_| !is_identity(key)) {
             node(value, child, &child_path(path, key), causes);
