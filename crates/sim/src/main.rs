@@ -36,7 +36,7 @@ struct Args {
     log: String,
 
     /// Address of the simulator's own HTTP endpoint: `/metrics` (Prometheus text:
-    /// `apiserver_request_total{verb,resource}` for requests from clients outside the simulator, and
+    /// `apiserver_request_total{verb,resource,user,code}` for requests from clients outside the simulator, and
     /// the cloud's cluster counts) and `/faults` (show and change the fault settings at runtime,
     /// with the kubeconfig's token as bearer token). Port 0 picks a free port (printed). Not served
     /// unless given.

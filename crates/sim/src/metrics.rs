@@ -18,11 +18,15 @@ use crate::Simulator;
 struct RequestLabels {
     verb: String,
     resource: String,
+    /// The authenticated user's name (not a label of the real metric: here it shows which service
+    /// made the requests).
+    user: String,
+    code: String,
 }
 
 /// The simulator's metrics now, in the Prometheus text format (0.0.4):
 ///
-/// - `apiserver_request_total{verb,resource}`: requests to the management API server from clients
+/// - `apiserver_request_total{verb,resource,user,code}`: requests to the management API server from clients
 ///   outside the simulator (its own controllers are not counted);
 /// - `sim_cloud_clusters_created_total` and `sim_cloud_clusters_live`: cloud clusters ever created
 ///   and not yet deleted.
@@ -30,10 +34,14 @@ pub fn encode(sim: &Simulator) -> String {
     let mut registry = Registry::default();
 
     let requests = Family::<RequestLabels, Counter>::default();
-    for ((verb, resource), count) in sim.api().counters().snapshot() {
-        requests
-            .get_or_create(&RequestLabels { verb, resource })
-            .inc_by(count);
+    for (request, count) in sim.api().counters().requests() {
+        let labels = RequestLabels {
+            verb: request.verb,
+            resource: request.resource,
+            user: request.user,
+            code: request.code.to_string(),
+        };
+        requests.get_or_create(&labels).inc_by(count);
     }
     registry.register(
         "apiserver_request",

@@ -352,7 +352,7 @@ async fn the_metrics_text_carries_the_request_counters_and_the_cloud() {
     }
     let text = testcluster_sim::metrics::encode(&sim);
     for line in [
-        "apiserver_request_total{verb=\"list\",resource=\"configmaps\"} 2",
+        "apiserver_request_total{verb=\"list\",resource=\"configmaps\",user=\"system:admin\",code=\"200\"} 2",
         "sim_cloud_clusters_created_total 0",
         "sim_cloud_clusters_live 0",
     ] {

@@ -697,3 +697,71 @@ async fn sigterm_stops_the_simulator_and_removes_its_kubeconfig() {
     assert!(status.success(), "{status}:\n{}", sim.log());
     assert!(!Path::new(&sim.kubeconfig).exists());
 }
+
+const READER: &str = r#"
+apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: Namespace, metadata: {name: front}}
+- {apiVersion: v1, kind: Namespace, metadata: {name: back}}
+- {apiVersion: v1, kind: ServiceAccount, metadata: {name: reader, namespace: front}}
+- {apiVersion: v1, kind: ConfigMap, metadata: {name: settings, namespace: front}}
+- {apiVersion: v1, kind: ConfigMap, metadata: {name: settings, namespace: back}}
+- apiVersion: rbac.authorization.k8s.io/v1
+  kind: Role
+  metadata: {name: reader, namespace: front}
+  rules: [{apiGroups: [""], resources: [configmaps], verbs: [get]}]
+- apiVersion: rbac.authorization.k8s.io/v1
+  kind: RoleBinding
+  metadata: {name: reader, namespace: front}
+  roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+  subjects: [{kind: ServiceAccount, name: reader, namespace: front}]
+"#;
+
+#[tokio::test]
+async fn a_service_account_token_gets_the_real_forbidden_error() {
+    let sim = Sim::start().await;
+    sim.apply(READER).await;
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(sim.client().await, "front");
+    let token = accounts
+        .create_token_request(
+            "reader",
+            &Default::default(),
+            &k8s_openapi::api::authentication::v1::TokenRequest::default(),
+        )
+        .await
+        .expect("token request")
+        .status
+        .expect("token")
+        .token;
+    let as_reader = |args: &[&'static str]| -> Vec<&str> {
+        let mut all = vec!["--token", token.as_str()];
+        all.extend_from_slice(args);
+        all
+    };
+    assert_eq!(
+        sim.ok(&as_reader(&[
+            "get",
+            "configmap",
+            "settings",
+            "-n",
+            "front",
+            "-o",
+            "name"
+        ]))
+        .await,
+        "configmap/settings\n"
+    );
+    let (status, stdout, stderr) = sim
+        .run(
+            &as_reader(&["get", "configmap", "settings", "-n", "back"]),
+            None,
+        )
+        .await;
+    assert_eq!(status.code(), Some(1), "{stdout}");
+    assert_eq!(
+        stderr,
+        "Error from server (Forbidden): configmaps \"settings\" is forbidden: User \"system:serviceaccount:front:reader\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"back\"\n"
+    );
+}

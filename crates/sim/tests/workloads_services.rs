@@ -306,7 +306,7 @@ spec:
     let log = pods.logs("sa", &LogParams::default()).await.expect("log");
     assert_eq!(log, "shop\nca.crt\nnamespace\ntoken\n");
 
-    // The token is one the API server accepts.
+    // The token is one the API server accepts, as the pod's ServiceAccount.
     let uid = pod.metadata.uid.expect("uid");
     let pod_dir = sim
         .workloads()
@@ -326,10 +326,21 @@ spec:
     let as_pod = Client::try_from(config).expect("client");
     let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
         Api::namespaced(as_pod, NAMESPACE);
-    accounts
+    // It authenticates as the pod's ServiceAccount, which no Role lets read anything.
+    let refused = accounts
         .get("reader")
         .await
-        .expect("the token authenticates");
+        .expect_err("no RBAC allows it");
+    let kube::Error::Api(status) = refused else {
+        panic!("an API answer: {refused}");
+    };
+    assert_eq!(
+        (status.code, status.message.as_str()),
+        (
+            403,
+            "serviceaccounts \"reader\" is forbidden: User \"system:serviceaccount:shop:reader\" cannot get resource \"serviceaccounts\" in API group \"\" in the namespace \"shop\""
+        )
+    );
     // The same, as a kubeconfig in the pod's HOME (where kube-rs looks before in-cluster files).
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(pod_dir.join(".kube/config"))

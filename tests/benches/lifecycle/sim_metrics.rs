@@ -1,6 +1,6 @@
 //! What the bench reads from the simulator's `/metrics`: the API server's request counters
-//! (`apiserver_request_total{verb,resource}`, requests from the services only) and the number of
-//! live cloud clusters.
+//! (`apiserver_request_total{verb,resource,user,code}` summed per verb and resource, requests from
+//! the services only) and the number of live cloud clusters.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -161,12 +161,14 @@ fn parse(text: &str) -> anyhow::Result<Scrape> {
             let (Some(verb), Some(resource)) = (label("verb"), label("resource")) else {
                 bail!("unexpected labels in {line:?}");
             };
-            let count = value
+            let count: u64 = value
                 .parse()
                 .with_context(|| format!("count in {line:?}"))?;
-            scrape
+            // One series per user and response code: summed per verb and resource.
+            *scrape
                 .requests
-                .insert((verb.to_owned(), resource.to_owned()), count);
+                .entry((verb.to_owned(), resource.to_owned()))
+                .or_default() += count;
         } else if series == "sim_cloud_clusters_live" {
             scrape.live_clusters = value.parse().with_context(|| format!("{line:?}"))?;
         }

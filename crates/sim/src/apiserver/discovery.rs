@@ -96,7 +96,7 @@ pub fn resource_list(types: &[ResourceType], group: &str, version: &str) -> Opti
             "singularName": t.singular,
             "namespaced": t.namespaced,
             "kind": t.kind,
-            "verbs": VERBS,
+            "verbs": if t.create_only { &["create"][..] } else { &VERBS[..] },
             "shortNames": t.short_names,
             "categories": t.categories,
         }));

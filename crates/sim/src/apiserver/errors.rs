@@ -65,6 +65,36 @@ impl ApiError {
         )
     }
 
+    /// A 422 with one cause per violation, as the real server reports field errors of an object of
+    /// `kind` in `group`: the message lists them all (`[a, b]` when there are several).
+    pub fn invalid_causes(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
+        let qualified = if group.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let errors: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        let listed = match errors.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let causes: Vec<Value> = causes
+            .into_iter()
+            .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+            .collect();
+        ApiError {
+            details: Some(json!({"name": name, "group": group, "kind": kind, "causes": causes})),
+            ..Self::new(
+                422,
+                "Invalid",
+                format!("{qualified} \"{name}\" is invalid: {listed}"),
+            )
+        }
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }
@@ -138,6 +168,17 @@ impl ApiError {
         }
         status
     }
+}
+
+/// One field error of a 422: `details.causes[]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cause {
+    /// `FieldValueRequired`, `FieldValueInvalid`, `FieldValueTypeInvalid`, ...
+    pub reason: &'static str,
+    /// The field's path, e.g. `spec.initialNodeCount`.
+    pub field: String,
+    /// The error without the field, e.g. `Required value`.
+    pub message: String,
 }
 
 fn qualified(group: &str, resource: &str) -> String {

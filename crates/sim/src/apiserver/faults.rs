@@ -172,34 +172,73 @@ impl ApiFaults {
     }
 }
 
-/// Requests served, keyed by verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `apply`,
-/// `delete`, `deletecollection`) and resource (`pods`, `pods/log`, `testclustersgke/status`, ...).
+/// One kind of request counted: who made it, what it did to which resource, and the answer.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CountedRequest {
+    /// The authenticated user (`system:admin`, `system:serviceaccount:<ns>:<name>`, ...).
+    pub user: String,
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `apply`, `delete`, `deletecollection`.
+    pub verb: String,
+    /// `pods`, `pods/log`, `testclustersgke/status`, ...
+    pub resource: String,
+    /// The response's HTTP status code (200 for a watch, whose errors come as events).
+    pub code: u16,
+}
+
+/// Requests served, per user, verb, resource and response code.
 #[derive(Default)]
 pub struct RequestCounters {
-    counts: Mutex<BTreeMap<(String, String), u64>>,
+    counts: Mutex<BTreeMap<CountedRequest, u64>>,
 }
 
 impl RequestCounters {
-    pub(crate) fn record(&self, verb: &str, resource: &str) {
+    pub(crate) fn record(&self, user: &str, verb: &str, resource: &str, code: u16) {
         *self
             .counts
             .lock()
-            .entry((verb.to_owned(), resource.to_owned()))
+            .entry(CountedRequest {
+                user: user.to_owned(),
+                verb: verb.to_owned(),
+                resource: resource.to_owned(),
+                code,
+            })
             .or_default() += 1;
     }
 
-    /// Requests counted for one verb and resource.
+    /// Requests counted for one verb and resource, whoever made them and however they ended.
     pub fn get(&self, verb: &str, resource: &str) -> u64 {
         self.counts
             .lock()
-            .get(&(verb.to_owned(), resource.to_owned()))
-            .copied()
-            .unwrap_or(0)
+            .iter()
+            .filter(|(r, _)| r.verb == verb && r.resource == resource)
+            .map(|(_, n)| n)
+            .sum()
     }
 
-    /// Every count so far.
+    /// Every count so far per verb and resource, whoever made the requests and however they ended.
     pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
+        let mut by_verb = BTreeMap::new();
+        for (request, n) in self.counts.lock().iter() {
+            *by_verb
+                .entry((request.verb.clone(), request.resource.clone()))
+                .or_default() += n;
+        }
+        by_verb
+    }
+
+    /// Every count so far, with user and response code.
+    pub fn requests(&self) -> BTreeMap<CountedRequest, u64> {
         self.counts.lock().clone()
+    }
+
+    /// The requests of one user so far: (verb, resource, code) and how many.
+    pub fn of_user(&self, user: &str) -> BTreeMap<(String, String, u16), u64> {
+        self.counts
+            .lock()
+            .iter()
+            .filter(|(r, _)| r.user == user)
+            .map(|(r, n)| ((r.verb.clone(), r.resource.clone(), r.code), *n))
+            .collect()
     }
 
     /// All requests counted so far.

@@ -1,5 +1,5 @@
-//! HTTP: authentication, fault injection and counting, then routing by path to discovery, objects,
-//! watches and subresources.
+//! HTTP: authentication, authorisation, fault injection and counting, then routing by path to
+//! discovery, objects, watches and subresources.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +14,9 @@ use http::{HeaderMap, Method, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
+use super::auth::attributes::{Attributes, ResourceAttributes};
+use super::auth::rbac::Decision;
+use super::auth::{self, Identity};
 use super::errors::ApiError;
 use super::faults::Injected;
 use super::objects::{self, DeleteOptions, Write, Writer};
@@ -37,7 +40,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
 
 pub use objects::create_internal;
 
-/// Creates the namespaces every cluster starts with.
+/// Creates the namespaces and the default RBAC roles and bindings every cluster starts with.
 pub fn bootstrap(state: &ServerState) -> anyhow::Result<()> {
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         create_internal(
@@ -46,25 +49,96 @@ pub fn bootstrap(state: &ServerState) -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("bootstrap namespace {name}: {e}"))?;
     }
+    for object in auth::defaults::objects() {
+        create_internal(state, object).map_err(|e| anyhow::anyhow!("bootstrap RBAC: {e}"))?;
+    }
     Ok(())
 }
 
-async fn dispatch(State(state): State<Arc<ServerState>>, request: Request) -> Response {
+/// Authentication, authorisation and counting around [`serve`].
+async fn dispatch(State(state): State<Arc<ServerState>>, mut request: Request) -> Response {
     let internal = request.extensions().get::<Internal>().is_some();
     let over_tls = request.extensions().get::<OverTls>().is_some_and(|t| t.0);
-    if over_tls && !authorized(&state, request.headers()) {
-        return ApiError::unauthorized().into_response();
-    }
+    let identity =
+        match auth::authenticate(&state.tokens, &state.store, request.headers(), over_tls) {
+            Ok(identity) => identity,
+            Err(unauthorized) => return unauthorized.into_response(),
+        };
     let path = request.uri().path().to_owned();
     let route = Route::parse(&path);
     let query = parse_query(request.uri().query());
-    if !internal {
-        if let Route::Resource(r) = &route {
-            state.counters.record(
-                verb(request.method(), r, &query, request.headers()),
-                &r.counted_resource(),
-            );
+    let verb = match &route {
+        Route::Resource(r) => verb(request.method(), r, &query, request.headers()),
+        _ => "",
+    };
+    let counted = match &route {
+        Route::Resource(r) if !internal => Some((verb, r.counted_resource())),
+        _ => None,
+    };
+    let attributes = attributes(&route, verb, &request, &path, &query);
+    let response = match state.rbac.authorize(&state.store, &identity, &attributes) {
+        Decision::Allow(_) => {
+            request.extensions_mut().insert(identity.clone());
+            serve(&state, route, path, query, request, internal).await
         }
+        Decision::Deny(reason) => attributes
+            .forbidden(&identity.user, &reason)
+            .into_response(),
+    };
+    if let Some((verb, resource)) = counted {
+        let code = response.status().as_u16();
+        state.counters.record(&identity.user, verb, &resource, code);
+    }
+    response
+}
+
+/// The request in the authoriser's terms. Server-side apply is a `patch`, and a list or watch
+/// pinned to one name by its field selector names it, as for the real request-info parser.
+fn attributes(
+    route: &Route,
+    verb: &str,
+    request: &Request,
+    path: &str,
+    query: &HashMap<String, String>,
+) -> Attributes {
+    let Route::Resource(r) = route else {
+        return Attributes::path(request.method(), path);
+    };
+    let verb = match verb {
+        "apply" => "patch",
+        verb => verb,
+    };
+    let pinned = || {
+        FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
+            .ok()
+            .and_then(|f| f.pinned_name().map(str::to_owned))
+    };
+    let name = match &r.name {
+        Some(name) => name.clone(),
+        None => pinned().unwrap_or_default(),
+    };
+    Attributes::resource(
+        verb,
+        ResourceAttributes {
+            group: r.group.clone(),
+            resource: r.plural.clone(),
+            subresource: r.subresource.clone().unwrap_or_default(),
+            namespace: r.namespace.clone().unwrap_or_default(),
+            name,
+        },
+    )
+}
+
+/// Fault injection, then routing by path.
+async fn serve(
+    state: &Arc<ServerState>,
+    route: Route,
+    path: String,
+    query: HashMap<String, String>,
+    request: Request,
+    internal: bool,
+) -> Response {
+    if !internal {
         let latency = state.faults.latency();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
@@ -134,21 +208,13 @@ async fn dispatch(State(state): State<Arc<ServerState>>, request: Request) -> Re
                     ApiError::not_found("", "groupversions", &format!("{group}/{version}"))
                 })
         }
-        Route::Resource(route) => resource(&state, route, query, request, internal).await,
+        Route::Resource(route) => resource(state, route, query, request, internal).await,
         Route::NotFound => Err(ApiError {
             details: None,
             ..ApiError::not_found("", "", &path)
         }),
     };
     result.unwrap_or_else(IntoResponse::into_response)
-}
-
-fn authorized(state: &ServerState, headers: &HeaderMap) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .is_some_and(|token| state.tokens.read().contains(token.trim()))
 }
 
 fn verb(
@@ -383,6 +449,17 @@ async fn resource(
     match (route.name.as_deref(), route.subresource.as_deref(), method) {
         (None, None, Method::GET) => {
             list_or_watch(state, &rt, route.namespace, &query, &headers, internal)
+        }
+        (None, None, Method::POST) if auth::reviews::serves(&rt) => {
+            let requester = request
+                .extensions()
+                .get::<Identity>()
+                .cloned()
+                .ok_or_else(|| ApiError::internal("the request was not authenticated"))?;
+            let (_, body) = read_body(request).await?;
+            let review =
+                auth::reviews::create(state, &rt, route.namespace.as_deref(), &requester, body)?;
+            Ok(object_response(&review, true))
         }
         (None, None, Method::POST) => {
             let writer = writer("CreateOptions")?;
@@ -846,24 +923,22 @@ fn pod_log(
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response())
 }
 
-/// `serviceaccounts/{name}/token`: mints a bearer token this server accepts.
+/// `serviceaccounts/{name}/token`: mints a bearer token this server accepts for as long as the
+/// ServiceAccount exists and the token has not expired.
 fn token_request(
     state: &ServerState,
     namespace: &str,
     name: &str,
     body: &Value,
 ) -> Result<Response, ApiError> {
-    if state
+    let account = state
         .store
         .get("/serviceaccounts", namespace, name)
-        .is_none()
-    {
-        return Err(ApiError::not_found("", "serviceaccounts", name));
-    }
+        .ok_or_else(|| ApiError::not_found("", "serviceaccounts", name))?;
     let seconds = body["spec"]["expirationSeconds"].as_i64().unwrap_or(3600);
-    let token = format!("sa-{namespace}-{name}-{}", uuid::Uuid::new_v4().simple());
-    state.tokens.write().insert(token.clone());
     let expires = chrono::Utc::now() + chrono::Duration::seconds(seconds);
+    let uid = account["metadata"]["uid"].as_str().unwrap_or_default();
+    let token = state.tokens.issue(namespace, name, uid, expires);
     let mut response = json!({
         "kind": "TokenRequest",
         "apiVersion": "authentication.k8s.io/v1",

@@ -11,7 +11,6 @@ use super::errors::ApiError;
 use super::events;
 use super::patch::{self, PatchKind};
 use super::resources::ResourceType;
-use super::schema;
 use super::server::ServerState;
 use super::store::WriteError;
 
@@ -224,7 +223,7 @@ pub fn create(
     drop_empty_metadata(&mut object);
     defaults(rt, &mut object, &uid);
     if let Some(schema) = &rt.schema {
-        schema::default_and_prune(&mut object, schema);
+        schema.admit(&mut object, &rt.group, &rt.kind)?;
     }
     if rt.plural == "customresourcedefinitions" {
         establish_crd(state, &mut object, writer.dry_run)?;
@@ -373,7 +372,7 @@ pub fn update(
         check_no_new_finalizers(rt, name, current, &next)?;
         drop_empty_metadata(&mut next);
         if let Some(schema) = &rt.schema {
-            schema::default_and_prune(&mut next, schema);
+            schema.admit(&mut next, &rt.group, &rt.kind)?;
         }
         if rt.plural == "secrets" {
             fold_string_data(&mut next);

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde_json::Value;
 
+use super::schema::Schema;
+
 /// One served group/version/resource.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct ResourceType {
     pub group: String,
     pub version: String,
@@ -22,9 +24,11 @@ pub struct ResourceType {
     pub subresources: Vec<&'static str>,
     /// `additionalPrinterColumns` of a CRD version: `(name, type, jsonPath)`.
     pub printer_columns: Vec<PrinterColumn>,
-    /// The CRD version's `openAPIV3Schema`, used for defaulting and pruning. Shared, since a type is
-    /// cloned on every request and Config Connector schemas are large.
-    pub schema: Option<Arc<Value>>,
+    /// The CRD version's `openAPIV3Schema`, compiled for pruning, defaulting and validation. Shared,
+    /// since a type is cloned on every request and Config Connector schemas are large.
+    pub schema: Option<Arc<Schema>>,
+    /// Only `create` is served (the review APIs: answered, never stored).
+    pub create_only: bool,
     /// Served for a CRD rather than built in.
     pub custom: bool,
     /// Whether `metadata.generation` is kept: for every custom resource, and for the built-in
@@ -83,7 +87,13 @@ impl ResourceType {
                     | "horizontalpodautoscalers"
                     | "customresourcedefinitions"
             ),
+            create_only: false,
         }
+    }
+
+    fn create_only(mut self) -> Self {
+        self.create_only = true;
+        self
     }
 
     fn with_status(mut self) -> Self {
@@ -233,6 +243,38 @@ impl Resources {
             )
             .short(&["pc"]),
             R::builtin(
+                "authentication.k8s.io",
+                "v1",
+                "tokenreviews",
+                "TokenReview",
+                false,
+            )
+            .create_only(),
+            R::builtin(
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectaccessreviews",
+                "SelfSubjectAccessReview",
+                false,
+            )
+            .create_only(),
+            R::builtin(
+                "authorization.k8s.io",
+                "v1",
+                "subjectaccessreviews",
+                "SubjectAccessReview",
+                false,
+            )
+            .create_only(),
+            R::builtin(
+                "authorization.k8s.io",
+                "v1",
+                "localsubjectaccessreviews",
+                "LocalSubjectAccessReview",
+                true,
+            )
+            .create_only(),
+            R::builtin(
                 "apiextensions.k8s.io",
                 "v1",
                 "customresourcedefinitions",
@@ -356,9 +398,10 @@ fn crd_types(crd: &Value) -> Result<Vec<ResourceType>, String> {
                 has_status: v["subresources"]["status"].is_object(),
                 subresources: Vec::new(),
                 printer_columns,
-                schema: v["schema"]["openAPIV3Schema"]
-                    .as_object()
-                    .map(|s| Arc::new(Value::Object(s.clone()))),
+                create_only: false,
+                schema: Some(&v["schema"]["openAPIV3Schema"])
+                    .filter(|s| s.is_object())
+                    .map(|s| Arc::new(Schema::compile(s))),
                 custom: true,
                 has_generation: true,
             })

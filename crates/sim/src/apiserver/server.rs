@@ -1,6 +1,5 @@
 //! The handle to one running API server: its listeners, its CA and token, and ready-made clients.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -8,11 +7,13 @@ use kube::config::{
     AuthInfo, Cluster, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster,
     NamedContext,
 };
-use parking_lot::RwLock;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::Identity;
+use super::auth::rbac::Rbac;
+use super::auth::tokens::Tokens;
 use super::faults::{ApiFaults, RequestCounters};
 use super::handlers;
 use super::proxy::ServiceBackends;
@@ -47,7 +48,8 @@ pub(crate) struct ServerState {
     pub store: Store,
     pub resources: Resources,
     pub pod_logs: PodLogs,
-    pub tokens: RwLock<HashSet<String>>,
+    pub tokens: Tokens,
+    pub rbac: Rbac,
     pub faults: Arc<ApiFaults>,
     pub counters: RequestCounters,
     pub services: ServiceBackends,
@@ -80,13 +82,15 @@ impl ApiServer {
             store,
             resources,
             pod_logs: PodLogs::default(),
-            tokens: RwLock::new(HashSet::from([admin_token.clone()])),
+            tokens: Tokens::default(),
+            rbac: Rbac::default(),
             faults: Arc::default(),
             counters: RequestCounters::default(),
             services: ServiceBackends::default(),
             shutdown: CancellationToken::new(),
             gc_wake: tokio::sync::Notify::new(),
         });
+        state.tokens.add(admin_token.clone(), Identity::admin());
         handlers::bootstrap(&state)?;
         for object in config.preload {
             handlers::create_internal(&state, object)?;
@@ -135,9 +139,10 @@ impl ApiServer {
         &self.admin_token
     }
 
-    /// Accepts one more bearer token on the HTTPS listener.
+    /// Accepts one more bearer token, with the admin's rights (`system:admin` in
+    /// `system:masters`), as GKE gives a cloud identity with `container.admin`.
     pub fn add_token(&self, token: impl Into<String>) {
-        self.state.tokens.write().insert(token.into());
+        self.state.tokens.add(token.into(), Identity::admin());
     }
 
     /// A kubeconfig for the HTTPS listener with the admin token.
@@ -175,7 +180,7 @@ impl ApiServer {
         &self.state.pod_logs
     }
 
-    /// Requests served, per verb and resource (internal requests excluded).
+    /// Requests served, per user, verb, resource and response code (internal requests excluded).
     pub fn counters(&self) -> &RequestCounters {
         &self.state.counters
     }

@@ -52,12 +52,16 @@ struct Table {
     history: VecDeque<Arc<Change>>,
     /// The oldest resourceVersion a watch may resume from.
     compacted_at: u64,
+    /// The resourceVersion of the latest change, so that a cache derived from the table knows when
+    /// it is stale.
+    changed_at: u64,
     live: Option<broadcast::Sender<Arc<Change>>>,
 }
 
 impl Table {
     fn publish(&mut self, change: Change) {
         let change = Arc::new(change);
+        self.changed_at = change.rv;
         if self.history.len() == HISTORY_LIMIT
             && let Some(dropped) = self.history.pop_front()
         {
@@ -165,6 +169,13 @@ impl Store {
             })
             .unwrap_or_default();
         (objects, inner.rv)
+    }
+
+    /// The resourceVersion of the latest change to each of `tables` (0 for a table never written),
+    /// read at one instant.
+    pub fn last_changes<const N: usize>(&self, tables: [&str; N]) -> [u64; N] {
+        let inner = self.inner.lock();
+        tables.map(|table| inner.tables.get(table).map_or(0, |t| t.changed_at))
     }
 
     /// Names of the tables that hold at least one object.
