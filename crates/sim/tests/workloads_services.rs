@@ -327,10 +327,7 @@ spec:
     let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
         Api::namespaced(as_pod, NAMESPACE);
     // It authenticates as the pod's ServiceAccount, which no Role lets read anything.
-    let refused = accounts
-        .get("reader")
-        .await
-        .expect_err("no RBAC allows it");
+    let refused = accounts.get("reader").await.expect_err("no RBAC allows it");
     let kube::Error::Api(status) = refused else {
         panic!("an API answer: {refused}");
     };
