@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{create_namespace, start_workloads};
+use common::{create_namespace, start_workloads, wait_deleted};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{ListParams, LogParams, PostParams};
@@ -245,13 +245,16 @@ async fn the_active_deadline_stops_a_job() {
     );
     let status = job.status.expect("status");
     assert_eq!((status.active, status.failed), (Some(0), Some(1)));
-    // The active pod was deleted (and its process stopped).
-    let pods = cluster.pods_of("slow").await;
-    assert!(
-        pods.is_empty(),
-        "pods left: {:?}",
-        pods.iter().map(|p| p.name_any()).collect::<Vec<_>>()
-    );
+    // The active pod was deleted: its process stopped, and, its grace period over, it goes away.
+    for pod in cluster.pods_of("slow").await {
+        assert!(
+            pod.metadata.deletion_timestamp.is_some(),
+            "{} is being deleted",
+            pod.name_any()
+        );
+        wait_deleted(&cluster.pods(), &pod.name_any()).await;
+    }
+    assert!(cluster.pods_of("slow").await.is_empty());
 }
 
 #[tokio::test]
