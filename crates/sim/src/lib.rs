@@ -26,6 +26,7 @@ pub mod admin;
 pub mod apiserver;
 pub mod cloud;
 pub mod metrics;
+mod private_file;
 mod simulator;
 pub mod workloads;
 

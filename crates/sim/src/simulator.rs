@@ -112,15 +112,7 @@ impl Simulator {
     /// Writes the management cluster's kubeconfig (HTTPS, admin token) to `path`, readable only by
     /// its owner since it holds a credential.
     pub fn write_kubeconfig(&self, path: &Path) -> anyhow::Result<()> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)?;
-        file.write_all(self.api.kubeconfig_yaml().as_bytes())?;
+        crate::private_file::write(path, self.api.kubeconfig_yaml().as_bytes())?;
         Ok(())
     }
 }

@@ -9,10 +9,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{create_namespace, init, start_workloads, wait_deleted, wait_for};
+use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, EvictParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::conditions;
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use testcluster_sim::apiserver::{ApiServer, ApiServerConfig};
@@ -259,12 +261,32 @@ async fn the_eviction_api_honours_the_disruption_budget() {
     pdbs.patch("db", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("relax the budget");
+    // Watched from before the eviction: the pod's shell dies at SIGTERM, so it may be gone before
+    // a GET could see it terminating.
+    let mut changes = watcher(
+        cluster.pods(),
+        watcher::Config::default().fields("metadata.name=db-0"),
+    )
+    .applied_objects()
+    .boxed();
+    common::within("the watch to start", changes.try_next())
+        .await
+        .expect("watch")
+        .expect("db-0");
     cluster
         .pods()
         .evict("db-0", &EvictParams::default())
         .await
         .expect("evicted");
-    let pod = cluster.pods().get("db-0").await.expect("terminating");
+    let pod = common::within("db-0 to be terminating", async {
+        loop {
+            let pod = changes.try_next().await.expect("watch").expect("db-0");
+            if pod.metadata.deletion_timestamp.is_some() {
+                return pod;
+            }
+        }
+    })
+    .await;
     assert!(pod.metadata.deletion_timestamp.is_some());
     let target = pod
         .status

@@ -8,8 +8,6 @@
 //! literally, which a local process cannot; it tries `$HOME/.kube/config` first, so the same server,
 //! CA and token are also written there as a kubeconfig (`HOME` is the pod directory).
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
@@ -122,22 +120,11 @@ pub async fn project(
     let kube_dir = pod_dir.join(".kube");
     let written = async {
         volumes::private_dir(volume_dir).await?;
-        write_private(&volume_dir.join("token"), token.as_bytes())?;
-        write_private(&volume_dir.join("ca.crt"), access.ca_pem.as_bytes())?;
-        write_private(&volume_dir.join("namespace"), namespace.as_bytes())?;
+        crate::private_file::write(&volume_dir.join("token"), token.as_bytes())?;
+        crate::private_file::write(&volume_dir.join("ca.crt"), access.ca_pem.as_bytes())?;
+        crate::private_file::write(&volume_dir.join("namespace"), namespace.as_bytes())?;
         volumes::private_dir(&kube_dir).await?;
-        write_private(&kube_dir.join("config"), kubeconfig.as_bytes())
+        crate::private_file::write(&kube_dir.join("config"), kubeconfig.as_bytes())
     };
     written.await.map_err(|e: std::io::Error| e.to_string())
-}
-
-/// Writes a file readable by the user only (replacing an earlier one, e.g. on a restart).
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(contents)
 }
