@@ -77,6 +77,8 @@ struct Seen {
 struct SeenState {
     present: HashSet<(String, String)>,
     ready_at: HashMap<(String, String), Instant>,
+    /// The objects of a relist in progress.
+    relisted: Option<HashSet<(String, String)>>,
 }
 
 impl Seen {
@@ -91,9 +93,17 @@ impl Seen {
             let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
             while let Some(event) = events.next().await {
                 match event {
-                    Ok(Event::Apply(o) | Event::InitApply(o)) => task.apply(&o),
+                    Ok(Event::Apply(o)) => task.apply(&o),
                     Ok(Event::Delete(o)) => task.delete(&o),
-                    Ok(Event::Init | Event::InitDone) => {}
+                    // A relist (after 410 Gone): what it does not list was deleted meanwhile.
+                    Ok(Event::Init) => task.state.lock().relisted = Some(HashSet::new()),
+                    Ok(Event::InitApply(o)) => {
+                        if let Some(relisted) = &mut task.state.lock().relisted {
+                            relisted.insert(Seen::key(&o));
+                        }
+                        task.apply(&o);
+                    }
+                    Ok(Event::InitDone) => task.relisted(),
                     Err(e) => eprintln!("watch: {e}"),
                 }
             }
@@ -132,6 +142,16 @@ impl Seen {
         let mut state = self.state.lock();
         state.present.remove(&key);
         state.ready_at.remove(&key);
+        drop(state);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    fn relisted(&self) {
+        let mut state = self.state.lock();
+        if let Some(relisted) = state.relisted.take() {
+            state.ready_at.retain(|key, _| relisted.contains(key));
+            state.present = relisted;
+        }
         drop(state);
         self.changes.send_modify(|n| *n += 1);
     }
