@@ -120,7 +120,10 @@ async fn reflection_serves_the_error_details_of_a_refused_request() {
         "spec": {"nodes": 1},
     })
     .to_string();
+    let authorization = format!("authorization: Bearer {}", env.suite.token());
     let output = run_buf_curl(&[
+        "-H",
+        &authorization,
         "--data",
         &request,
         &format!("{endpoint}/testcluster.v1.TestClusterService/CreateTestCluster"),

@@ -10,6 +10,7 @@ mod infra_failure;
 mod lifecycle;
 mod metrics;
 mod restarts;
+mod secrets;
 mod seed;
 mod tcctl_run;
 mod validation;

@@ -119,6 +119,8 @@ pub struct Suite {
     /// Stops the metrics servers when the suite goes.
     _metrics_stop: DropGuard,
     kubeconfig: PathBuf,
+    /// The static token the suite made for its user (see [`Suite::token`]).
+    token: String,
     sim: Simulator,
     _dir: tempfile::TempDir,
 }
@@ -141,6 +143,8 @@ impl Suite {
         setup::write_kubeconfig(&sim, &kubeconfig)?;
         let client = testcluster_service::kube_client(Some(&kubeconfig)).await?;
         setup::install(&client).await?;
+        let token = testcluster_auth::static_tokens::generate();
+        setup::install_auth(&client, &token).await?;
 
         let mut addresses = BTreeMap::new();
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -182,6 +186,7 @@ impl Suite {
             metrics,
             _metrics_stop: metrics_stop.drop_guard(),
             kubeconfig,
+            token,
             sim,
             _dir: dir,
         };
@@ -195,6 +200,12 @@ impl Suite {
     /// The broker's gRPC endpoint, such as `http://127.0.0.1:50051`.
     pub fn broker_endpoint(&self) -> String {
         self.endpoint(Component::Broker).unwrap_or_default()
+    }
+
+    /// The static token (named `tcctl-up`) the broker accepts from the suite's user: the one tenant
+    /// of the suite's policy, which may do anything. Secret: never log it.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// A service's gRPC endpoint (`None` for the runner, which serves none).

@@ -145,6 +145,11 @@ impl Processes {
                     .arg("--logview-endpoint")
                     .arg(format!("http://{logview}"))
                     .args(["--default-namespace", NAMESPACE])
+                    // The bench measures the lifecycle, not authentication: its broker is on
+                    // loopback and lets its one client in without a token.
+                    .arg("--allow-unauthenticated")
+                    // Nor per-caller rates: its one client stands for many CI jobs.
+                    .args(["--rate-per-caller", "0"])
                     .arg("--max-open-streams")
                     .arg(max_open_streams.to_string()),
             };
