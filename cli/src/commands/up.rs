@@ -53,6 +53,16 @@ pub async fn up(args: Box<UpArgs>, token_file: &Path) -> anyhow::Result<i32> {
         token_file.display()
     );
     println!("kubeconfig:    {kubeconfig}");
+    let certs = suite.certs();
+    println!(
+        "internal APIs: provisioner {}, logview {}: mutual TLS with the suite's CA {} (a client \
+         presents a certificate it signed, such as the broker's {} with key {})",
+        suite.endpoint(Component::Provisioner).unwrap_or_default(),
+        suite.endpoint(Component::Logview).unwrap_or_default(),
+        certs.ca.display(),
+        certs.broker.0.display(),
+        certs.broker.1.display()
+    );
     for component in Component::ALL {
         let name = format!("{component:?}").to_lowercase();
         println!("metrics:       {name:<12} {}", suite.metrics_url(component));

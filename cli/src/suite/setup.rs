@@ -77,6 +77,7 @@ tenants:
   - {staticToken: tcctl-up}
   namespaces: [\"*\"]
   credentials: true
+  seesUntenanted: true
 ";
 
 /// Creates the static tokens' Secret, holding the digest of `token` as [`LOCAL_TOKEN_NAME`], and the
@@ -147,6 +148,7 @@ pub fn service_future(
         Component::Provisioner => {
             let settings = testcluster_provisioner::Settings {
                 metadata_host: Some(suite.simulator().gke().metadata_host()),
+                tls: Some(suite.certs().server_files()),
                 ..testcluster_provisioner::Settings::default()
             };
             Box::pin(testcluster_provisioner::run(
@@ -164,7 +166,10 @@ pub fn service_future(
             stop,
         )),
         Component::Logview => {
-            let settings = testcluster_logview::Settings::default();
+            let settings = testcluster_logview::Settings {
+                tls: Some(suite.certs().server_files()),
+                ..testcluster_logview::Settings::default()
+            };
             Box::pin(testcluster_logview::run(
                 client,
                 needs_listener()?,
@@ -179,6 +184,7 @@ pub fn service_future(
                 logview_endpoint: logview,
                 default_namespace: NAMESPACE.to_owned(),
                 auth: broker_auth(),
+                internal_tls: suite.certs().broker_client(),
                 ..testcluster_broker::Settings::default()
             };
             Box::pin(testcluster_broker::run(

@@ -20,6 +20,8 @@
 //!   maxTTL: 4h
 //!   maxHold: 2h
 //!   credentials: true              # may fetch a test cluster's kubeconfig; default false
+//!   seesUntenanted: false          # also sees clusters made outside the API (kubectl) in its
+//!                                  # namespaces; default false
 //! ```
 //!
 //! A policy that does not parse is not taken: the one before it stays in force (and the error is
@@ -69,6 +71,10 @@ pub struct Tenant {
     pub max_hold: Option<Duration>,
     #[serde(default)]
     pub credentials: bool,
+    /// Also sees (and may act on) test clusters without a tenant, those created with kubectl
+    /// rather than through the API, in its namespaces.
+    #[serde(default)]
+    pub sees_untenanted: bool,
 }
 
 /// Who belongs to a tenant: every field given must match the caller.

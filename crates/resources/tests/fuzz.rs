@@ -73,12 +73,10 @@ fn spec() -> impl Strategy<Value = api::TestClusterSpec> {
             proptest::option::of(runner),
             proptest::collection::btree_map(text(), text(), 0..3),
         )
-            .prop_map(
-                |(runner, images_to_test)| api::JobSpec {
-                    runner,
-                    images_to_test,
-                },
-            ),
+            .prop_map(|(runner, images_to_test)| api::JobSpec {
+                runner,
+                images_to_test,
+            }),
     );
     (
         (

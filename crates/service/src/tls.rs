@@ -223,3 +223,88 @@ pub fn incoming(
     });
     ReceiverStream::new(receiver)
 }
+
+/// A server's TLS flags: `--tls-cert` and `--tls-key` for TLS, and `--tls-client-ca` for mutual
+/// TLS; plaintext only with `--plaintext`, and only on a loopback address.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ServerTlsArgs {
+    /// The server's certificate chain (PEM); re-read when it changes.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM); re-read when it changes.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that sign the clients' certificates: mutual TLS, clients without
+    /// one are refused. For internal APIs: the suite's CA.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve without TLS. Allowed on a loopback address only (development, `tcctl up`).
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub plaintext: bool,
+}
+
+impl ServerTlsArgs {
+    /// The files, when TLS is asked for.
+    pub fn files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+}
+
+/// What a suite service presents to another's internal API: the CA that signed the server's
+/// certificate, and its own certificate and key.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ClientTlsArgs {
+    /// CA certificate (PEM) of the internal APIs' server certificates; with it, those are reached
+    /// over TLS, presenting --client-cert.
+    #[arg(long, requires_all = ["client_cert", "client_key"])]
+    pub internal_ca: Option<PathBuf>,
+    /// This service's client certificate (PEM) for the internal APIs.
+    #[arg(long)]
+    pub client_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long)]
+    pub client_key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    /// tonic's client configuration, read now (a channel keeps it; a rotated client certificate
+    /// is used from the service's next start). `None`: plaintext.
+    pub fn config(&self) -> Result<Option<tonic::transport::ClientTlsConfig>, TlsError> {
+        let (Some(ca), Some(cert), Some(key)) =
+            (&self.internal_ca, &self.client_cert, &self.client_key)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?))
+                .identity(tonic::transport::Identity::from_pem(
+                    read(cert)?,
+                    read(key)?,
+                )),
+        ))
+    }
+}
+
+/// The server's TLS files from `args`, or `None` for plaintext: asked for with `--plaintext`, and
+/// refused unless `listen` is a loopback address.
+pub fn server_files(
+    args: &ServerTlsArgs,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<Option<TlsFiles>> {
+    match args.files() {
+        Some(files) => Ok(Some(files)),
+        None if args.plaintext && listen.ip().is_loopback() => Ok(None),
+        None if args.plaintext => anyhow::bail!(
+            "--plaintext: {listen} is not a loopback address; serve it with --tls-cert and --tls-key"
+        ),
+        None => anyhow::bail!(
+            "no TLS: give --tls-cert and --tls-key (and --tls-client-ca for mutual TLS), or \
+             --plaintext on a loopback address"
+        ),
+    }
+}

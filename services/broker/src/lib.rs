@@ -44,6 +44,7 @@ use testcluster_api::v1::test_cluster_service_server::TestClusterServiceServer;
 use testcluster_auth::AuthArgs;
 use testcluster_service::grpc::{Limits, RateLimit};
 use testcluster_service::metrics::Metrics;
+use testcluster_service::tls::ClientTlsArgs;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -125,6 +126,10 @@ pub struct Settings {
     /// Who may call, and what they may do.
     #[command(flatten)]
     pub auth: AuthArgs,
+
+    /// How the broker reaches the provisioner's and logview's internal APIs (mutual TLS).
+    #[command(flatten)]
+    pub internal_tls: ClientTlsArgs,
 }
 
 /// About the changes of a few hundred lifecycles: a few MiB at most, since the objects are shared
@@ -144,6 +149,7 @@ impl Default for Settings {
             provisioner_timeout: Duration::from_secs(5),
             watch_window: DEFAULT_WATCH_WINDOW,
             auth: AuthArgs::default(),
+            internal_tls: ClientTlsArgs::default(),
         }
     }
 }
@@ -170,9 +176,14 @@ pub async fn run(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let internal_tls = settings
+        .internal_tls
+        .config()
+        .context("the internal APIs' TLS files")?;
     let provisioner = provisioner::Provisioner::connect_lazy(
         &settings.provisioner_endpoint,
         settings.provisioner_timeout,
+        internal_tls.clone(),
     )
     .context("provisioner endpoint")?;
     let authenticator = settings.auth.build(&client, &shutdown)?;
@@ -188,6 +199,7 @@ pub async fn run(
             client: client.clone(),
             tenancy: tenancy.clone(),
         },
+        internal_tls,
         shutdown.clone(),
     )
     .context("logview endpoint")?;

@@ -14,7 +14,7 @@ use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::log_service_server::LogService;
 use testcluster_service::grpc::until_shutdown;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
 use crate::cache::ClusterCache;
@@ -42,9 +42,14 @@ impl LogProxy {
         endpoint: &str,
         default_namespace: String,
         access: Access,
+        tls: Option<ClientTlsConfig>,
         shutdown: CancellationToken,
     ) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(endpoint.to_owned())?.connect_lazy();
+        let mut endpoint = Endpoint::from_shared(endpoint.to_owned())?;
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        let channel = endpoint.connect_lazy();
         Ok(LogProxy {
             client: LogServiceClient::new(channel),
             default_namespace,

@@ -6,7 +6,8 @@
 //! - A create beyond a quota gets RESOURCE_EXHAUSTED with a `google.rpc.QuotaFailure` whose
 //!   violation's subject is the tenant and whose description names the quota.
 //! - A test cluster is the tenant's when its `clusters.ci.cilium.io/tenant` annotation (written by
-//!   the broker at create, reserved to it) names it. Others' clusters do not exist for the caller:
+//!   the broker at create, reserved to it) names it; one without (made with kubectl) is seen by
+//!   tenants with `seesUntenanted` only. Others' clusters do not exist for the caller:
 //!   NOT_FOUND, and List leaves them out, so a caller learns nothing of other tenants.
 //!
 //! Without a policy (`--policy-config-map` unset) every authenticated caller is unrestricted: a
@@ -111,7 +112,8 @@ impl Caller {
         match &self.grant {
             Grant::Unrestricted => true,
             Grant::Tenant(tenant) => {
-                tenant_of(object) == Some(tenant.name.as_str())
+                let owner = tenant_of(object);
+                (owner == Some(tenant.name.as_str()) || (owner.is_none() && tenant.sees_untenanted))
                     && tenant
                         .allows_namespace(object.metadata.namespace.as_deref().unwrap_or_default())
             }

@@ -438,6 +438,14 @@ async fn tenants_see_and_touch_only_their_own_clusters() {
     let env = start(auth, tenancy_setup).await;
     let [alice, bob, mallory] = TOKENS.map(|(_, token)| Some(token));
 
+    // A cluster made with kubectl has no tenant: no tenant here sees it (none has seesUntenanted).
+    Api::<TestClusterGKE>::namespaced(env.client.clone(), NAMESPACE)
+        .create(
+            &PostParams::default(),
+            &TestClusterGKE::new("by-kubectl", Default::default()),
+        )
+        .await
+        .expect("created with kubectl's rights");
     let a1 = env.create(alice, NAMESPACE, "a1", 1).await.expect("a1");
     let object = Api::<TestClusterGKE>::namespaced(env.client.clone(), NAMESPACE)
         .get("a1")

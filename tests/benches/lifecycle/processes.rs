@@ -131,11 +131,16 @@ impl Processes {
                 .arg("--metrics-listen")
                 .arg(metrics.to_string());
             match service {
+                // Plaintext on loopback: the bench measures the lifecycle, not TLS.
                 Service::Provisioner => command
+                    .arg("--plaintext")
                     .arg("--listen")
                     .arg(provisioner.to_string())
                     .args(["--metadata-host", metadata_host.as_str()]),
-                Service::Logview => command.arg("--listen").arg(logview.to_string()),
+                Service::Logview => command
+                    .arg("--plaintext")
+                    .arg("--listen")
+                    .arg(logview.to_string()),
                 Service::Runner => &mut command,
                 Service::Broker => command
                     .arg("--listen")

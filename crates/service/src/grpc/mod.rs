@@ -56,7 +56,7 @@ pub use limits::Limits;
 pub use rate::RateLimit;
 
 use crate::metrics::{GrpcMetrics, Metrics};
-use crate::tls::ReloadingConfig;
+use crate::tls::{ReloadingConfig, TlsFiles};
 
 /// The message of the UNAVAILABLE status that ends streams still open at shutdown. UNAVAILABLE
 /// tells a client to retry: against another replica, or this one once it is back.
@@ -110,6 +110,15 @@ impl GrpcServer {
     pub fn tls(mut self, config: Arc<ReloadingConfig>) -> Self {
         self.tls = Some(config);
         self
+    }
+
+    /// Serves over TLS from `files` when given (loaded now, so that unusable files fail the
+    /// start), in plaintext otherwise.
+    pub fn tls_files(self, files: Option<TlsFiles>) -> Result<Self, crate::tls::TlsError> {
+        Ok(match files {
+            Some(files) => self.tls(ReloadingConfig::load(files)?),
+            None => self,
+        })
     }
 
     /// Adds one of this server's services; health reports it SERVING while the server runs.
