@@ -11,6 +11,7 @@ mod infra_failure;
 mod lifecycle;
 mod metrics;
 mod restarts;
+mod secrets;
 mod seed;
 mod tcctl_run;
 mod validation;
