@@ -168,7 +168,7 @@ pub async fn follow(channel: Channel, created: &api::TestCluster) -> anyhow::Res
 fn is_terminal(phase: api::Phase) -> bool {
     matches!(
         phase,
-        api::Phase::Succeeded | api::Phase::Failed | api::Phase::Error
+        api::Phase::Succeeded | api::Phase::Failed | api::Phase::Error | api::Phase::Expired
     )
 }
 

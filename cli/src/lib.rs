@@ -12,6 +12,7 @@ pub mod args;
 pub mod commands;
 pub mod follow;
 pub mod output;
+pub mod private_file;
 pub mod request;
 pub mod suite;
 

@@ -5,9 +5,12 @@
 
 mod support;
 
+mod access;
 mod clients;
+mod github;
 mod infra_failure;
 mod lifecycle;
+mod lifetimes;
 mod metrics;
 mod restarts;
 mod seed;

@@ -163,7 +163,7 @@ impl Exposition {
 }
 
 /// GETs `path` from `address` over HTTP/1.1; returns the status line, the headers and the body.
-async fn get(address: &str, path: &str) -> (String, String, String) {
+pub(crate) async fn get(address: &str, path: &str) -> (String, String, String) {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(address).await?;
         let request =

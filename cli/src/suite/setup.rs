@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::{Component, NAMESPACE, Suite};
+use super::{Component, GITHUB_TOKEN_SECRET, NAMESPACE, SYSTEM_NAMESPACE, Suite};
 
 /// Writes the kubeconfig to a temporary name, then renames it into place, so whoever waits for the
 /// file finds a complete one.
@@ -58,6 +58,20 @@ pub async fn install(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Stores the runner's GitHub token in [`GITHUB_TOKEN_SECRET`] (key `token`), in the suite's own
+/// namespace.
+pub async fn store_github_token(client: &kube::Client, token: &str) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some(SYSTEM_NAMESPACE.to_owned());
+    create_if_missing(&namespaces, &namespace).await?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(GITHUB_TOKEN_SECRET.to_owned());
+    secret.string_data = Some([("token".to_owned(), token.to_owned())].into());
+    create_if_missing(&secrets, &secret).await
+}
+
 async fn create_if_missing<K>(api: &Api<K>, object: &K) -> anyhow::Result<()>
 where
     K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -88,6 +102,8 @@ pub fn service_future(
         Component::Provisioner => {
             let settings = testcluster_provisioner::Settings {
                 metadata_host: Some(suite.simulator().gke().metadata_host()),
+                lifetimes: suite.lifetimes,
+                record_retention: suite.record_retention,
                 ..testcluster_provisioner::Settings::default()
             };
             Box::pin(testcluster_provisioner::run(
@@ -100,7 +116,11 @@ pub fn service_future(
         }
         Component::Runner => Box::pin(testcluster_runner::run(
             client,
-            testcluster_runner::Settings::default(),
+            testcluster_runner::Settings {
+                lifetimes: suite.lifetimes,
+                github: suite.github_settings(),
+                ..testcluster_runner::Settings::default()
+            },
             metrics,
             stop,
         )),
@@ -119,6 +139,7 @@ pub fn service_future(
                 provisioner_endpoint: provisioner,
                 logview_endpoint: logview,
                 default_namespace: NAMESPACE.to_owned(),
+                lifetimes: suite.lifetimes.into(),
                 ..testcluster_broker::Settings::default()
             };
             Box::pin(testcluster_broker::run(

@@ -44,7 +44,8 @@ pub struct TestClusterGKEStatus {
     /// Where a human can read the job's logs.
     #[serde(default, rename = "logsURL", skip_serializing_if = "Option::is_none")]
     pub logs_url: Option<String>,
-    /// When the cluster will be deleted regardless of its job.
+    /// When the cluster's cloud resources go (or went): the TTL's end while the run is on, the
+    /// hold's end after a held failure, the run's end otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
 }
@@ -91,12 +92,17 @@ pub enum Phase {
     Error,
     /// The cluster and its cloud resources are being deleted.
     Deleting,
+    /// The cluster's TTL ended before its run did; its cloud resources are deleted.
+    Expired,
 }
 
 impl Phase {
     /// Whether the run is over (the cloud resources are then deleted).
     pub fn is_terminal(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Error)
+        matches!(
+            self,
+            Phase::Succeeded | Phase::Failed | Phase::Error | Phase::Expired
+        )
     }
 }
 
@@ -157,7 +163,7 @@ pub struct PhaseTimestamps {
     /// Entered Running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_time: Option<Time>,
-    /// Entered Succeeded, Failed or Error.
+    /// Entered Succeeded, Failed, Error or Expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_time: Option<Time>,
     /// Entered Deleting.

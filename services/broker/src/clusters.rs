@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::DeleteParams;
 use testcluster_api::v1 as api;
@@ -20,7 +21,9 @@ use crate::cache::ClusterCache;
 use crate::cache::version::version_of;
 use crate::provisioner::Provisioner;
 use crate::watch::{SnapshotStream, watch};
-use crate::{create, list, validate};
+use crate::{create, extend, list, validate};
+use testcluster_resources::convert::time::to_timestamp;
+use testcluster_resources::lifetime::Lifetimes;
 use testcluster_service::kube_errors::kube_status;
 
 /// How long a write waits for the informer to deliver it before answering anyway (a later read
@@ -34,6 +37,7 @@ pub struct Broker {
     cache: ClusterCache,
     provisioner: Provisioner,
     default_namespace: String,
+    lifetimes: Lifetimes,
     /// Cancelled when the server shuts down: open watches then end with UNAVAILABLE, so that the
     /// graceful shutdown does not wait for them (a jobless Ready cluster's watch never ends).
     shutdown: CancellationToken,
@@ -45,6 +49,7 @@ impl Broker {
         cache: ClusterCache,
         provisioner: Provisioner,
         default_namespace: String,
+        lifetimes: Lifetimes,
         shutdown: CancellationToken,
     ) -> Self {
         Broker {
@@ -52,6 +57,7 @@ impl Broker {
             cache,
             provisioner,
             default_namespace,
+            lifetimes,
             shutdown,
         }
     }
@@ -202,6 +208,43 @@ impl TestClusterService for Broker {
         tracing::info!(namespace = %test_cluster.namespace, name = %test_cluster.name, "test cluster deletion requested");
         Ok(Response::new(api::DeleteTestClusterResponse {
             test_cluster: Some(test_cluster),
+        }))
+    }
+
+    async fn extend_test_cluster(
+        &self,
+        request: Request<api::ExtendTestClusterRequest>,
+    ) -> Result<Response<api::ExtendTestClusterResponse>, Status> {
+        let request = request.into_inner();
+        let clusters = self.object_api(&request.namespace, &request.name)?;
+        let by = extend::check_by(request.by)?;
+        let (written, until) =
+            extend::extend(&clusters, &self.lifetimes, &request.name, by).await?;
+        if let Some(version) = version_of(&written) {
+            self.cache.wait_seen(version, WRITE_VISIBLE_WAIT).await;
+        }
+        Ok(Response::new(api::ExtendTestClusterResponse {
+            expire_time: Some(to_timestamp(&Time(until))),
+            test_cluster: Some(to_test_cluster(&written)),
+        }))
+    }
+
+    async fn get_test_cluster_credentials(
+        &self,
+        request: Request<api::GetTestClusterCredentialsRequest>,
+    ) -> Result<Response<api::GetTestClusterCredentialsResponse>, Status> {
+        let request = request.into_inner();
+        let namespace = self.namespace(&request.namespace).to_owned();
+        validate::check_object_ref(&namespace, &request.name)?;
+        let access = self
+            .provisioner
+            .cluster_access(&namespace, &request.name)
+            .await?;
+        // Who got credentials is worth a log line; the credentials never are.
+        tracing::info!(%namespace, name = %request.name, cluster = %access.cluster_name, "handed out test cluster credentials");
+        Ok(Response::new(api::GetTestClusterCredentialsResponse {
+            kubeconfig: access.kubeconfig,
+            expire_time: access.expire_time,
         }))
     }
 }

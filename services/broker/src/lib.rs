@@ -13,6 +13,8 @@
 //!   neither buffers without limit nor holds up the others. A cache miss is checked with the API
 //!   server before NOT_FOUND, and a write returns once the informer has it, so a client reads its
 //!   own writes.
+//!   `ExtendTestCluster` (`extend`) moves a TTL's or hold's end; `GetTestClusterCredentials` hands
+//!   out the kubeconfig the provisioner mints for one test cluster (never logged).
 //! - [`LogService`](testcluster_api::v1::log_service_server::LogService) (`logs`): passed through
 //!   to logview, so CI needs one endpoint.
 //!
@@ -24,6 +26,7 @@
 mod cache;
 mod clusters;
 mod create;
+mod extend;
 mod list;
 mod logs;
 mod names;
@@ -103,6 +106,10 @@ pub struct Settings {
         default_value_t = DEFAULT_WATCH_WINDOW
     )]
     pub watch_window: usize,
+
+    /// TTL and hold limits, which `ExtendTestCluster` extends up to.
+    #[command(flatten)]
+    pub lifetimes: testcluster_service::cli::LifetimeArgs,
 }
 
 /// About the changes of a few hundred lifecycles: a few MiB at most, since the objects are shared
@@ -119,6 +126,7 @@ impl Default for Settings {
             max_open_streams: 16_384,
             provisioner_timeout: Duration::from_secs(5),
             watch_window: DEFAULT_WATCH_WINDOW,
+            lifetimes: Default::default(),
         }
     }
 }
@@ -162,6 +170,7 @@ pub async fn run(
         cache,
         provisioner,
         settings.default_namespace.clone(),
+        settings.lifetimes.lifetimes(),
         shutdown.clone(),
     );
 

@@ -53,11 +53,19 @@ pub struct Settings {
     /// after that the run ends in phase Error, code `ProvisioningTimeout` (and its cloud resources
     /// are deleted).
     pub provision_timeout: Duration,
+    /// How long a finished run's TestClusterGKE (with its Job and pods) is kept as its record,
+    /// from the run's end; then it is deleted.
+    pub record_retention: Duration,
+    /// TTLs and holds: `status.expiresAt` is computed and enforced with them.
+    pub lifetimes: testcluster_resources::lifetime::Lifetimes,
 }
 
 /// Default of [`Settings::provision_timeout`]: GKE creates a cluster in minutes, but a stockout can
 /// take more than half an hour to surface as an error.
 pub const DEFAULT_PROVISION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Default of [`Settings::record_retention`]: a week, long enough to look into last week's runs.
+pub const DEFAULT_RECORD_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -67,6 +75,8 @@ impl Default for Settings {
             metadata_host: None,
             token_expiration: Duration::from_secs(2 * 60 * 60),
             provision_timeout: DEFAULT_PROVISION_TIMEOUT,
+            lifetimes: Default::default(),
+            record_retention: DEFAULT_RECORD_RETENTION,
         }
     }
 }

@@ -54,6 +54,17 @@ struct Cli {
         value_parser = humantime::parse_duration
     )]
     provision_timeout: Duration,
+    /// How long a finished run's TestClusterGKE, Job and pods are kept as its record, from the
+    /// run's end, before they are deleted: seconds, or a number with s, m, h or d.
+    #[arg(
+        long,
+        env = "TESTCLUSTER_PROVISIONER_RECORD_RETENTION",
+        default_value = "7d",
+        value_parser = humantime::parse_duration
+    )]
+    record_retention: Duration,
+    #[command(flatten)]
+    lifetimes: testcluster_service::cli::LifetimeArgs,
 }
 
 const ENV: CommonEnv = CommonEnv {
@@ -78,6 +89,8 @@ async fn main() -> anyhow::Result<()> {
         metadata_host: cli.metadata_host,
         token_expiration: cli.token_expiration,
         provision_timeout: cli.provision_timeout,
+        lifetimes: cli.lifetimes.lifetimes(),
+        record_retention: cli.record_retention,
     };
     testcluster_provisioner::run(client, listener, settings, metrics, shutdown).await
 }

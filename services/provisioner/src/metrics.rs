@@ -17,6 +17,7 @@ pub fn lifecycle(tc: &TestClusterGKE) -> Option<Lifecycle> {
         Some(Phase::Succeeded) => "Succeeded",
         Some(Phase::Failed) => "Failed",
         Some(Phase::Error) => "Error",
+        Some(Phase::Expired) => "Expired",
         _ => "Finished",
     };
     let entered: Vec<_> = [

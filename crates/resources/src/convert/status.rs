@@ -114,6 +114,7 @@ impl From<Phase> for api::Phase {
             Phase::Failed => api::Phase::Failed,
             Phase::Error => api::Phase::Error,
             Phase::Deleting => api::Phase::Deleting,
+            Phase::Expired => api::Phase::Expired,
         }
     }
 }
@@ -130,6 +131,7 @@ pub fn phase_from_api(phase: api::Phase) -> Option<Phase> {
         api::Phase::Failed => Some(Phase::Failed),
         api::Phase::Error => Some(Phase::Error),
         api::Phase::Deleting => Some(Phase::Deleting),
+        api::Phase::Expired => Some(Phase::Expired),
     }
 }
 
@@ -209,6 +211,7 @@ mod tests {
             Phase::Failed,
             Phase::Error,
             Phase::Deleting,
+            Phase::Expired,
         ] {
             assert_eq!(phase_from_api(api::Phase::from(phase)), Some(phase));
         }

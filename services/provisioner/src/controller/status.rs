@@ -21,6 +21,7 @@ use testcluster_resources::{
 };
 
 use super::error::Error;
+use super::expiry;
 use super::{Context, FIELD_MANAGER};
 
 /// The fields of `status` the provisioner owns.
@@ -43,6 +44,9 @@ pub(super) struct ProvisionerStatus {
     pub observed_generation: Option<i64>,
     #[serde(skip_serializing_if = "is_empty")]
     pub phase_timestamps: PhaseTimestamps,
+    /// Computed by [`write_status`] from the phase and its times (`lifetime::Lifetimes::expiry`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
 }
 
 fn is_empty(times: &PhaseTimestamps) -> bool {
@@ -61,6 +65,7 @@ impl ProvisionerStatus {
             error: status.error.clone(),
             observed_generation: status.observed_generation,
             phase_timestamps: status.phase_timestamps.clone().unwrap_or_default(),
+            expires_at: status.expires_at.clone(),
         }
     }
 
@@ -82,9 +87,12 @@ pub(super) async fn write_status(
     desired: &ProvisionerStatus,
 ) -> Result<bool, Error> {
     let current = ProvisionerStatus::from_current(&tc.status.clone().unwrap_or_default());
+    let mut desired = desired.clone();
+    let expiry = expiry::of(tc, &context.settings.lifetimes, &desired);
+    desired.expires_at = expiry.map(|expiry| Time(expiry.at));
     // Compare encoded forms: times are written with second precision, so a value straight from
     // another object may differ from its own round trip, which would otherwise write forever.
-    if serde_json::to_value(&current)? == serde_json::to_value(desired)? {
+    if serde_json::to_value(&current)? == serde_json::to_value(&desired)? {
         return Ok(false);
     }
     let namespace = tc.namespace().ok_or(Error::NoNamespace)?;
@@ -94,7 +102,7 @@ pub(super) async fn write_status(
         "apiVersion": format!("{GROUP}/{VERSION}"),
         "kind": KIND,
         "metadata": {"name": name, "resourceVersion": tc.meta().resource_version},
-        "status": desired,
+        "status": &desired,
     });
     api.patch_status(
         &name,
@@ -106,6 +114,9 @@ pub(super) async fn write_status(
         &testcluster_resources::metadata::object_key(tc),
         tc.resource_version().as_deref(),
     );
+    if let Some(expiry) = expiry {
+        expiry::publish_change(tc, context, &current, &desired, expiry).await;
+    }
     Ok(true)
 }
 

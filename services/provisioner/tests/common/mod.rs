@@ -80,6 +80,8 @@ impl Env {
             metadata_host: Some(self.sim.gke().metadata_host()),
             token_expiration: Duration::from_secs(600),
             provision_timeout: Duration::from_secs(600),
+            lifetimes: Default::default(),
+            record_retention: testcluster_provisioner::DEFAULT_RECORD_RETENTION,
         }
     }
 
