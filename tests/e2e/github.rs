@@ -335,12 +335,7 @@ async fn run_while_github_is(mode: Mode, name: &str, sha: &str) {
             pair("success", "Job succeeded (exit code 0)".to_owned()),
         ]
     );
-    let url = env.suite.metrics_url(Component::Runner);
-    let address = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .expect("an http URL ending in /metrics");
-    let (_, _, metrics) = crate::metrics::get(address, "/metrics").await;
+    let metrics = crate::metrics::metrics_text(&env, Component::Runner).await;
     assert!(
         metrics.contains("testcluster_github_status_requests_total{result=\"retried\"}"),
         "{metrics}"

@@ -142,6 +142,24 @@ async fn a_held_failed_run_keeps_its_cluster_until_the_extended_hold_ends() {
         inventory.all()
     );
 
+    // A person can get in while it is held.
+    let credentials = env
+        .broker()
+        .get_test_cluster_credentials(api::GetTestClusterCredentialsRequest {
+            namespace: NAMESPACE.to_owned(),
+            name: created.name.clone(),
+        })
+        .await
+        .expect("credentials for a held cluster")
+        .into_inner();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let kubeconfig = dir.path().join("held.kubeconfig");
+    tcctl::private_file::write(&kubeconfig, credentials.kubeconfig.as_bytes()).expect("write");
+    let (ok, nodes, errors) =
+        crate::access::kubectl(&kubeconfig, &["get", "nodes", "-o", "name"]).await;
+    assert!(ok, "{errors}");
+    assert_eq!(nodes.lines().count(), 1, "{nodes}");
+
     // An extension moves the end by exactly what was asked.
     let extended = env
         .broker()
@@ -307,6 +325,20 @@ async fn a_run_record_past_its_retention_goes_with_its_job_and_pods() {
     until_deleted(records, &created.name, &record.uid().unwrap_or_default()).await;
     until_deleted(jobs, &job_status.name, &job.uid().unwrap_or_default()).await;
     until_deleted(pods, &job_status.pod, &pod.uid().unwrap_or_default()).await;
+
+    // The metrics summarised it (by now every reconcile of the run is done): the run by outcome
+    // and template, the time in each phase.
+    let metrics = crate::metrics::metrics_text(&env, tcctl::suite::Component::Provisioner).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "testcluster_runs_total{outcome=\"Succeeded\",template=\"basic\"} 1"),
+        "{metrics}"
+    );
+    for phase in ["Pending", "Provisioning", "Ready", "Running"] {
+        let count = format!("testcluster_phase_duration_seconds_count{{phase=\"{phase}\"}} 1");
+        assert!(metrics.lines().any(|l| l == count), "{count} in {metrics}");
+    }
 }
 
 /// Waits until the object `name` with `uid` is gone.

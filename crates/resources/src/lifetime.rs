@@ -102,6 +102,10 @@ fn plus(at: Timestamp, duration: Duration) -> Timestamp {
     at.checked_add(duration).unwrap_or(Timestamp::MAX)
 }
 
+fn whole_seconds(at: Timestamp) -> Timestamp {
+    Timestamp::from_second(at.as_second()).unwrap_or(at)
+}
+
 fn requested(text: Option<&str>) -> Option<Duration> {
     text.and_then(|text| parse_duration(text).ok())
 }
@@ -143,18 +147,20 @@ impl Lifetimes {
         let created = tc.metadata.creation_timestamp.as_ref()?.0;
         let finished = times.finish_time.as_ref().map(|t| t.0);
         let hold = self.hold(&tc.spec);
-        let (base, limit, bound) = match (phase, finished) {
-            (Some(Phase::Failed), Some(end)) if !hold.is_zero() => {
+        // A run's end without its time (written by hand, say) counts from the creation.
+        let end = finished.unwrap_or(created);
+        let (base, limit, bound) = match phase {
+            Some(Phase::Failed) if !hold.is_zero() => {
                 (plus(end, hold), plus(end, self.max_hold), Bound::Hold)
             }
-            (Some(phase), Some(end)) if phase.is_terminal() => (end, end, Bound::RunEnded),
-            (Some(Phase::Deleting), _) => {
-                let end = times
+            Some(phase) if phase.is_terminal() => (end, end, Bound::RunEnded),
+            Some(Phase::Deleting) => {
+                let deleted = times
                     .deleting_time
                     .as_ref()
                     .map_or(created, |t| t.0)
                     .min(finished.unwrap_or(Timestamp::MAX));
-                (end, end, Bound::RunEnded)
+                (deleted, deleted, Bound::RunEnded)
             }
             _ => (
                 plus(created, self.ttl(&tc.spec)),
@@ -170,7 +176,13 @@ impl Lifetimes {
             (Bound::Ttl | Bound::Hold, Some(until)) => base.max(until).min(limit),
             _ => base,
         };
-        Some(Expiry { at, bound, limit })
+        // Whole seconds, as `status.expiresAt` has them, so that the status, the Events and an
+        // extension's answer all name the same time.
+        Some(Expiry {
+            at: whole_seconds(at),
+            bound,
+            limit: whole_seconds(limit),
+        })
     }
 }
 
@@ -321,6 +333,12 @@ mod tests {
             &finished_at(60),
         );
         assert_eq!(unheld.map(|e| e.bound), Some(Bound::RunEnded));
+        // An end without its time still ends the run (from the creation).
+        let untimed = lifetimes.expiry(&held, Some(Phase::Succeeded), &none);
+        assert_eq!(
+            untimed.map(|e| (e.at, e.bound)),
+            Some((at(0), Bound::RunEnded))
+        );
         assert_eq!(
             ready.map(|e| e.remaining(hour(1))),
             Some(Duration::from_secs(HOUR))

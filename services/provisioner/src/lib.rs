@@ -101,13 +101,22 @@ pub async fn run(
         ProvisionerServiceServer::new(grpc::ProvisionerApi::new(access.clone())),
     );
     let controller_metrics = metrics.controller("provisioner");
+    let runs = metrics::Runs::register(&metrics);
     // A child token: one half failing stops the other without cancelling the caller's token,
     // which may be shared with other services (`tcctl up`).
     let stop = shutdown.child_token();
     let controller = {
         let stop = stop.clone();
         async move {
-            controller::run(client, settings, access, controller_metrics, stop.clone()).await;
+            controller::run(
+                client,
+                settings,
+                access,
+                controller_metrics,
+                runs,
+                stop.clone(),
+            )
+            .await;
             stop.cancel();
         }
     };

@@ -100,6 +100,8 @@ pub struct Context {
     writes: OwnWrites,
     /// This process's status writes that the watch may not show yet.
     status_writes: PendingWrites,
+    /// Finished runs by outcome and template.
+    runs: crate::metrics::Runs,
 }
 
 impl Context {
@@ -108,6 +110,7 @@ impl Context {
         settings: Arc<Settings>,
         access: Arc<AccessIssuer>,
         owned: OwnedStores,
+        runs: crate::metrics::Runs,
     ) -> Context {
         let recorder = Recorder::new(
             client.clone(),
@@ -125,6 +128,7 @@ impl Context {
             owned,
             writes: OwnWrites::default(),
             status_writes: PendingWrites::default(),
+            runs,
         }
     }
 
@@ -205,6 +209,7 @@ pub async fn run(
     settings: Arc<Settings>,
     access: Arc<AccessIssuer>,
     metrics: testcluster_service::metrics::ControllerMetrics,
+    runs: crate::metrics::Runs,
     shutdown: CancellationToken,
 ) {
     // The test clusters' store, without managed fields (never read here, and a good part of an
@@ -237,6 +242,7 @@ pub async fn run(
         settings,
         access,
         OwnedStores::new(stores),
+        runs,
     ));
     let backoffs = context.clone();
     controller

@@ -114,6 +114,11 @@ pub(super) async fn write_status(
         &testcluster_resources::metadata::object_key(tc),
         tc.resource_version().as_deref(),
     );
+    if current.phase != desired.phase
+        && let Some(phase) = desired.phase.filter(|p| p.is_terminal())
+    {
+        context.runs.finished(tc, phase);
+    }
     if let Some(expiry) = expiry {
         expiry::publish_change(tc, context, &current, &desired, expiry).await;
     }

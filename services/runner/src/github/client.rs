@@ -37,6 +37,8 @@ pub struct GitHubApi {
 
 impl GitHubApi {
     pub fn new(base: &str, timeout: Duration) -> anyhow::Result<GitHubApi> {
+        // reqwest is built without a provider of its own: the process's ring one.
+        testcluster_service::install_crypto();
         let base = Url::parse(base).map_err(|e| anyhow::anyhow!("GitHub API URL {base:?}: {e}"))?;
         let http = reqwest::Client::builder()
             .timeout(timeout)

@@ -149,3 +149,36 @@ pub fn app_jwt(
         &key,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key made for this test only (`openssl genrsa -traditional 2048`), in the PKCS#1 PEM a
+    /// GitHub App's private key comes in.
+    const PRIVATE_KEY: &str = include_str!("../../testdata/github-app-test-key.pem");
+    const PUBLIC_KEY: &str = include_str!("../../testdata/github-app-test-key.pub.pem");
+
+    #[derive(Deserialize)]
+    struct Read {
+        iat: u64,
+        exp: u64,
+        iss: String,
+    }
+
+    #[test]
+    fn the_app_jwt_is_rs256_signed_and_issued_by_the_app() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let jwt = app_jwt("12345", PRIVATE_KEY, now).expect("signed");
+        let key = jsonwebtoken::DecodingKey::from_rsa_pem(PUBLIC_KEY.as_bytes()).expect("key");
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        // The token is from a fixed past instant: check the signature and claims, not the clock.
+        validation.validate_exp = false;
+        validation.set_required_spec_claims(&["iss"]);
+        let read = jsonwebtoken::decode::<Read>(&jwt, &key, &validation).expect("verified");
+        assert_eq!(read.claims.iss, "12345");
+        assert_eq!(read.claims.iat, 1_000_000 - 60);
+        assert_eq!(read.claims.exp, 1_000_000 + 9 * 60);
+        assert!(app_jwt("12345", "not a key", now).is_err());
+    }
+}
