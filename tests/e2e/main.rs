@@ -7,6 +7,7 @@ mod support;
 
 mod access;
 mod clients;
+mod deployed;
 mod github;
 mod infra_failure;
 mod lifecycle;
