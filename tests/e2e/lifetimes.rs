@@ -308,6 +308,17 @@ async fn a_run_record_past_its_retention_goes_with_its_job_and_pods() {
         "{entries:?}"
     );
     assert_eq!(status.location, "europe-west2-b");
+    let record = status.record.clone().expect("the run's record");
+    assert_eq!(record.template, "basic");
+    let phases: Vec<&str> = record.phase_seconds.keys().map(String::as_str).collect();
+    assert_eq!(phases, ["Pending", "Provisioning", "Ready", "Running"]);
+    let seconds_between = |from: Option<pbjson_types::Timestamp>, to| {
+        time_of(to).as_second() - time_of(from).as_second()
+    };
+    assert_eq!(
+        record.phase_seconds["Running"],
+        seconds_between(times.running_time, times.finish_time)
+    );
     let job_status = status.job.clone().expect("job");
     assert_eq!(
         (job_status.exit_code, job_status.reason.as_str()),

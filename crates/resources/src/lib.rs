@@ -30,4 +30,6 @@ pub mod status;
 pub mod validation;
 
 pub use spec::{JobRunnerSpec, JobSpec, TestClusterGKE, TestClusterGKESpec};
-pub use status::{Condition, ErrorStatus, JobStatus, Phase, PhaseTimestamps, TestClusterGKEStatus};
+pub use status::{
+    Condition, ErrorStatus, JobStatus, Phase, PhaseTimestamps, RunRecord, TestClusterGKEStatus,
+};

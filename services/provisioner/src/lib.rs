@@ -5,7 +5,9 @@
 //!
 //! - [`controller`] watches `TestClusterGKE` objects (and the Config Connector objects they own)
 //!   and drives each through Pending → Provisioning → Ready, tearing the cloud resources down once
-//!   the run is over or the object is deleted. The contract with the other services is
+//!   the run is over or the object is deleted. It writes and enforces `status.expiresAt` (the TTL
+//!   ends a run in phase Expired; a failed run's hold keeps its cluster), and deletes a finished
+//!   run's record after the retention. The contract with the other services is
 //!   `docs/lifecycle.md`.
 //! - [`template`] renders a named template (`basic`) into Config Connector objects.
 //! - [`readiness`] folds those objects' conditions into the `Ready` condition; the phase follows
@@ -15,7 +17,8 @@
 //!   provisioner's templates, for `ValidateSpec` and for objects applied with kubectl.
 //! - [`access`] gives a kubeconfig that reaches one test cluster only.
 //! - [`grpc`] serves `testcluster.internal.v1.ProvisionerService` over those.
-//! - [`metrics`] reads an object's phase history for the lifecycle phase durations.
+//! - [`metrics`] reads an object's phase history for the lifecycle phase durations, and counts
+//!   finished runs by outcome and template.
 //!
 //! [`run`] starts the controller and the gRPC server together and stops both on shutdown.
 

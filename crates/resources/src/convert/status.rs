@@ -59,6 +59,11 @@ pub fn status_to_api(status: &TestClusterGKEStatus) -> api::TestClusterStatus {
         phase_timestamps: status.phase_timestamps.as_ref().map(timestamps_to_api),
         logs_url: status.logs_url.clone().unwrap_or_default(),
         expire_time: status.expires_at.as_ref().map(to_timestamp),
+        record: status.record.as_ref().map(|record| api::RunRecord {
+            template: record.template.clone(),
+            kubernetes_version: record.kubernetes_version.clone().unwrap_or_default(),
+            phase_seconds: record.phase_seconds.clone(),
+        }),
     }
 }
 

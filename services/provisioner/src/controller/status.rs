@@ -17,7 +17,7 @@ use serde_json::json;
 use testcluster_resources::lifecycle::{self, Facts};
 use testcluster_resources::metadata::{GROUP, KIND, VERSION};
 use testcluster_resources::{
-    Condition, ErrorStatus, Phase, PhaseTimestamps, TestClusterGKE, TestClusterGKEStatus,
+    Condition, ErrorStatus, Phase, PhaseTimestamps, RunRecord, TestClusterGKE, TestClusterGKEStatus,
 };
 
 use super::error::Error;
@@ -47,6 +47,9 @@ pub(super) struct ProvisionerStatus {
     /// Computed by [`write_status`] from the phase and its times (`lifetime::Lifetimes::expiry`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
+    /// Written once, with the write that ends the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<RunRecord>,
 }
 
 fn is_empty(times: &PhaseTimestamps) -> bool {
@@ -66,6 +69,7 @@ impl ProvisionerStatus {
             observed_generation: status.observed_generation,
             phase_timestamps: status.phase_timestamps.clone().unwrap_or_default(),
             expires_at: status.expires_at.clone(),
+            record: status.record.clone(),
         }
     }
 
@@ -89,6 +93,9 @@ pub(super) async fn write_status(
     let current = ProvisionerStatus::from_current(&tc.status.clone().unwrap_or_default());
     let mut desired = desired.clone();
     let expiry = expiry::of(tc, &context.settings.lifetimes, &desired);
+    if desired.record.is_none() && desired.phase.is_some_and(Phase::is_terminal) {
+        desired.record = Some(RunRecord::of(&tc.spec, &desired.phase_timestamps));
+    }
     desired.expires_at = expiry.map(|expiry| Time(expiry.at));
     // Compare encoded forms: times are written with second precision, so a value straight from
     // another object may differ from its own round trip, which would otherwise write forever.
