@@ -70,6 +70,12 @@ pub enum Command {
     Logs(LogsArgs),
     /// Delete a test cluster (its cloud resources go with it).
     Delete(NameArgs),
+    /// Keep a test cluster longer: move the end of its TTL (or, after a failed run with
+    /// --hold-on-failure, of its hold) later, up to the operator's maximum.
+    Extend(ExtendArgs),
+    /// Write a short-lived kubeconfig for the test cluster itself (mode 0600), for a cluster
+    /// without a job or a failed run's held one: `KUBECONFIG=NAME.kubeconfig kubectl get nodes`.
+    Kubeconfig(KubeconfigArgs),
     /// Run the whole suite on this machine: the simulator and all four services, until Ctrl-C.
     /// Faults can be on from the start (`--stockout europe-west2-b`) or changed while it runs
     /// (`tcctl faults`).
@@ -126,6 +132,20 @@ pub struct RunArgs {
     #[arg(long)]
     pub kubernetes_version: Option<String>,
 
+    /// Longest life of the test cluster, such as 2h [default: the operator's, 3h].
+    #[arg(long)]
+    pub ttl: Option<String>,
+
+    /// Keep the cluster this long after a failed job, such as 30m, to get in with
+    /// `tcctl kubeconfig` [default: no hold].
+    #[arg(long)]
+    pub hold_on_failure: Option<String>,
+
+    /// How long the job may run before it fails with DeadlineExceeded, such as 45m
+    /// [default: the operator's, 1h].
+    #[arg(long)]
+    pub deadline: Option<String>,
+
     /// Image of the job's runner container [default with a command: bitnami/kubectl:latest].
     #[arg(long, env = "TESTCLUSTER_IMAGE")]
     pub image: Option<String>,
@@ -164,6 +184,28 @@ pub struct RunArgs {
 pub struct NameArgs {
     /// Name of the test cluster.
     pub name: String,
+}
+
+/// `tcctl extend`.
+#[derive(Debug, Args)]
+pub struct ExtendArgs {
+    /// Name of the test cluster.
+    pub name: String,
+
+    /// How much longer, such as 30m or 2h.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub by: std::time::Duration,
+}
+
+/// `tcctl kubeconfig`.
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// Name of the test cluster.
+    pub name: String,
+
+    /// Where to write it [default: NAME.kubeconfig in the current directory]; `-` prints it.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
 }
 
 /// `tcctl get`.
@@ -229,6 +271,28 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub sim: testcluster_sim::admin::SimFlags,
+
+    /// GitHub API for commit statuses of runs whose request carries GitHub metadata, such as a
+    /// local test server (http://127.0.0.1:8080) or https://api.github.com. Needs --github-token.
+    #[arg(long, env = "TESTCLUSTER_GITHUB_API_URL", requires = "github_token")]
+    pub github_api_url: Option<String>,
+
+    /// Token for --github-api-url (stored in the Secret testcluster-system/github-token).
+    #[arg(
+        long,
+        env = "TESTCLUSTER_GITHUB_TOKEN",
+        hide_env_values = true,
+        requires = "github_api_url"
+    )]
+    pub github_token: Option<String>,
+
+    /// How long finished runs (TestClusterGKE, Job, pods) are kept as records, such as 10m.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    pub record_retention: std::time::Duration,
+
+    /// TTLs, holds and job deadlines of the suite's test clusters (try --default-ttl 2m).
+    #[command(flatten)]
+    pub lifetimes: testcluster_service::cli::LifetimeArgs,
 }
 
 /// `tcctl faults`.

@@ -171,7 +171,7 @@ pub async fn follow(
 fn is_terminal(phase: api::Phase) -> bool {
     matches!(
         phase,
-        api::Phase::Succeeded | api::Phase::Failed | api::Phase::Error
+        api::Phase::Succeeded | api::Phase::Failed | api::Phase::Error | api::Phase::Expired
     )
 }
 

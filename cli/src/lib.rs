@@ -14,6 +14,7 @@ pub mod commands;
 pub mod credentials;
 pub mod follow;
 pub mod output;
+pub mod private_file;
 pub mod request;
 pub mod suite;
 

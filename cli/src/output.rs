@@ -27,6 +27,7 @@ pub fn phase_name(phase: i32) -> &'static str {
         api::Phase::Failed => "Failed",
         api::Phase::Error => "Error",
         api::Phase::Deleting => "Deleting",
+        api::Phase::Expired => "Expired",
     }
 }
 

@@ -75,6 +75,8 @@ fn apply_flags(args: &RunArgs, request: &mut api::CreateTestClusterRequest) -> a
         (&args.location, &mut spec.location),
         (&args.region, &mut spec.region),
         (&args.kubernetes_version, &mut spec.kubernetes_version),
+        (&args.ttl, &mut spec.ttl),
+        (&args.hold_on_failure, &mut spec.hold_on_failure),
     ];
     for (flag, field) in overrides {
         if flag.is_some() {
@@ -115,6 +117,11 @@ fn apply_flags(args: &RunArgs, request: &mut api::CreateTestClusterRequest) -> a
                 value_from: None,
             });
         }
+    }
+    if args.deadline.is_some()
+        && let Some(job) = spec.job_spec.as_mut()
+    {
+        job.deadline.clone_from(&args.deadline);
     }
     if let Some(path) = &args.init_manifest {
         request.init_manifest = Some(

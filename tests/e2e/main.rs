@@ -5,10 +5,13 @@
 
 mod support;
 
+mod access;
 mod clients;
 mod deployed;
+mod github;
 mod infra_failure;
 mod lifecycle;
+mod lifetimes;
 mod metrics;
 mod restarts;
 mod secrets;

@@ -182,12 +182,22 @@ async fn get(address: &str, path: &str) -> (String, String, String) {
     (status.to_owned(), headers.to_lowercase(), body.to_owned())
 }
 
-async fn scrape(env: &crate::support::Env, component: Component) -> Exposition {
+/// The `host:port` of `component`'s metrics server.
+fn metrics_address(env: &crate::support::Env, component: Component) -> String {
     let url = env.suite.metrics_url(component);
-    let address = url
-        .strip_prefix("http://")
+    url.strip_prefix("http://")
         .and_then(|rest| rest.strip_suffix("/metrics"))
-        .expect("an http URL ending in /metrics");
+        .expect("an http URL ending in /metrics")
+        .to_owned()
+}
+
+/// `component`'s metrics as Prometheus text.
+pub(crate) async fn metrics_text(env: &crate::support::Env, component: Component) -> String {
+    get(&metrics_address(env, component), "/metrics").await.2
+}
+
+async fn scrape(env: &crate::support::Env, component: Component) -> Exposition {
+    let address = &metrics_address(env, component);
     let (status, _, body) = get(address, "/healthz").await;
     assert_eq!(status, "HTTP/1.1 200 OK", "{component:?} /healthz");
     assert_eq!(body, "ok\n");

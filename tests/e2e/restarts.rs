@@ -85,7 +85,7 @@ fn rank(phase: Phase) -> u8 {
         Phase::Provisioning => 1,
         Phase::Ready => 2,
         Phase::Running => 3,
-        Phase::Succeeded | Phase::Failed | Phase::Error => 4,
+        Phase::Succeeded | Phase::Failed | Phase::Error | Phase::Expired => 4,
         Phase::Deleting => 5,
     }
 }

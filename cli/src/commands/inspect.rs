@@ -113,9 +113,51 @@ pub async fn execute(
                 .unwrap_or_default();
             println!("deleting {}/{}", cluster.namespace, cluster.name);
         }
+        Command::Extend(args) => {
+            let by = pbjson_types::Duration {
+                seconds: i64::try_from(args.by.as_secs()).unwrap_or(i64::MAX),
+                nanos: 0,
+            };
+            let request = api::ExtendTestClusterRequest {
+                namespace,
+                name: args.name,
+                by: Some(by),
+            };
+            let extended = answer(clusters.extend_test_cluster(request).await)?;
+            let cluster = extended.test_cluster.unwrap_or_default();
+            let until = extended
+                .expire_time
+                .map_or_else(|| "unknown".to_owned(), |t| timestamp_text(&t));
+            println!("{}/{}: expires at {until}", cluster.namespace, cluster.name);
+        }
+        Command::Kubeconfig(args) => {
+            let request = api::GetTestClusterCredentialsRequest {
+                namespace,
+                name: args.name.clone(),
+            };
+            let credentials = answer(clusters.get_test_cluster_credentials(request).await)?;
+            let until = credentials
+                .expire_time
+                .map_or_else(|| "unknown".to_owned(), |t| timestamp_text(&t));
+            let path = args
+                .output
+                .unwrap_or_else(|| format!("{}.kubeconfig", args.name).into());
+            if path.as_os_str() == "-" {
+                print!("{}", credentials.kubeconfig);
+            } else {
+                crate::private_file::write(&path, credentials.kubeconfig.as_bytes())?;
+                println!("wrote {} (valid until {until})", path.display());
+            }
+        }
         Command::Run(_) | Command::Up(_) | Command::Faults(_) => unreachable_command()?,
     }
     Ok(0)
+}
+
+/// A timestamp as RFC 3339.
+fn timestamp_text(timestamp: &pbjson_types::Timestamp) -> String {
+    k8s_openapi::jiff::Timestamp::new(timestamp.seconds, timestamp.nanos)
+        .map_or_else(|_| format!("{}s", timestamp.seconds), |t| t.to_string())
 }
 
 /// `run` and `up` are dispatched before a channel exists.

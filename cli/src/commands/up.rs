@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::args::UpArgs;
-use crate::suite::{Component, Suite, SuiteConfig};
+use crate::suite::{Component, GitHubConfig, Suite, SuiteConfig};
 
 pub async fn up(args: Box<UpArgs>, token_file: &Path) -> anyhow::Result<i32> {
     let shutdown = testcluster_service::shutdown::on_signal();
@@ -24,6 +24,13 @@ pub async fn up(args: Box<UpArgs>, token_file: &Path) -> anyhow::Result<i32> {
         kubeconfig: Some(args.kubeconfig.clone()),
         metrics_listen,
         sim: args.sim.delays.config(SuiteConfig::default().sim),
+        lifetimes: args.lifetimes.lifetimes(),
+        record_retention: args.record_retention,
+        github: args
+            .github_api_url
+            .clone()
+            .zip(args.github_token.clone())
+            .map(|(api_url, token)| GitHubConfig { api_url, token }),
     })
     .await
     .context("starting the suite")?;
@@ -74,6 +81,9 @@ pub async fn up(args: Box<UpArgs>, token_file: &Path) -> anyhow::Result<i32> {
     let on = switches.settings();
     for (zone, fault) in &on.zones {
         println!("               {zone}: {}", serde_json::to_string(fault)?);
+    }
+    if let Some(api_url) = &args.github_api_url {
+        println!("github:        commit statuses to {api_url}");
     }
     println!(
         "try:           tcctl run --nodes 3 -- sh -c 'echo hello-from-job; kubectl get nodes -o name'"

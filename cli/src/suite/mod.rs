@@ -48,7 +48,27 @@ pub struct SuiteConfig {
     pub metrics_listen: BTreeMap<Component, SocketAddr>,
     /// The simulator's configuration (delays, faults).
     pub sim: SimConfig,
+    /// TTLs, holds and job deadlines, the same for broker, provisioner and runner.
+    pub lifetimes: testcluster_resources::lifetime::Lifetimes,
+    /// Where the runner sends commit statuses; none are sent without.
+    pub github: Option<GitHubConfig>,
+    /// How long finished runs are kept as records (the provisioner's `--record-retention`).
+    pub record_retention: std::time::Duration,
 }
+
+/// A GitHub API for the suite's commit statuses (a test server, say) and the token for it, which
+/// the suite stores in the Secret the runner reads ([`GITHUB_TOKEN_SECRET`] in
+/// [`SYSTEM_NAMESPACE`]).
+#[derive(Clone, Debug)]
+pub struct GitHubConfig {
+    pub api_url: String,
+    pub token: String,
+}
+
+/// The suite's own namespace: the runner's GitHub token Secret lives there, away from the jobs.
+pub const SYSTEM_NAMESPACE: &str = "testcluster-system";
+/// The Secret with the GitHub token.
+pub const GITHUB_TOKEN_SECRET: &str = "github-token";
 
 impl Default for SuiteConfig {
     fn default() -> Self {
@@ -59,6 +79,9 @@ impl Default for SuiteConfig {
             kubeconfig: None,
             metrics_listen: BTreeMap::new(),
             sim,
+            lifetimes: Default::default(),
+            github: None,
+            record_retention: testcluster_provisioner::DEFAULT_RECORD_RETENTION,
         }
     }
 }
@@ -126,6 +149,9 @@ pub struct Suite {
     token: String,
     /// The suite's CA and certificates (see [`Suite::certs`]).
     certs: SuiteCerts,
+    lifetimes: testcluster_resources::lifetime::Lifetimes,
+    github: Option<GitHubConfig>,
+    record_retention: Duration,
     sim: Simulator,
     _dir: tempfile::TempDir,
 }
@@ -151,6 +177,9 @@ impl Suite {
         let token = testcluster_auth::static_tokens::generate();
         setup::install_auth(&client, &token).await?;
         let certs = SuiteCerts::create(dir.path()).context("the suite's certificates")?;
+        if let Some(github) = &config.github {
+            setup::store_github_token(&client, &github.token).await?;
+        }
 
         let mut addresses = BTreeMap::new();
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -194,6 +223,9 @@ impl Suite {
             kubeconfig,
             token,
             certs,
+            lifetimes: config.lifetimes,
+            github: config.github,
+            record_retention: config.record_retention,
             sim,
             _dir: dir,
         };
@@ -202,6 +234,34 @@ impl Suite {
         }
         setup::wait_serving(&suite.broker_endpoint(), Duration::from_secs(10)).await?;
         Ok(suite)
+    }
+
+    /// Where the runs' log pages are: logview's HTTP port, `/runs` (a page is
+    /// `<base>/<namespace>/<name>`).
+    pub fn logs_base_url(&self) -> String {
+        match self.metrics.get(&Component::Logview) {
+            Some((_, address)) => format!("http://{address}/runs"),
+            None => testcluster_runner::github::GitHubSettings::default().logs_base_url,
+        }
+    }
+
+    /// The runner's GitHub reporting: to the configured API with the stored token, linking to
+    /// logview's pages on its HTTP port.
+    fn github_settings(&self) -> testcluster_runner::github::GitHubSettings {
+        let logs_base_url = self.logs_base_url();
+        match &self.github {
+            Some(github) => testcluster_runner::github::GitHubSettings {
+                api_url: github.api_url.clone(),
+                token_secret: Some(GITHUB_TOKEN_SECRET.to_owned()),
+                secret_namespace: SYSTEM_NAMESPACE.to_owned(),
+                logs_base_url,
+                ..Default::default()
+            },
+            None => testcluster_runner::github::GitHubSettings {
+                logs_base_url,
+                ..Default::default()
+            },
+        }
     }
 
     /// The broker's gRPC endpoint, such as `http://127.0.0.1:50051`.

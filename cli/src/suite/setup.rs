@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::{Component, NAMESPACE, Suite};
+use super::{Component, GITHUB_TOKEN_SECRET, NAMESPACE, SYSTEM_NAMESPACE, Suite};
 
 /// Writes the kubeconfig to a temporary name, then renames it into place, so whoever waits for the
 /// file finds a complete one.
@@ -59,8 +59,6 @@ pub async fn install(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where the suite keeps what says who may call: the static tokens' Secret and the policy.
-pub const SYSTEM_NAMESPACE: &str = "testcluster-system";
 /// The Secret of static tokens' digests.
 pub const TOKENS_SECRET: &str = "testcluster-tokens";
 /// The ConfigMap of the tenancy policy.
@@ -83,10 +81,7 @@ tenants:
 /// Creates the static tokens' Secret, holding the digest of `token` as [`LOCAL_TOKEN_NAME`], and the
 /// policy, unless they exist.
 pub async fn install_auth(client: &kube::Client, token: &str) -> anyhow::Result<()> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let mut namespace = Namespace::default();
-    namespace.metadata.name = Some(SYSTEM_NAMESPACE.to_owned());
-    create_if_missing(&namespaces, &namespace).await?;
+    create_system_namespace(client).await?;
     let mut secret = Secret {
         string_data: Some(BTreeMap::from([(
             LOCAL_TOKEN_NAME.to_owned(),
@@ -105,6 +100,24 @@ pub async fn install_auth(client: &kube::Client, token: &str) -> anyhow::Result<
     };
     policy.metadata.name = Some(POLICY_CONFIG_MAP.to_owned());
     create_if_missing(&Api::namespaced(client.clone(), SYSTEM_NAMESPACE), &policy).await
+}
+
+/// Stores the runner's GitHub token in [`GITHUB_TOKEN_SECRET`] (key `token`), in the suite's own
+/// namespace.
+pub async fn store_github_token(client: &kube::Client, token: &str) -> anyhow::Result<()> {
+    create_system_namespace(client).await?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(GITHUB_TOKEN_SECRET.to_owned());
+    secret.string_data = Some([("token".to_owned(), token.to_owned())].into());
+    create_if_missing(&secrets, &secret).await
+}
+
+async fn create_system_namespace(client: &kube::Client) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some(SYSTEM_NAMESPACE.to_owned());
+    create_if_missing(&namespaces, &namespace).await
 }
 
 /// How the suite's broker authenticates: the static tokens and ServiceAccount tokens, under the
@@ -149,6 +162,8 @@ pub fn service_future(
             let settings = testcluster_provisioner::Settings {
                 metadata_host: Some(suite.simulator().gke().metadata_host()),
                 tls: Some(suite.certs().server_files()),
+                lifetimes: suite.lifetimes,
+                record_retention: suite.record_retention,
                 ..testcluster_provisioner::Settings::default()
             };
             Box::pin(testcluster_provisioner::run(
@@ -161,7 +176,11 @@ pub fn service_future(
         }
         Component::Runner => Box::pin(testcluster_runner::run(
             client,
-            testcluster_runner::Settings::default(),
+            testcluster_runner::Settings {
+                lifetimes: suite.lifetimes,
+                github: suite.github_settings(),
+                ..testcluster_runner::Settings::default()
+            },
             metrics,
             stop,
         )),
@@ -185,6 +204,7 @@ pub fn service_future(
                 default_namespace: NAMESPACE.to_owned(),
                 auth: broker_auth(),
                 internal_tls: suite.certs().broker_client(),
+                lifetimes: suite.lifetimes.into(),
                 ..testcluster_broker::Settings::default()
             };
             Box::pin(testcluster_broker::run(

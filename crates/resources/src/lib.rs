@@ -7,6 +7,7 @@
 //! - [`spec`]: [`TestClusterGKE`] and its spec types.
 //! - [`status`]: the status types.
 //! - [`lifecycle`]: the phase transition table; which phase follows from which facts.
+//! - [`lifetime`]: TTL, hold and job deadline, and when a cluster's cloud resources go.
 //! - [`metadata`]: the seed's labels and annotations, and defaults.
 //! - [`crd`]: the CustomResourceDefinition as YAML (see the `crdgen` binary).
 //! - [`convert`]: conversions to and from the gRPC API (`testcluster_api::v1`).
@@ -20,6 +21,7 @@ pub mod convert;
 pub mod crd;
 pub mod job_pod;
 pub mod lifecycle;
+pub mod lifetime;
 pub mod metadata;
 pub mod object_names;
 pub mod outcome;
@@ -28,4 +30,6 @@ pub mod status;
 pub mod validation;
 
 pub use spec::{JobRunnerSpec, JobSpec, TestClusterGKE, TestClusterGKESpec};
-pub use status::{Condition, ErrorStatus, JobStatus, Phase, PhaseTimestamps, TestClusterGKEStatus};
+pub use status::{
+    Condition, ErrorStatus, JobStatus, Phase, PhaseTimestamps, RunRecord, TestClusterGKEStatus,
+};

@@ -28,13 +28,15 @@ pub enum Event {
     JobSucceeded,
     /// The test job failed (or could not run at all).
     JobFailed,
+    /// The cluster's TTL ended before its run did.
+    Expired,
     /// The object is being deleted.
     DeletionRequested,
 }
 
 impl Event {
     /// Every event, in the order a run meets them (and [`next_phase`] applies them).
-    pub const ALL: [Event; 8] = [
+    pub const ALL: [Event; 9] = [
         Event::Accepted,
         Event::ProvisioningStarted,
         Event::ClusterReady,
@@ -42,6 +44,7 @@ impl Event {
         Event::JobStarted,
         Event::JobSucceeded,
         Event::JobFailed,
+        Event::Expired,
         Event::DeletionRequested,
     ];
 }
@@ -65,6 +68,8 @@ pub fn transition(from: Option<Phase>, event: Event) -> Option<Phase> {
         // A job that cannot even start (an unusable spec) fails straight from Ready.
         (Some(Ready | Running), Event::JobSucceeded) => Succeeded,
         (Some(Ready | Running), Event::JobFailed) => Failed,
+        // The TTL ends any run that is not over, whatever it was doing.
+        (_, Event::Expired) => Expired,
         _ => return from,
     };
     Some(to)
@@ -85,6 +90,8 @@ pub struct Facts {
     pub job_started: bool,
     /// The job's `Complete` (true) or `Failed` (false) condition is True (runner).
     pub job_succeeded: Option<bool>,
+    /// `status.expiresAt` has passed (provisioner).
+    pub expired: bool,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
 }
@@ -109,6 +116,7 @@ impl Facts {
             Event::JobStarted => self.job_started,
             Event::JobSucceeded => self.job_succeeded == Some(true),
             Event::JobFailed => self.job_succeeded == Some(false),
+            Event::Expired => self.expired,
             Event::DeletionRequested => self.deleting,
         })
     }
@@ -140,7 +148,7 @@ fn record_entry(times: &mut PhaseTimestamps, phase: Phase, now: &Time) {
         Phase::Provisioning => &mut times.provisioning_time,
         Phase::Ready => &mut times.ready_time,
         Phase::Running => &mut times.running_time,
-        Phase::Succeeded | Phase::Failed | Phase::Error => &mut times.finish_time,
+        Phase::Succeeded | Phase::Failed | Phase::Error | Phase::Expired => &mut times.finish_time,
         Phase::Deleting => &mut times.deleting_time,
     };
     entered.get_or_insert_with(|| now.clone());
@@ -168,7 +176,7 @@ mod tests {
     use super::Phase::*;
     use super::*;
 
-    const PHASES: [Option<Phase>; 9] = [
+    const PHASES: [Option<Phase>; 10] = [
         None,
         Some(Pending),
         Some(Provisioning),
@@ -178,13 +186,14 @@ mod tests {
         Some(Failed),
         Some(Error),
         Some(Deleting),
+        Some(Expired),
     ];
 
     /// The expected phase for every (phase, event) pair: one row per phase, events in
     /// [`Event::ALL`] order.
     #[test]
     fn every_pair_of_phase_and_event() {
-        let (none, pe, pr, re, ru, su, fa, er, de) = (
+        let (none, pe, pr, re, ru, su, fa, er, de, ex) = (
             None,
             Some(Pending),
             Some(Provisioning),
@@ -194,19 +203,21 @@ mod tests {
             Some(Failed),
             Some(Error),
             Some(Deleting),
+            Some(Expired),
         );
         #[rustfmt::skip]
-        let table: [(Option<Phase>, [Option<Phase>; 8]); 9] = [
-            //    Accepted ProvStarted ClusterReady InfraFailed JobStarted JobSucceeded JobFailed Deletion
-            (none, [pe,      pr,         re,          er,         none,      none,        none,     de]),
-            (pe,   [pe,      pr,         re,          er,         pe,        pe,          pe,       de]),
-            (pr,   [pr,      pr,         re,          er,         pr,        pr,          pr,       de]),
-            (re,   [re,      re,         re,          er,         ru,        su,          fa,       de]),
-            (ru,   [ru,      ru,         ru,          ru,         ru,        su,          fa,       de]),
-            (su,   [su,      su,         su,          su,         su,        su,          su,       de]),
-            (fa,   [fa,      fa,         fa,          fa,         fa,        fa,          fa,       de]),
-            (er,   [er,      er,         er,          er,         er,        er,          er,       de]),
-            (de,   [de,      de,         de,          de,         de,        de,          de,       de]),
+        let table: [(Option<Phase>, [Option<Phase>; 9]); 10] = [
+            //    Accepted ProvStarted ClusterReady InfraFailed JobStarted JobSucceeded JobFailed Expired Deletion
+            (none, [pe,      pr,         re,          er,         none,      none,        none,     ex,     de]),
+            (pe,   [pe,      pr,         re,          er,         pe,        pe,          pe,       ex,     de]),
+            (pr,   [pr,      pr,         re,          er,         pr,        pr,          pr,       ex,     de]),
+            (re,   [re,      re,         re,          er,         ru,        su,          fa,       ex,     de]),
+            (ru,   [ru,      ru,         ru,          ru,         ru,        su,          fa,       ex,     de]),
+            (su,   [su,      su,         su,          su,         su,        su,          su,       su,     de]),
+            (fa,   [fa,      fa,         fa,          fa,         fa,        fa,          fa,       fa,     de]),
+            (er,   [er,      er,         er,          er,         er,        er,          er,       er,     de]),
+            (de,   [de,      de,         de,          de,         de,        de,          de,       de,     de]),
+            (ex,   [ex,      ex,         ex,          ex,         ex,        ex,          ex,       ex,     de]),
         ];
         assert_eq!(table.map(|(from, _)| from), PHASES, "one row per phase");
         for (from, row) in table {
@@ -218,7 +229,7 @@ mod tests {
 
     #[test]
     fn terminal_phases_never_move_back() {
-        for from in [Succeeded, Failed, Error] {
+        for from in [Succeeded, Failed, Error, Expired] {
             for event in Event::ALL {
                 let to = transition(Some(from), event);
                 assert!(

@@ -63,6 +63,16 @@ pub struct TestClusterGKESpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 2))]
     pub nodes: Option<i32>,
+    /// Ttl is the longest the cluster may live, job or not, such as `2h` or `90m`; at expiry its
+    /// cloud resources are deleted (phase Expired). Unset: the operator's default; longer than the
+    /// operator's maximum: that maximum. `ExtendTestCluster` (`tcctl extend`) prolongs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// HoldOnFailure keeps a failed run's cluster this long after the job failed, such as `30m`,
+    /// so that a person can get in (`tcctl kubeconfig`). Unset: no hold; longer than the
+    /// operator's maximum: that maximum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_on_failure: Option<String>,
 }
 
 /// The specification of the test job.
@@ -75,6 +85,11 @@ pub struct JobSpec {
     /// ImagesToTest is a set of application images that will be tested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images_to_test: Option<BTreeMap<String, String>>,
+    /// Deadline is how long the job may run before it is failed (`DeadlineExceeded`), such as
+    /// `45m`: the Job's `activeDeadlineSeconds`. Unset: the operator's default; longer than the
+    /// operator's maximum: that maximum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
 }
 
 /// The specification of the test job's runner container.

@@ -44,9 +44,64 @@ pub struct TestClusterGKEStatus {
     /// Where a human can read the job's logs.
     #[serde(default, rename = "logsURL", skip_serializing_if = "Option::is_none")]
     pub logs_url: Option<String>,
-    /// When the cluster will be deleted regardless of its job.
+    /// When the cluster's cloud resources go (or went): the TTL's end while the run is on, the
+    /// hold's end after a held failure, the run's end otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
+    /// The run's record, once it ended: what it ran on and how long each phase took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<RunRecord>,
+}
+
+/// What a finished run ran on and how long each of its phases took (the provisioner writes it when
+/// the run ends; `location` and `job` say where it ran and how the job ended).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    /// The template rendered (`spec.configTemplate`, or its default).
+    pub template: String,
+    /// The Kubernetes version asked for; unset: the release channel's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
+    /// Whole seconds spent in each phase the run went through, by phase (Pending, Provisioning,
+    /// Ready, Running).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub phase_seconds: BTreeMap<String, i64>,
+}
+
+impl RunRecord {
+    /// The record of a run of `spec` whose phases were entered at `times`.
+    pub fn of(spec: &crate::TestClusterGKESpec, times: &PhaseTimestamps) -> RunRecord {
+        let entered = [
+            ("Pending", &times.pending_time),
+            ("Provisioning", &times.provisioning_time),
+            ("Ready", &times.ready_time),
+            ("Running", &times.running_time),
+            ("Finished", &times.finish_time),
+        ];
+        let entered: Vec<(&str, &Time)> = entered
+            .iter()
+            .filter_map(|(phase, time)| Some((*phase, time.as_ref()?)))
+            .collect();
+        let phase_seconds = entered
+            .windows(2)
+            .map(|pair| {
+                let ((phase, from), (_, to)) = (pair[0], pair[1]);
+                (
+                    phase.to_owned(),
+                    (to.0.as_second() - from.0.as_second()).max(0),
+                )
+            })
+            .collect();
+        RunRecord {
+            template: spec
+                .config_template
+                .clone()
+                .unwrap_or_else(|| crate::metadata::DEFAULT_CONFIG_TEMPLATE.to_owned()),
+            kubernetes_version: spec.kubernetes_version.clone(),
+            phase_seconds,
+        }
+    }
 }
 
 /// A condition as the seed writes it, and as Config Connector reports its
@@ -91,12 +146,17 @@ pub enum Phase {
     Error,
     /// The cluster and its cloud resources are being deleted.
     Deleting,
+    /// The cluster's TTL ended before its run did; its cloud resources are deleted.
+    Expired,
 }
 
 impl Phase {
     /// Whether the run is over (the cloud resources are then deleted).
     pub fn is_terminal(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Error)
+        matches!(
+            self,
+            Phase::Succeeded | Phase::Failed | Phase::Error | Phase::Expired
+        )
     }
 }
 
@@ -157,10 +217,59 @@ pub struct PhaseTimestamps {
     /// Entered Running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_time: Option<Time>,
-    /// Entered Succeeded, Failed or Error.
+    /// Entered Succeeded, Failed, Error or Expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_time: Option<Time>,
     /// Entered Deleting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleting_time: Option<Time>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_says_how_long_each_phase_took() {
+        let at = |s| {
+            Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(s).unwrap_or_default(),
+            ))
+        };
+        let times = PhaseTimestamps {
+            pending_time: at(100),
+            provisioning_time: at(101),
+            ready_time: at(131),
+            running_time: at(132),
+            finish_time: at(192),
+            deleting_time: None,
+        };
+        let spec = crate::TestClusterGKESpec {
+            kubernetes_version: Some("1.33".to_owned()),
+            ..Default::default()
+        };
+        let record = RunRecord::of(&spec, &times);
+        assert_eq!(record.template, "basic");
+        assert_eq!(record.kubernetes_version.as_deref(), Some("1.33"));
+        assert_eq!(
+            record.phase_seconds,
+            BTreeMap::from([
+                ("Pending".to_owned(), 1),
+                ("Provisioning".to_owned(), 30),
+                ("Ready".to_owned(), 1),
+                ("Running".to_owned(), 60),
+            ])
+        );
+        // A run that never got to run (an infrastructure error) went through fewer phases.
+        let failed = PhaseTimestamps {
+            ready_time: None,
+            running_time: None,
+            ..times
+        };
+        let record = RunRecord::of(&spec, &failed);
+        assert_eq!(
+            record.phase_seconds,
+            BTreeMap::from([("Pending".to_owned(), 1), ("Provisioning".to_owned(), 91)])
+        );
+    }
 }

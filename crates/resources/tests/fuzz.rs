@@ -72,10 +72,12 @@ fn spec() -> impl Strategy<Value = api::TestClusterSpec> {
         (
             proptest::option::of(runner),
             proptest::collection::btree_map(text(), text(), 0..3),
+            optional_text(),
         )
-            .prop_map(|(runner, images_to_test)| api::JobSpec {
+            .prop_map(|(runner, images_to_test, deadline)| api::JobSpec {
                 runner,
                 images_to_test,
+                deadline,
             }),
     );
     (
@@ -91,11 +93,13 @@ fn spec() -> impl Strategy<Value = api::TestClusterSpec> {
             optional_text(),
             proptest::option::of(any::<i32>()),
         ),
+        (optional_text(), optional_text()),
     )
         .prop_map(
             |(
                 (project, config_template, location, region),
                 (kubernetes_version, job_spec, machine_type, nodes),
+                (ttl, hold_on_failure),
             )| api::TestClusterSpec {
                 project,
                 config_template,
@@ -105,6 +109,8 @@ fn spec() -> impl Strategy<Value = api::TestClusterSpec> {
                 job_spec,
                 machine_type,
                 nodes,
+                ttl,
+                hold_on_failure,
             },
         )
 }

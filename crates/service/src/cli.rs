@@ -75,6 +75,58 @@ fn command_with_env<A: CommandFactory>(env: CommonEnv) -> clap::Command {
         })
 }
 
+/// The lifetimes of test clusters (`testcluster_resources::lifetime`): the broker extends with
+/// them, the provisioner enforces them, the runner bounds its Jobs with them. The same environment
+/// variables serve all three, so one setting configures the suite.
+#[derive(Clone, Copy, Debug, clap::Args)]
+pub struct LifetimeArgs {
+    /// TTL of a test cluster whose spec has none, such as 3h: at its end the cloud resources go.
+    #[arg(long, env = "TESTCLUSTER_DEFAULT_TTL", default_value = "3h", value_parser = humantime::parse_duration)]
+    pub default_ttl: std::time::Duration,
+    /// The longest TTL, extensions included, counted from creation; longer requests are cut.
+    #[arg(long, env = "TESTCLUSTER_MAX_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub max_ttl: std::time::Duration,
+    /// The longest hold of a failed run's cluster (spec.holdOnFailure), extensions included.
+    #[arg(long, env = "TESTCLUSTER_MAX_HOLD", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub max_hold: std::time::Duration,
+    /// Deadline of a test job whose spec has none (the Job's activeDeadlineSeconds).
+    #[arg(long, alias = "job-deadline", env = "TESTCLUSTER_DEFAULT_JOB_DEADLINE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub default_job_deadline: std::time::Duration,
+    /// The longest job deadline (spec.jobSpec.deadline); longer requests are cut.
+    #[arg(long, env = "TESTCLUSTER_MAX_JOB_DEADLINE", default_value = "6h", value_parser = humantime::parse_duration)]
+    pub max_job_deadline: std::time::Duration,
+}
+
+impl Default for LifetimeArgs {
+    fn default() -> Self {
+        testcluster_resources::lifetime::Lifetimes::default().into()
+    }
+}
+
+impl From<testcluster_resources::lifetime::Lifetimes> for LifetimeArgs {
+    fn from(lifetimes: testcluster_resources::lifetime::Lifetimes) -> Self {
+        LifetimeArgs {
+            default_ttl: lifetimes.default_ttl,
+            max_ttl: lifetimes.max_ttl,
+            max_hold: lifetimes.max_hold,
+            default_job_deadline: lifetimes.default_job_deadline,
+            max_job_deadline: lifetimes.max_job_deadline,
+        }
+    }
+}
+
+impl LifetimeArgs {
+    pub fn lifetimes(&self) -> testcluster_resources::lifetime::Lifetimes {
+        testcluster_resources::lifetime::Lifetimes {
+            default_ttl: self.default_ttl,
+            max_ttl: self.max_ttl,
+            max_hold: self.max_hold,
+            default_job_deadline: self.default_job_deadline,
+            max_job_deadline: self.max_job_deadline,
+        }
+    }
+}
+
 /// What a started service runs with.
 pub struct Started {
     /// Client of the management cluster.

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::{DeleteParams, Preconditions};
 use testcluster_api::v1 as api;
@@ -22,7 +23,9 @@ use crate::cache::version::version_of;
 use crate::provisioner::Provisioner;
 use crate::tenancy::{self, Caller, Tenancy};
 use crate::watch::{SnapshotStream, watch};
-use crate::{audit, create, list, provenance, validate};
+use crate::{audit, create, extend, list, provenance, validate};
+use testcluster_resources::convert::time::to_timestamp;
+use testcluster_resources::lifetime::Lifetimes;
 use testcluster_resources::metadata::{DEFAULT_CONFIG_TEMPLATE, DEFAULT_NODES};
 use testcluster_service::kube_errors::kube_status;
 
@@ -38,6 +41,7 @@ pub struct Broker {
     provisioner: Provisioner,
     tenancy: Arc<Tenancy>,
     default_namespace: String,
+    lifetimes: Lifetimes,
     /// Cancelled when the server shuts down: open watches then end with UNAVAILABLE, so that the
     /// graceful shutdown does not wait for them (a jobless Ready cluster's watch never ends).
     shutdown: CancellationToken,
@@ -50,6 +54,7 @@ impl Broker {
         provisioner: Provisioner,
         tenancy: Arc<Tenancy>,
         default_namespace: String,
+        lifetimes: Lifetimes,
         shutdown: CancellationToken,
     ) -> Self {
         Broker {
@@ -58,6 +63,7 @@ impl Broker {
             provisioner,
             tenancy,
             default_namespace,
+            lifetimes,
             shutdown,
         }
     }
@@ -252,6 +258,55 @@ impl TestClusterService for Broker {
         );
         Ok(Response::new(api::DeleteTestClusterResponse {
             test_cluster: Some(test_cluster),
+        }))
+    }
+
+    async fn extend_test_cluster(
+        &self,
+        request: Request<api::ExtendTestClusterRequest>,
+    ) -> Result<Response<api::ExtendTestClusterResponse>, Status> {
+        let caller = self.tenancy.caller(&request).await?;
+        let request = request.into_inner();
+        let clusters = self.object_api(&request.namespace, &request.name)?;
+        let namespace = self.namespace(&request.namespace);
+        self.visible(&caller, &clusters, namespace, &request.name)
+            .await?;
+        let by = extend::check_by(request.by)?;
+        let (written, until) =
+            extend::extend(&clusters, &self.lifetimes, &request.name, by).await?;
+        audit::record(&caller, "extend", &written);
+        if let Some(version) = version_of(&written) {
+            self.cache.wait_seen(version, WRITE_VISIBLE_WAIT).await;
+        }
+        Ok(Response::new(api::ExtendTestClusterResponse {
+            expire_time: Some(to_timestamp(&Time(until))),
+            test_cluster: Some(to_test_cluster(&written)),
+        }))
+    }
+
+    async fn get_test_cluster_credentials(
+        &self,
+        request: Request<api::GetTestClusterCredentialsRequest>,
+    ) -> Result<Response<api::GetTestClusterCredentialsResponse>, Status> {
+        let caller = self.tenancy.caller(&request).await?;
+        let request = request.into_inner();
+        let namespace = self.namespace(&request.namespace).to_owned();
+        validate::check_object_ref(&namespace, &request.name)?;
+        let clusters = self.object_api(&namespace, &request.name)?;
+        let object = self
+            .visible(&caller, &clusters, &namespace, &request.name)
+            .await?;
+        caller.check_credentials()?;
+        audit::record(&caller, "fetch-credentials", &object);
+        let access = self
+            .provisioner
+            .cluster_access(&namespace, &request.name)
+            .await?;
+        // Who got credentials is worth a log line; the credentials never are.
+        tracing::info!(%namespace, name = %request.name, cluster = %access.cluster_name, "handed out test cluster credentials");
+        Ok(Response::new(api::GetTestClusterCredentialsResponse {
+            kubeconfig: access.kubeconfig,
+            expire_time: access.expire_time,
         }))
     }
 }

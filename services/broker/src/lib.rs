@@ -13,6 +13,8 @@
 //!   neither buffers without limit nor holds up the others. A cache miss is checked with the API
 //!   server before NOT_FOUND, and a write returns once the informer has it, so a client reads its
 //!   own writes.
+//!   `ExtendTestCluster` (`extend`) moves a TTL's or hold's end; `GetTestClusterCredentials` hands
+//!   out the kubeconfig the provisioner mints for one test cluster (never logged).
 //! - [`LogService`](testcluster_api::v1::log_service_server::LogService) (`logs`): passed through
 //!   to logview, so CI needs one endpoint.
 //!
@@ -25,6 +27,7 @@ mod audit;
 mod cache;
 mod clusters;
 mod create;
+mod extend;
 mod list;
 mod logs;
 mod names;
@@ -130,6 +133,9 @@ pub struct Settings {
     /// How the broker reaches the provisioner's and logview's internal APIs (mutual TLS).
     #[command(flatten)]
     pub internal_tls: ClientTlsArgs,
+    /// TTL and hold limits, which `ExtendTestCluster` extends up to.
+    #[command(flatten)]
+    pub lifetimes: testcluster_service::cli::LifetimeArgs,
 }
 
 /// About the changes of a few hundred lifecycles: a few MiB at most, since the objects are shared
@@ -150,6 +156,7 @@ impl Default for Settings {
             watch_window: DEFAULT_WATCH_WINDOW,
             auth: AuthArgs::default(),
             internal_tls: ClientTlsArgs::default(),
+            lifetimes: Default::default(),
         }
     }
 }
@@ -209,6 +216,7 @@ pub async fn run(
         provisioner,
         tenancy,
         settings.default_namespace.clone(),
+        settings.lifetimes.lifetimes(),
         shutdown.clone(),
     );
 

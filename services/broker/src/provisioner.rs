@@ -55,6 +55,41 @@ impl Provisioner {
     }
 }
 
+impl Provisioner {
+    /// A kubeconfig for the test cluster `namespace/name`, minted by the provisioner (which alone
+    /// holds the cloud identity). Secret: never logged. NOT_FOUND and FAILED_PRECONDITION (not
+    /// ready yet, or gone) pass through; anything else is UNAVAILABLE.
+    pub async fn cluster_access(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<internal::GetClusterAccessResponse, Status> {
+        let request = internal::GetClusterAccessRequest {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        match self.client.clone().get_cluster_access(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::NotFound | tonic::Code::FailedPrecondition
+                ) =>
+            {
+                Err(Status::new(status.code(), status.message()))
+            }
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "provisioner GetClusterAccess failed");
+                Err(Status::unavailable(format!(
+                    "cannot get credentials: the provisioner is unavailable ({}: {})",
+                    status.code(),
+                    status.message()
+                )))
+            }
+        }
+    }
+}
+
 fn unavailable(status: Status) -> Status {
     tracing::warn!(code = ?status.code(), message = status.message(), "provisioner ListTemplates failed");
     Status::unavailable(format!(

@@ -132,6 +132,19 @@ impl Caller {
         }
     }
 
+    /// PERMISSION_DENIED unless the caller's tenant may fetch test clusters' credentials.
+    pub fn check_credentials(&self) -> Result<(), Status> {
+        match &self.grant {
+            Grant::Tenant(tenant) if !tenant.credentials => {
+                Err(Status::permission_denied(format!(
+                    "tenant {:?} ({}) may not fetch test cluster credentials (policy: credentials: true)",
+                    tenant.name, self.identity
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The checks a create passes before anything is written: namespace and template allowed,
     /// nodes per cluster, and, against `existing` (every test cluster the broker knows), the
     /// tenant's concurrent clusters and total nodes.

@@ -504,6 +504,27 @@ async fn tenants_see_and_touch_only_their_own_clusters() {
         "Delete",
     );
     not_found(
+        as_bob
+            .extend_test_cluster(api::ExtendTestClusterRequest {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "Extend",
+    );
+    not_found(
+        as_bob
+            .get_test_cluster_credentials(api::GetTestClusterCredentialsRequest {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            })
+            .await
+            .map(drop),
+        "GetTestClusterCredentials",
+    );
+    not_found(
         LogServiceClient::new(env.as_(bob))
             .stream_logs(api::StreamLogsRequest {
                 namespace: namespace.clone(),

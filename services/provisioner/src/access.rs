@@ -50,7 +50,7 @@ pub const RUNNER_BINDING: &str = "testcluster-test-runner";
 pub enum AccessError {
     #[error("test cluster {0} not found")]
     NotFound(String),
-    #[error("test cluster {name} is not ready: {reason}")]
+    #[error("no access to test cluster {name}: {reason}")]
     NotReady { name: String, reason: String },
     #[error("cannot get a cloud identity token from the metadata server: {0}")]
     Identity(String),
@@ -133,8 +133,19 @@ impl AccessIssuer {
             name: qualified.clone(),
             reason,
         };
+        // A failed run's cluster stays while it is held (expiresAt is then the hold's end).
+        let held = status
+            .expires_at
+            .as_ref()
+            .is_some_and(|at| at.0 > k8s_openapi::jiff::Timestamp::now());
         match status.phase {
             Some(Phase::Ready | Phase::Running) => {}
+            Some(Phase::Failed) if held => {}
+            Some(phase) if phase.is_terminal() => {
+                return Err(not_ready(format!(
+                    "its run is over (phase {phase:?}) and its cluster is deleted"
+                )));
+            }
             Some(phase) => return Err(not_ready(format!("it is in phase {phase:?}"))),
             None => return Err(not_ready("it is not provisioned yet".to_owned())),
         }

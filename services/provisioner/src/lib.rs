@@ -5,7 +5,9 @@
 //!
 //! - [`controller`] watches `TestClusterGKE` objects (and the Config Connector objects they own)
 //!   and drives each through Pending → Provisioning → Ready, tearing the cloud resources down once
-//!   the run is over or the object is deleted. The contract with the other services is
+//!   the run is over or the object is deleted. It writes and enforces `status.expiresAt` (the TTL
+//!   ends a run in phase Expired; a failed run's hold keeps its cluster), and deletes a finished
+//!   run's record after the retention. The contract with the other services is
 //!   `docs/lifecycle.md`.
 //! - [`template`] renders a named template (`basic`) into Config Connector objects.
 //! - [`readiness`] folds those objects' conditions into the `Ready` condition; the phase follows
@@ -15,7 +17,8 @@
 //!   provisioner's templates, for `ValidateSpec` and for objects applied with kubectl.
 //! - [`access`] gives a kubeconfig that reaches one test cluster only.
 //! - [`grpc`] serves `testcluster.internal.v1.ProvisionerService` over those.
-//! - [`metrics`] reads an object's phase history for the lifecycle phase durations.
+//! - [`metrics`] reads an object's phase history for the lifecycle phase durations, and counts
+//!   finished runs by outcome and template.
 //!
 //! [`run`] starts the controller and the gRPC server together and stops both on shutdown.
 
@@ -57,11 +60,19 @@ pub struct Settings {
     /// TLS for the internal API; with a client CA, only clients with the suite's certificates
     /// are served (mutual TLS). `None`: plaintext (loopback only; the binary checks).
     pub tls: Option<TlsFiles>,
+    /// How long a finished run's TestClusterGKE (with its Job and pods) is kept as its record,
+    /// from the run's end; then it is deleted.
+    pub record_retention: Duration,
+    /// TTLs and holds: `status.expiresAt` is computed and enforced with them.
+    pub lifetimes: testcluster_resources::lifetime::Lifetimes,
 }
 
 /// Default of [`Settings::provision_timeout`]: GKE creates a cluster in minutes, but a stockout can
 /// take more than half an hour to surface as an error.
 pub const DEFAULT_PROVISION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Default of [`Settings::record_retention`]: a week, long enough to look into last week's runs.
+pub const DEFAULT_RECORD_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -72,6 +83,8 @@ impl Default for Settings {
             token_expiration: Duration::from_secs(2 * 60 * 60),
             provision_timeout: DEFAULT_PROVISION_TIMEOUT,
             tls: None,
+            lifetimes: Default::default(),
+            record_retention: DEFAULT_RECORD_RETENTION,
         }
     }
 }
@@ -98,13 +111,22 @@ pub async fn run(
             access.clone(),
         )));
     let controller_metrics = metrics.controller("provisioner");
+    let runs = metrics::Runs::register(&metrics);
     // A child token: one half failing stops the other without cancelling the caller's token,
     // which may be shared with other services (`tcctl up`).
     let stop = shutdown.child_token();
     let controller = {
         let stop = stop.clone();
         async move {
-            controller::run(client, settings, access, controller_metrics, stop.clone()).await;
+            controller::run(
+                client,
+                settings,
+                access,
+                controller_metrics,
+                runs,
+                stop.clone(),
+            )
+            .await;
             stop.cancel();
         }
     };

@@ -57,6 +57,17 @@ struct Cli {
 
     #[command(flatten)]
     tls: testcluster_service::tls::ServerTlsArgs,
+    /// How long a finished run's TestClusterGKE, Job and pods are kept as its record, from the
+    /// run's end, before they are deleted: seconds, or a number with s, m, h or d.
+    #[arg(
+        long,
+        env = "TESTCLUSTER_PROVISIONER_RECORD_RETENTION",
+        default_value = "7d",
+        value_parser = humantime::parse_duration
+    )]
+    record_retention: Duration,
+    #[command(flatten)]
+    lifetimes: testcluster_service::cli::LifetimeArgs,
 }
 
 const ENV: CommonEnv = CommonEnv {
@@ -82,6 +93,8 @@ async fn main() -> anyhow::Result<()> {
         token_expiration: cli.token_expiration,
         provision_timeout: cli.provision_timeout,
         tls: testcluster_service::tls::server_files(&cli.tls, cli.listen)?,
+        lifetimes: cli.lifetimes.lifetimes(),
+        record_retention: cli.record_retention,
     };
     testcluster_provisioner::run(client, listener, settings, metrics, shutdown).await
 }

@@ -1,12 +1,60 @@
 //! What the provisioner's metrics need to know of a `TestClusterGKE`: its phase history, read from
-//! `status.phaseTimestamps`. The provisioner sees every object through every phase, so it alone
-//! reports `testcluster_phase_duration_seconds`.
+//! `status.phaseTimestamps`, and how its run ended. The provisioner sees every object through every
+//! phase (and writes the phase), so it alone reports `testcluster_phase_duration_seconds` and
+//! `testcluster_runs_total{outcome,template}`.
 
 use std::time::SystemTime;
 
 use kube::ResourceExt as _;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use testcluster_resources::metadata::DEFAULT_CONFIG_TEMPLATE;
 use testcluster_resources::{Phase, TestClusterGKE};
-use testcluster_service::metrics::Lifecycle;
+use testcluster_service::metrics::{Lifecycle, Metrics};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    /// Succeeded, Failed, Error or Expired.
+    outcome: String,
+    /// `spec.configTemplate`: one of the provisioner's templates (validation refuses others).
+    template: String,
+}
+
+/// Finished runs, counted by the write that moved them into a terminal phase.
+#[derive(Clone)]
+pub struct Runs {
+    finished: Family<RunLabels, Counter>,
+}
+
+impl Runs {
+    pub fn register(metrics: &Metrics) -> Runs {
+        let finished = metrics.register(|registry| {
+            let family = Family::<RunLabels, Counter>::default();
+            registry.register(
+                "testcluster_runs",
+                "Finished runs by outcome (terminal phase) and template",
+                family.clone(),
+            );
+            family
+        });
+        Runs { finished }
+    }
+
+    /// Counts `tc`'s run, which just ended in `phase`.
+    pub fn finished(&self, tc: &TestClusterGKE, phase: Phase) {
+        let template = tc
+            .spec
+            .config_template
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONFIG_TEMPLATE.to_owned());
+        let labels = RunLabels {
+            outcome: format!("{phase:?}"),
+            template,
+        };
+        self.finished.get_or_create(&labels).inc();
+    }
+}
 
 /// The phases `tc` has entered, in lifecycle order, with when; `None` before it has any.
 pub fn lifecycle(tc: &TestClusterGKE) -> Option<Lifecycle> {
@@ -17,6 +65,7 @@ pub fn lifecycle(tc: &TestClusterGKE) -> Option<Lifecycle> {
         Some(Phase::Succeeded) => "Succeeded",
         Some(Phase::Failed) => "Failed",
         Some(Phase::Error) => "Error",
+        Some(Phase::Expired) => "Expired",
         _ => "Finished",
     };
     let entered: Vec<_> = [

@@ -32,12 +32,15 @@ use testcluster_service::stale_reads::PendingWrites;
 
 use crate::Settings;
 use crate::error::Error;
+use crate::github::Reporter;
 use crate::job::{self, JobInputs};
 use crate::names;
 use crate::status::RunnerStatus;
 
 /// `job.reason` of a run whose job was never started because its spec is invalid.
 pub const REASON_INVALID_JOB_SPEC: &str = "InvalidJobSpec";
+/// `job.reason` of a run whose cluster's TTL ended while its job ran.
+pub const REASON_EXPIRED: &str = "Expired";
 
 /// Retries after failed reconciles: from half a second, doubling per consecutive failure, up to
 /// a minute.
@@ -59,6 +62,8 @@ pub struct Context {
     failures: Backoffs,
     /// The runner's status writes that the watch may not show yet.
     status_writes: PendingWrites,
+    /// Commit statuses, when configured.
+    github: Option<Arc<Reporter>>,
 }
 
 impl Context {
@@ -68,6 +73,7 @@ impl Context {
         recorder: Recorder,
         jobs: Store<Job>,
         pods: Store<Pod>,
+        github: Option<Arc<Reporter>>,
     ) -> Context {
         Context {
             client,
@@ -77,12 +83,17 @@ impl Context {
             pods,
             failures: Backoffs::new(RETRY),
             status_writes: PendingWrites::default(),
+            github,
         }
     }
 }
 
 /// Moves one test cluster's job forward.
 pub async fn reconcile(resource: Arc<TestClusterGKE>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Every change of every run is worth a look for GitHub, job or not; queuing never waits.
+    if let Some(github) = &ctx.github {
+        github.observe(&resource);
+    }
     let action = reconcile_once(&resource, &ctx).await?;
     ctx.failures.forget(&object_key(&resource));
     Ok(action)
@@ -109,6 +120,9 @@ async fn reconcile_once(resource: &TestClusterGKE, ctx: &Context) -> Result<Acti
     if resource.meta().deletion_timestamp.is_some() {
         // The Job and Secret are owned by the resource and go with it.
         ctx.status_writes.forget(&key);
+        if let Some(github) = &ctx.github {
+            github.forget(&resource.uid().unwrap_or_default());
+        }
         return Ok(Action::await_change());
     }
     if ctx
@@ -143,6 +157,8 @@ async fn reconcile_once(resource: &TestClusterGKE, ctx: &Context) -> Result<Acti
     match resource.status.as_ref().and_then(|s| s.phase) {
         Some(Phase::Ready | Phase::Running) if status.job.name.is_none() => run.start(status).await,
         Some(Phase::Ready | Phase::Running) => run.follow(status).await,
+        // The TTL ended while the job ran: the job goes with its cluster.
+        Some(Phase::Expired) if status.job.name.is_some() => run.stop_expired(status).await,
         _ => Ok(Action::await_change()),
     }
 }
@@ -235,6 +251,23 @@ impl Run<'_> {
         job.map(|job| self.owned(job)).transpose()
     }
 
+    /// The spec's deadline (or the default, at most the maximum), and never past the cluster's
+    /// `expiresAt`: a job outliving its cluster would fail on a missing cluster instead of with
+    /// `DeadlineExceeded`.
+    fn job_deadline(&self) -> Duration {
+        let deadline =
+            (self.ctx.settings.lifetimes).job_deadline(self.resource.spec.job_spec.as_ref());
+        let left = self
+            .resource
+            .status
+            .as_ref()
+            .and_then(|s| s.expires_at.as_ref())
+            .map(|at| {
+                Duration::try_from(at.0.duration_since(Timestamp::now())).unwrap_or_default()
+            });
+        left.map_or(deadline, |left| deadline.min(left))
+    }
+
     /// The Job, mounting the kubeconfig Secret the provisioner wrote when the cluster became
     /// ready.
     async fn create_job(&self, jobs: &Api<Job>) -> Result<Job, Error> {
@@ -253,9 +286,11 @@ impl Run<'_> {
             name: &self.name,
             owner,
             runner: self.runner,
+            images_to_test: (self.resource.spec.job_spec.as_ref())
+                .and_then(|job| job.images_to_test.as_ref()),
             cluster_name: &cluster_name,
             location: &location,
-            active_deadline: self.ctx.settings.job_deadline,
+            active_deadline: self.job_deadline(),
         });
         let params = PostParams {
             field_manager: Some(names::FIELD_MANAGER.to_owned()),
@@ -335,20 +370,39 @@ impl Run<'_> {
             // A timer, not a poll: nothing else would wake this run when the timeout passes.
             return Ok(Action::requeue(timeout - waited));
         }
-        let jobs: Api<Job> = self.api();
-        let deleted = jobs
-            .delete(&self.job_name(), &DeleteParams::background())
-            .await;
-        if let Err(error) = deleted
-            && !matches!(&error, kube::Error::Api(response) if response.code == 404)
-        {
-            return Err(error.into());
-        }
+        self.delete_job().await?;
         let outcome = Outcome {
             message: format!("{} (gave up after {}s)", failure.message, timeout.as_secs()),
             ..failure
         };
         self.finish(status, outcome).await
+    }
+
+    /// The cluster expired under a running job: delete the Job (its cluster is going) and record
+    /// the run as failed with reason `Expired`.
+    async fn stop_expired(&self, status: RunnerStatus) -> Result<Action, Error> {
+        self.delete_job().await?;
+        let outcome = Outcome {
+            succeeded: false,
+            exit_code: None,
+            reason: REASON_EXPIRED.to_owned(),
+            message: "the test cluster's TTL ended while the job ran".to_owned(),
+            completion_time: None,
+        };
+        self.finish(status, outcome).await
+    }
+
+    /// Deletes the Job (and, in the background, its pod); gone already is fine.
+    async fn delete_job(&self) -> Result<(), Error> {
+        let jobs: Api<Job> = self.api();
+        match jobs
+            .delete(&self.job_name(), &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Records the outcome (`job.*` and its condition) and an Event.

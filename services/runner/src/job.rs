@@ -24,6 +24,8 @@ pub struct JobInputs<'a> {
     pub name: &'a str,
     pub owner: OwnerReference,
     pub runner: &'a JobRunnerSpec,
+    /// `spec.jobSpec.imagesToTest`.
+    pub images_to_test: Option<&'a BTreeMap<String, String>>,
     pub cluster_name: &'a str,
     pub location: &'a str,
     pub active_deadline: Duration,
@@ -120,8 +122,8 @@ pub fn test_job(inputs: &JobInputs<'_>) -> Job {
     }
 }
 
-/// `KUBECONFIG`, `CLUSTER_NAME`, `CLUSTER_LOCATION`, then the user's variables (which may
-/// refer to the first three with `$(VAR)`).
+/// `KUBECONFIG`, `CLUSTER_NAME`, `CLUSTER_LOCATION`, the images to test, then the user's
+/// variables (which may refer to the others with `$(VAR)`).
 fn job_env(inputs: &JobInputs<'_>) -> Vec<EnvVar> {
     let var = |name: &str, value: &str| EnvVar {
         name: name.to_owned(),
@@ -133,8 +135,32 @@ fn job_env(inputs: &JobInputs<'_>) -> Vec<EnvVar> {
         var("CLUSTER_NAME", inputs.cluster_name),
         var("CLUSTER_LOCATION", inputs.location),
     ];
+    if let Some(images) = inputs.images_to_test.filter(|images| !images.is_empty()) {
+        for (name, image) in images {
+            env.push(var(&image_variable(name), image));
+        }
+        // A map of strings always encodes.
+        let all = serde_json::to_string(images).unwrap_or_default();
+        env.push(var(names::ENV_IMAGES_TO_TEST, &all));
+    }
     env.extend(inputs.runner.env.iter().cloned());
     env
+}
+
+/// `IMAGE_TO_TEST_<NAME>`: the name upper-cased, every character but ASCII letters and digits as
+/// `_`, so that any key makes a variable a shell can read (`cilium-agent` → `CILIUM_AGENT`).
+fn image_variable(name: &str) -> String {
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{}{name}", names::ENV_IMAGE_TO_TEST_PREFIX)
 }
 
 /// At least one second: zero would fail the Job at once.
@@ -163,6 +189,7 @@ mod tests {
             name: "t1",
             owner: owner(),
             runner,
+            images_to_test: None,
             cluster_name: "t1-abcde",
             location: "europe-west2-b",
             active_deadline: Duration::from_secs(600),
@@ -259,6 +286,48 @@ mod tests {
         let config = pod.volumes.expect("volumes")[1].config_map.clone();
         assert_eq!(config.map(|c| c.name), Some("t1-user".to_owned()));
         assert!(pod.containers[0].command.is_none());
+    }
+
+    #[test]
+    fn images_to_test_reach_the_job_as_variables_and_json() {
+        let runner = JobRunnerSpec {
+            image: Some("busybox".to_owned()),
+            ..JobRunnerSpec::default()
+        };
+        let images = BTreeMap::from([
+            ("cilium".to_owned(), "quay.io/cilium/cilium:v1".to_owned()),
+            (
+                "hubble-relay".to_owned(),
+                "quay.io/cilium/hubble-relay:v1".to_owned(),
+            ),
+        ]);
+        let job = test_job(&JobInputs {
+            images_to_test: Some(&images),
+            ..inputs(&runner)
+        });
+        let pod = job.spec.and_then(|s| s.template.spec).expect("pod spec");
+        let env: Vec<(String, String)> = pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .skip(3)
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+            .collect();
+        let pair = |name: &str, value: &str| (name.to_owned(), value.to_owned());
+        assert_eq!(
+            env,
+            [
+                pair("IMAGE_TO_TEST_CILIUM", "quay.io/cilium/cilium:v1"),
+                pair(
+                    "IMAGE_TO_TEST_HUBBLE_RELAY",
+                    "quay.io/cilium/hubble-relay:v1"
+                ),
+                pair(
+                    "IMAGES_TO_TEST",
+                    r#"{"cilium":"quay.io/cilium/cilium:v1","hubble-relay":"quay.io/cilium/hubble-relay:v1"}"#
+                ),
+            ]
+        );
     }
 
     #[test]

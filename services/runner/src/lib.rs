@@ -10,6 +10,9 @@
 //!    and, when the Job is Complete or Failed, records the runner container's exit code, a reason
 //!    and a message (`testcluster_resources::outcome`, the words logview reports too) and the `Complete` or `Failed` condition ([`status`]).
 //!
+//! 3. reports each run's lifecycle to GitHub as commit statuses, when the object carries the seed's
+//!    GitHub label and annotations ([`github`]; never in the way of the run).
+//!
 //! The runner never writes the phase: the provisioner derives Running, Succeeded and Failed from
 //! what the runner recorded. The names it uses ([`names`]) and the status fields it owns are the
 //! contract in `docs/lifecycle.md`. The runner keeps no state of its own: a restarted runner picks
@@ -20,6 +23,7 @@
 
 pub mod controller;
 pub mod error;
+pub mod github;
 pub mod job;
 pub mod names;
 pub mod status;
@@ -44,22 +48,26 @@ pub use error::Error;
 /// How the runner is configured.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// `activeDeadlineSeconds` of every test Job: how long a job may run before it is failed.
-    pub job_deadline: Duration,
+    /// Job deadlines (`activeDeadlineSeconds`: the spec's, else the default, at most the
+    /// maximum, and never past the cluster's `expiresAt`).
+    pub lifetimes: testcluster_resources::lifetime::Lifetimes,
     /// Only this namespace's test clusters; all namespaces when `None`.
     pub namespace: Option<String>,
     /// How long a container of the job may fail to start (image pull errors, a missing
     /// ConfigMap) before the run is failed. The kubelet retries such errors forever, and a run
     /// waiting out `job_deadline` on a mistyped image helps nobody.
     pub start_timeout: Duration,
+    /// Commit statuses on GitHub (off without a token Secret).
+    pub github: github::GitHubSettings,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            job_deadline: Duration::from_secs(60 * 60),
+            lifetimes: Default::default(),
             namespace: None,
             start_timeout: Duration::from_secs(5 * 60),
+            github: github::GitHubSettings::default(),
         }
     }
 }
@@ -118,12 +126,20 @@ pub async fn run(
     )
     .modify(|pod| pod.managed_fields_mut().clear())
     .touched_objects();
+    let github = github::Reporter::start(
+        &client,
+        settings.github.clone(),
+        recorder.clone(),
+        &metrics,
+        shutdown.clone(),
+    )?;
     let ctx = Arc::new(controller::Context::new(
         client.clone(),
         settings,
         recorder,
         job_store,
         pod_store,
+        github,
     ));
     tracing::info!(namespace = ?namespace, "runner started");
     Controller::new(resources, watcher::Config::default())

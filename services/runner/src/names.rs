@@ -18,6 +18,10 @@ pub use testcluster_resources::job_pod::{
 pub const KUBECONFIG_DIR: &str = "/var/run/testcluster";
 /// `KUBECONFIG` of the job's containers.
 pub const KUBECONFIG_PATH: &str = "/var/run/testcluster/kubeconfig";
+/// Prefix of the variable that carries one image of `spec.jobSpec.imagesToTest`.
+pub const ENV_IMAGE_TO_TEST_PREFIX: &str = "IMAGE_TO_TEST_";
+/// The variable that carries all of `spec.jobSpec.imagesToTest` as a JSON object.
+pub const ENV_IMAGES_TO_TEST: &str = "IMAGES_TO_TEST";
 /// Where the user ConfigMap (`spec.jobSpec.runner.configMap`) is mounted.
 pub const USER_CONFIG_DIR: &str = "/etc/testcluster/config";
 

@@ -255,7 +255,10 @@ async fn a_job_past_its_deadline_fails_with_deadline_exceeded() {
     let runner = start_runner_with(
         &world,
         testcluster_runner::Settings {
-            job_deadline: Duration::from_secs(1),
+            lifetimes: testcluster_resources::lifetime::Lifetimes {
+                default_job_deadline: Duration::from_secs(1),
+                ..Default::default()
+            },
             ..settings(&world)
         },
     );
@@ -339,6 +342,7 @@ async fn reconcile_stale(
         kube::runtime::events::Recorder::new(world.client.clone(), reporter),
         jobs,
         pods,
+        None,
     ));
     within(
         "the stale reconcile",

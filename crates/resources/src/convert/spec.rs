@@ -20,6 +20,8 @@ impl From<api::TestClusterSpec> for TestClusterGKESpec {
             job_spec: spec.job_spec.map(JobSpec::from),
             machine_type: spec.machine_type,
             nodes: spec.nodes,
+            ttl: spec.ttl,
+            hold_on_failure: spec.hold_on_failure,
         }
     }
 }
@@ -35,6 +37,8 @@ impl From<TestClusterGKESpec> for api::TestClusterSpec {
             job_spec: spec.job_spec.map(api::JobSpec::from),
             machine_type: spec.machine_type,
             nodes: spec.nodes,
+            ttl: spec.ttl,
+            hold_on_failure: spec.hold_on_failure,
         }
     }
 }
@@ -44,6 +48,7 @@ impl From<api::JobSpec> for JobSpec {
         JobSpec {
             runner: job.runner.map(JobRunnerSpec::from),
             images_to_test: (!job.images_to_test.is_empty()).then_some(job.images_to_test),
+            deadline: job.deadline,
         }
     }
 }
@@ -53,6 +58,7 @@ impl From<JobSpec> for api::JobSpec {
         api::JobSpec {
             runner: job.runner.map(api::JobRunnerSpec::from),
             images_to_test: job.images_to_test.unwrap_or_default(),
+            deadline: job.deadline,
         }
     }
 }

@@ -59,6 +59,11 @@ pub fn status_to_api(status: &TestClusterGKEStatus) -> api::TestClusterStatus {
         phase_timestamps: status.phase_timestamps.as_ref().map(timestamps_to_api),
         logs_url: status.logs_url.clone().unwrap_or_default(),
         expire_time: status.expires_at.as_ref().map(to_timestamp),
+        record: status.record.as_ref().map(|record| api::RunRecord {
+            template: record.template.clone(),
+            kubernetes_version: record.kubernetes_version.clone().unwrap_or_default(),
+            phase_seconds: record.phase_seconds.clone(),
+        }),
     }
 }
 
@@ -114,6 +119,7 @@ impl From<Phase> for api::Phase {
             Phase::Failed => api::Phase::Failed,
             Phase::Error => api::Phase::Error,
             Phase::Deleting => api::Phase::Deleting,
+            Phase::Expired => api::Phase::Expired,
         }
     }
 }
@@ -130,6 +136,7 @@ pub fn phase_from_api(phase: api::Phase) -> Option<Phase> {
         api::Phase::Failed => Some(Phase::Failed),
         api::Phase::Error => Some(Phase::Error),
         api::Phase::Deleting => Some(Phase::Deleting),
+        api::Phase::Expired => Some(Phase::Expired),
     }
 }
 
@@ -209,6 +216,7 @@ mod tests {
             Phase::Failed,
             Phase::Error,
             Phase::Deleting,
+            Phase::Expired,
         ] {
             assert_eq!(phase_from_api(api::Phase::from(phase)), Some(phase));
         }

@@ -58,3 +58,8 @@ pub const MAX_ANNOTATIONS: usize = 64;
 pub const MAX_ANNOTATIONS_BYTES: usize = 64 * 1024;
 /// A ConfigMap holds at most 1 MiB in all; 1 KiB is left for its metadata.
 pub const MAX_INIT_MANIFEST_BYTES: usize = 1024 * 1024 - 1024;
+/// The longest `ttl`, `holdOnFailure` or `jobSpec.deadline` that may be asked for (a week): a
+/// typo such as `2000h` is refused rather than cut to the operator's maximum without a word.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 60 * 60);
+/// A duration string (`1h 30m`).
+pub const MAX_DURATION_LEN: usize = 64;

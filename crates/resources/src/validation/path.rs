@@ -65,6 +65,9 @@ pub mod fields {
     pub const JOB_SPEC: Field = Field::new("job_spec", "jobSpec");
     pub const MACHINE_TYPE: Field = Field::new("machine_type", "machineType");
     pub const NODES: Field = Field::new("nodes", "nodes");
+    pub const TTL: Field = Field::new("ttl", "ttl");
+    pub const HOLD_ON_FAILURE: Field = Field::new("hold_on_failure", "holdOnFailure");
+    pub const DEADLINE: Field = Field::new("deadline", "deadline");
 
     pub const RUNNER: Field = Field::new("runner", "runner");
     pub const IMAGES_TO_TEST: Field = Field::new("images_to_test", "imagesToTest");

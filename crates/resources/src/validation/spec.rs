@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use super::env;
 use super::image::image_problem;
 use super::limits::{
-    MAX_COMMAND_ARG_BYTES, MAX_COMMAND_ARGS, MAX_ENV, MAX_IDENTIFIER_LEN, MAX_IMAGE_LEN,
-    MAX_IMAGES_TO_TEST, MAX_IMAGES_TO_TEST_KEY_LEN, MAX_KUBERNETES_VERSION_LEN, MAX_NODES,
-    MAX_PROJECT_LEN, MAX_SPEC_BYTES,
+    MAX_COMMAND_ARG_BYTES, MAX_COMMAND_ARGS, MAX_DURATION, MAX_DURATION_LEN, MAX_ENV,
+    MAX_IDENTIFIER_LEN, MAX_IMAGE_LEN, MAX_IMAGES_TO_TEST, MAX_IMAGES_TO_TEST_KEY_LEN,
+    MAX_KUBERNETES_VERSION_LEN, MAX_NODES, MAX_PROJECT_LEN, MAX_SPEC_BYTES,
 };
 use super::location::{
     kubernetes_version_problem, location_problem, machine_type_problem, parse_location,
@@ -115,8 +115,16 @@ pub fn check(violations: &mut Violations, spec: &TestClusterGKESpec, context: Sp
         }
     }
 
+    check_duration(violations, &root.field(fields::TTL), &spec.ttl);
+    check_duration(
+        violations,
+        &root.field(fields::HOLD_ON_FAILURE),
+        &spec.hold_on_failure,
+    );
+
     if let Some(job) = &spec.job_spec {
         let job_path = root.field(fields::JOB_SPEC);
+        check_duration(violations, &job_path.field(fields::DEADLINE), &job.deadline);
         match &job.runner {
             Some(runner) if counts_ok => {
                 check_runner(violations, &job_path.field(fields::RUNNER), runner, context)
@@ -384,6 +392,34 @@ fn check_runner(
         &runner.env,
         own_config_map,
     );
+}
+
+/// A duration (`ttl`, `holdOnFailure`, `jobSpec.deadline`): parses, and is at most
+/// [`MAX_DURATION`]. The operator's maximum is lower and cuts it; this limit catches typos.
+fn check_duration(violations: &mut Violations, path: &FieldPath, value: &Option<String>) {
+    let Some(value) = non_empty(violations, path, value) else {
+        return;
+    };
+    if !text::check(violations, path, value, MAX_DURATION_LEN, Text::Line) {
+        return;
+    }
+    match crate::lifetime::parse_duration(value) {
+        Err(problem) => violations.add(
+            path.clone(),
+            Reason::InvalidValue,
+            format!("{} is not a duration: {problem}", quoted(value)),
+        ),
+        Ok(duration) if duration > MAX_DURATION => violations.add(
+            path.clone(),
+            Reason::OutOfRange,
+            format!(
+                "must be at most {}, got {}",
+                crate::lifetime::format_duration(MAX_DURATION),
+                crate::lifetime::format_duration(duration)
+            ),
+        ),
+        Ok(_) => {}
+    }
 }
 
 fn check_images_to_test(

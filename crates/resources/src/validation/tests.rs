@@ -28,9 +28,12 @@ fn seed_spec() -> TestClusterGKESpec {
                 ..JobRunnerSpec::default()
             }),
             images_to_test: None,
+            deadline: Some("45m".into()),
         }),
         machine_type: Some("n1-standard-4".into()),
         nodes: Some(2),
+        ttl: Some("2h".into()),
+        hold_on_failure: Some("30m".into()),
     }
 }
 
@@ -233,7 +236,7 @@ fn spec_cases() -> Vec<Case> {
             |s| {
                 s.job_spec = Some(JobSpec {
                     runner: None,
-                    images_to_test: None,
+                    ..JobSpec::default()
                 })
             },
             ("spec.job_spec.runner", "spec.jobSpec.runner"),
@@ -323,6 +326,32 @@ fn spec_cases() -> Vec<Case> {
             "INVALID_NAME",
             "\"My_Config\" is not a DNS-1123 subdomain: it must consist of lowercase letters, \
              digits and '-' or '.', and start and end with a letter or digit",
+        ),
+        case(
+            "a ttl that is not a duration",
+            |s| s.ttl = Some("2 days or so".into()),
+            ("spec.ttl", "spec.ttl"),
+            "INVALID_VALUE",
+            "\"2 days or so\" is not a duration: expected number at 7; a duration such as 90m, \
+             2h or 1h30m is expected",
+        ),
+        case(
+            "a hold longer than a week",
+            |s| s.hold_on_failure = Some("8days".into()),
+            ("spec.hold_on_failure", "spec.holdOnFailure"),
+            "OUT_OF_RANGE",
+            "must be at most 7days, got 8days",
+        ),
+        case(
+            "a zero job deadline",
+            |s| {
+                if let Some(job) = s.job_spec.as_mut() {
+                    job.deadline = Some("0s".into());
+                }
+            },
+            ("spec.job_spec.deadline", "spec.jobSpec.deadline"),
+            "INVALID_VALUE",
+            "\"0s\" is not a duration: must be more than zero",
         ),
         case(
             "too many images to test",

@@ -64,6 +64,11 @@ impl Metrics {
         ControllerMetrics::new(controller, families.clone())
     }
 
+    /// Registers a service's own families (once: the caller keeps what `register` returns).
+    pub fn register<T>(&self, register: impl FnOnce(&mut Registry) -> T) -> T {
+        register(&mut self.shared.registry.lock())
+    }
+
     /// Everything registered, in the Prometheus text exposition format (version 0.0.4).
     pub fn encode(&self) -> String {
         let mut text = String::new();

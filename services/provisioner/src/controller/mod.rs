@@ -26,9 +26,11 @@
 //! timeout runs out.
 
 mod error;
+mod expiry;
 mod naming;
 mod own_writes;
 mod provision;
+mod record;
 mod status;
 mod stores;
 mod teardown;
@@ -98,6 +100,8 @@ pub struct Context {
     writes: OwnWrites,
     /// This process's status writes that the watch may not show yet.
     status_writes: PendingWrites,
+    /// Finished runs by outcome and template.
+    runs: crate::metrics::Runs,
 }
 
 impl Context {
@@ -106,6 +110,7 @@ impl Context {
         settings: Arc<Settings>,
         access: Arc<AccessIssuer>,
         owned: OwnedStores,
+        runs: crate::metrics::Runs,
     ) -> Context {
         let recorder = Recorder::new(
             client.clone(),
@@ -123,6 +128,7 @@ impl Context {
             owned,
             writes: OwnWrites::default(),
             status_writes: PendingWrites::default(),
+            runs,
         }
     }
 
@@ -203,6 +209,7 @@ pub async fn run(
     settings: Arc<Settings>,
     access: Arc<AccessIssuer>,
     metrics: testcluster_service::metrics::ControllerMetrics,
+    runs: crate::metrics::Runs,
     shutdown: CancellationToken,
 ) {
     // The test clusters' store, without managed fields (never read here, and a good part of an
@@ -235,6 +242,7 @@ pub async fn run(
         settings,
         access,
         OwnedStores::new(stores),
+        runs,
     ));
     let backoffs = context.clone();
     controller
@@ -333,7 +341,19 @@ fn error_policy(tc: Arc<TestClusterGKE>, error: &Error, context: Arc<Context>) -
 async fn apply(tc: &TestClusterGKE, context: &Context) -> Result<Action, Error> {
     let status = tc.status.clone().unwrap_or_default();
     if status.phase.is_some_and(Phase::is_terminal) {
-        return teardown::tear_down_after_run(tc, context, &status).await;
+        if record::retention_over(&context.settings, &status) {
+            return record::remove(tc, context).await;
+        }
+        let action = teardown::tear_down_after_run(tc, context, &status).await?;
+        // Waiting for the teardown's watch events or the hold's timer; the record's retention
+        // is a timer of its own, later than both.
+        return Ok(match record::retention_left(&context.settings, &status) {
+            Some(left) if action == Action::await_change() => Action::requeue(left),
+            _ => action,
+        });
+    }
+    if let Some(ttl_end) = expiry::ttl_ended(tc, &context.settings.lifetimes, &status) {
+        return expiry::expire(tc, context, &status, ttl_end).await;
     }
     let violations = validation::validate(tc);
     if !violations.is_empty() {

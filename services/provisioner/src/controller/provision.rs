@@ -22,6 +22,7 @@ use testcluster_resources::metadata::{
 use testcluster_resources::{Condition, ErrorStatus, Phase, TestClusterGKE, TestClusterGKEStatus};
 
 use super::error::Error;
+use super::expiry;
 use super::naming::{generate_cluster_name, region_of};
 use super::status::{ProvisionerStatus, now, write_status};
 use super::stores;
@@ -319,8 +320,10 @@ pub(super) async fn provision(
         .clone()
         .unwrap_or_else(|| now.clone());
 
+    // The TTL's end is a timer too: nothing else would wake a cluster without a job.
+    let ttl_left = expiry::timer(tc, &context.settings.lifetimes, &desired);
+    let mut action = ttl_left.map_or_else(Action::await_change, Action::requeue);
     // While coming up, a failure that retrying will not fix (or running out of time) ends the run.
-    let mut action = Action::await_change();
     if is_provisioning(status.phase) && !readiness.all_ready {
         if let Some(failure) = classify::first_failure(&dependencies) {
             let error = ErrorStatus {
@@ -342,7 +345,7 @@ pub(super) async fn provision(
             return end_with_error(tc, context, desired, REASON_PROVISIONING_TIMEOUT, error).await;
         }
         // A timer, not a poll: every reconcile (each dependency change) sets it again.
-        action = Action::requeue(timeout - waited);
+        action = Action::requeue((timeout - waited).min(ttl_left.unwrap_or(Duration::MAX)));
     }
     write_status(tc, context, &desired).await?;
 

@@ -17,10 +17,11 @@ use serde_json::json;
 use testcluster_resources::lifecycle::{self, Facts};
 use testcluster_resources::metadata::{GROUP, KIND, VERSION};
 use testcluster_resources::{
-    Condition, ErrorStatus, Phase, PhaseTimestamps, TestClusterGKE, TestClusterGKEStatus,
+    Condition, ErrorStatus, Phase, PhaseTimestamps, RunRecord, TestClusterGKE, TestClusterGKEStatus,
 };
 
 use super::error::Error;
+use super::expiry;
 use super::{Context, FIELD_MANAGER};
 
 /// The fields of `status` the provisioner owns.
@@ -43,6 +44,12 @@ pub(super) struct ProvisionerStatus {
     pub observed_generation: Option<i64>,
     #[serde(skip_serializing_if = "is_empty")]
     pub phase_timestamps: PhaseTimestamps,
+    /// Computed by [`write_status`] from the phase and its times (`lifetime::Lifetimes::expiry`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    /// Written once, with the write that ends the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<RunRecord>,
 }
 
 fn is_empty(times: &PhaseTimestamps) -> bool {
@@ -61,6 +68,8 @@ impl ProvisionerStatus {
             error: status.error.clone(),
             observed_generation: status.observed_generation,
             phase_timestamps: status.phase_timestamps.clone().unwrap_or_default(),
+            expires_at: status.expires_at.clone(),
+            record: status.record.clone(),
         }
     }
 
@@ -82,9 +91,15 @@ pub(super) async fn write_status(
     desired: &ProvisionerStatus,
 ) -> Result<bool, Error> {
     let current = ProvisionerStatus::from_current(&tc.status.clone().unwrap_or_default());
+    let mut desired = desired.clone();
+    let expiry = expiry::of(tc, &context.settings.lifetimes, &desired);
+    if desired.record.is_none() && desired.phase.is_some_and(Phase::is_terminal) {
+        desired.record = Some(RunRecord::of(&tc.spec, &desired.phase_timestamps));
+    }
+    desired.expires_at = expiry.map(|expiry| Time(expiry.at));
     // Compare encoded forms: times are written with second precision, so a value straight from
     // another object may differ from its own round trip, which would otherwise write forever.
-    if serde_json::to_value(&current)? == serde_json::to_value(desired)? {
+    if serde_json::to_value(&current)? == serde_json::to_value(&desired)? {
         return Ok(false);
     }
     let namespace = tc.namespace().ok_or(Error::NoNamespace)?;
@@ -94,7 +109,7 @@ pub(super) async fn write_status(
         "apiVersion": format!("{GROUP}/{VERSION}"),
         "kind": KIND,
         "metadata": {"name": name, "resourceVersion": tc.meta().resource_version},
-        "status": desired,
+        "status": &desired,
     });
     api.patch_status(
         &name,
@@ -106,6 +121,14 @@ pub(super) async fn write_status(
         &testcluster_resources::metadata::object_key(tc),
         tc.resource_version().as_deref(),
     );
+    if current.phase != desired.phase
+        && let Some(phase) = desired.phase.filter(|p| p.is_terminal())
+    {
+        context.runs.finished(tc, phase);
+    }
+    if let Some(expiry) = expiry {
+        expiry::publish_change(tc, context, &current, &desired, expiry).await;
+    }
     Ok(true)
 }
 

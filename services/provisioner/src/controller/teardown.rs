@@ -11,9 +11,11 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use testcluster_resources::job_pod;
 use testcluster_resources::lifecycle::Facts;
+use testcluster_resources::lifetime::Bound;
 use testcluster_resources::{Phase, TestClusterGKE, TestClusterGKEStatus};
 
 use super::error::Error;
+use super::expiry;
 use super::provision::{dependency_of, is_controlled_by};
 use super::status::{ProvisionerStatus, now, write_status};
 use super::{
@@ -99,6 +101,14 @@ pub(super) async fn tear_down_after_run(
         // Nothing was ever created.
         return Ok(Action::await_change());
     };
+    // A failed run with a hold keeps everything until the hold ends (a timer wakes it then).
+    let current = ProvisionerStatus::from_current(status);
+    let lifetimes = &context.settings.lifetimes;
+    let held = expiry::of(tc, lifetimes, &current).is_some_and(|e| e.bound == Bound::Hold);
+    if let Some(left) = expiry::timer(tc, lifetimes, &current).filter(|left| !left.is_zero()) {
+        write_status(tc, context, &current).await?;
+        return Ok(Action::requeue(left));
+    }
     let (remaining, started) = delete_owned(tc, context, cluster_name).await?;
     let now = now();
     let before = ProvisionerStatus::from_current(status);
@@ -146,7 +156,11 @@ pub(super) async fn tear_down_after_run(
                 tc,
                 EventType::Normal,
                 "DeletingCluster",
-                format!("The run is over; deleting cluster {cluster_name} and its dependencies"),
+                if held {
+                    format!("The hold ended; deleting cluster {cluster_name} and its dependencies")
+                } else {
+                    format!("The run is over; deleting cluster {cluster_name} and its dependencies")
+                },
             )
             .await;
     }

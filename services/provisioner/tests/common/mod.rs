@@ -83,6 +83,8 @@ impl Env {
             // Its gRPC tests reach it in plaintext on loopback; mutual TLS is tested with the
             // shared stack (crates/service) and end to end.
             tls: None,
+            lifetimes: Default::default(),
+            record_retention: testcluster_provisioner::DEFAULT_RECORD_RETENTION,
         }
     }
 

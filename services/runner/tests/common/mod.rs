@@ -176,7 +176,10 @@ impl RunningRunner {
 /// Settings for a runner of the world's namespace, with a job deadline ample for any test job.
 pub fn settings(world: &World) -> testcluster_runner::Settings {
     testcluster_runner::Settings {
-        job_deadline: Duration::from_secs(120),
+        lifetimes: testcluster_resources::lifetime::Lifetimes {
+            default_job_deadline: Duration::from_secs(120),
+            ..Default::default()
+        },
         namespace: Some(world.namespace.clone()),
         ..testcluster_runner::Settings::default()
     }
