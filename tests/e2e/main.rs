@@ -6,6 +6,7 @@
 mod support;
 
 mod clients;
+mod federation;
 mod infra_failure;
 mod lifecycle;
 mod metrics;

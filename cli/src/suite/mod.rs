@@ -45,17 +45,26 @@ pub struct SuiteConfig {
     pub metrics_listen: BTreeMap<Component, SocketAddr>,
     /// The simulator's configuration (delays, faults).
     pub sim: SimConfig,
+    /// The runner's configuration (the metrics stack it installs, how it federates).
+    pub runner: testcluster_runner::Settings,
+    /// Where the runner serves federation (service discovery and `/federate`); port 0 picks a
+    /// free one (tests).
+    pub federation_listen: SocketAddr,
 }
 
 impl Default for SuiteConfig {
     fn default() -> Self {
         let mut sim = SimConfig::default();
         jobs_find_kubectl(&mut sim);
+        // What the runner installs into a test cluster runs there, and answers its service proxy.
+        sim.test_cluster_workloads = true;
         SuiteConfig {
             broker_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             kubeconfig: None,
             metrics_listen: BTreeMap::new(),
             sim,
+            runner: testcluster_runner::Settings::default(),
+            federation_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -116,6 +125,7 @@ pub struct Suite {
     running: BTreeMap<Component, Running>,
     addresses: BTreeMap<Component, SocketAddr>,
     metrics: BTreeMap<Component, (Metrics, SocketAddr)>,
+    runner_settings: testcluster_runner::Settings,
     /// Stops the metrics servers when the suite goes.
     _metrics_stop: DropGuard,
     kubeconfig: PathBuf,
@@ -146,6 +156,7 @@ impl Suite {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         for (component, address) in [
             (Component::Provisioner, loopback),
+            (Component::Runner, config.federation_listen),
             (Component::Logview, loopback),
             (Component::Broker, config.broker_listen),
         ] {
@@ -180,6 +191,7 @@ impl Suite {
             running: BTreeMap::new(),
             addresses,
             metrics,
+            runner_settings: config.runner,
             _metrics_stop: metrics_stop.drop_guard(),
             kubeconfig,
             sim,
@@ -197,11 +209,21 @@ impl Suite {
         self.endpoint(Component::Broker).unwrap_or_default()
     }
 
-    /// A service's gRPC endpoint (`None` for the runner, which serves none).
+    /// A service's gRPC endpoint; for the runner, which serves no gRPC, its federation server.
     pub fn endpoint(&self, component: Component) -> Option<String> {
         self.addresses
             .get(&component)
             .map(|address| format!("http://{address}"))
+    }
+
+    /// The runner's Prometheus service discovery (`http_sd_configs`), such as
+    /// `http://127.0.0.1:9105/federation/targets`.
+    pub fn federation_targets_url(&self) -> String {
+        format!(
+            "{}{}",
+            self.endpoint_or_empty(Component::Runner),
+            testcluster_runner::federation::TARGETS_PATH
+        )
     }
 
     /// Where a service serves its Prometheus metrics, such as `http://127.0.0.1:9101/metrics`.

@@ -82,7 +82,7 @@ pub fn service_future(
 ) -> anyhow::Result<BoxFuture<'static, anyhow::Result<()>>> {
     let provisioner = suite.endpoint_or_empty(Component::Provisioner);
     let logview = suite.endpoint_or_empty(Component::Logview);
-    let needs_listener = || listener.context("no address for a gRPC service");
+    let needs_listener = move || listener.context("no address for the service");
     let metrics = suite.metrics(component);
     Ok(match component {
         Component::Provisioner => {
@@ -100,7 +100,8 @@ pub fn service_future(
         }
         Component::Runner => Box::pin(testcluster_runner::run(
             client,
-            testcluster_runner::Settings::default(),
+            Some(needs_listener()?),
+            suite.runner_settings.clone(),
             metrics,
             stop,
         )),

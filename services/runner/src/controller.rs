@@ -32,6 +32,7 @@ use testcluster_service::stale_reads::PendingWrites;
 
 use crate::Settings;
 use crate::error::Error;
+use crate::install::{InstallResult, Installer};
 use crate::job::{self, JobInputs};
 use crate::names;
 use crate::status::RunnerStatus;
@@ -59,6 +60,8 @@ pub struct Context {
     failures: Backoffs,
     /// The runner's status writes that the watch may not show yet.
     status_writes: PendingWrites,
+    /// What goes into a test cluster before its job.
+    installer: Installer,
 }
 
 impl Context {
@@ -68,6 +71,7 @@ impl Context {
         recorder: Recorder,
         jobs: Store<Job>,
         pods: Store<Pod>,
+        installer: Installer,
     ) -> Context {
         Context {
             client,
@@ -77,6 +81,7 @@ impl Context {
             pods,
             failures: Backoffs::new(RETRY),
             status_writes: PendingWrites::default(),
+            installer,
         }
     }
 }
@@ -119,14 +124,6 @@ async fn reconcile_once(resource: &TestClusterGKE, ctx: &Context) -> Result<Acti
         // object back, and a decision now would only lose a race.
         return Ok(Action::await_change());
     }
-    let Some(runner) = resource
-        .spec
-        .job_spec
-        .as_ref()
-        .and_then(|j| j.runner.as_ref())
-    else {
-        return Ok(Action::await_change());
-    };
     let status = RunnerStatus::of(resource);
     if status.is_finished() {
         return Ok(Action::await_change());
@@ -135,12 +132,24 @@ async fn reconcile_once(resource: &TestClusterGKE, ctx: &Context) -> Result<Acti
         namespace: resource.namespace().ok_or(Error::MissingNamespace)?,
         name: resource.name_any(),
         resource,
-        runner,
+        runner: resource
+            .spec
+            .job_spec
+            .as_ref()
+            .and_then(|j| j.runner.as_ref()),
         ctx,
     };
-    // Ready is where a job starts; the provisioner moves the phase to Running once the runner
-    // recorded it. Every other phase is not the runner's business (or the run is over).
-    match resource.status.as_ref().and_then(|s| s.phase) {
+    // Ready is where a job starts, after the installs; the provisioner moves the phase to Running
+    // once the runner recorded it. Every other phase is not the runner's business (or the run is
+    // over).
+    let phase = resource.status.as_ref().and_then(|s| s.phase);
+    if phase == Some(Phase::Ready) && ctx.installer.pending(resource) {
+        return run.install(status).await;
+    }
+    if run.runner.is_none() {
+        return Ok(Action::await_change());
+    }
+    match phase {
         Some(Phase::Ready | Phase::Running) if status.job.name.is_none() => run.start(status).await,
         Some(Phase::Ready | Phase::Running) => run.follow(status).await,
         _ => Ok(Action::await_change()),
@@ -152,7 +161,8 @@ struct Run<'a> {
     namespace: String,
     name: String,
     resource: &'a TestClusterGKE,
-    runner: &'a JobRunnerSpec,
+    /// `None` for a cluster without a job.
+    runner: Option<&'a JobRunnerSpec>,
     ctx: &'a Context,
 }
 
@@ -176,6 +186,27 @@ impl Run<'_> {
             self.resource.resource_version().as_deref(),
         );
         Ok(())
+    }
+
+    /// Ready, before the job: the metrics stack and the init manifest go into the test cluster
+    /// ([`crate::install`]); the outcome is recorded in `installConditions` and Events. A refusal
+    /// fails the run; anything else is retried with back-off.
+    async fn install(&self, mut status: RunnerStatus) -> Result<Action, Error> {
+        let report = self.ctx.installer.install(self.resource).await;
+        status.install_conditions = report.conditions;
+        self.write(&mut status).await?;
+        for (type_, reason, note) in report.events {
+            self.publish(type_, reason, note, "Install").await;
+        }
+        match report.result {
+            // The status write brings the object back, and the job starts then.
+            InstallResult::Done => Ok(Action::await_change()),
+            InstallResult::Retry(message) => Err(Error::Install(message)),
+            InstallResult::Refused(outcome) if self.runner.is_some() => {
+                self.finish(status, outcome).await
+            }
+            InstallResult::Refused(_) => Ok(Action::await_change()),
+        }
     }
 
     /// Ready: the Job exists (created now, or found from before a restart) and is recorded.
@@ -248,11 +279,12 @@ impl Run<'_> {
             .location
             .or_else(|| self.resource.spec.location.clone())
             .unwrap_or_default();
+        let runner = self.runner.ok_or(Error::NoJob)?;
         let job = job::test_job(&JobInputs {
             namespace: &self.namespace,
             name: &self.name,
             owner,
-            runner: self.runner,
+            runner,
             cluster_name: &cluster_name,
             location: &location,
             active_deadline: self.ctx.settings.job_deadline,

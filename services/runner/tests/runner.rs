@@ -339,6 +339,13 @@ async fn reconcile_stale(
         kube::runtime::events::Recorder::new(world.client.clone(), reporter),
         jobs,
         pods,
+        testcluster_runner::install::Installer::new(
+            None,
+            world.client.clone(),
+            std::sync::Arc::new(testcluster_runner::cluster_access::ClusterClients::new(
+                world.client.clone(),
+            )),
+        ),
     ));
     within(
         "the stale reconcile",
