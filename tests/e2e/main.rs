@@ -6,6 +6,7 @@
 mod support;
 
 mod clients;
+mod deploy_configs;
 mod federation;
 mod infra_failure;
 mod lifecycle;
