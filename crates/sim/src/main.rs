@@ -3,7 +3,8 @@
 //! Starts the simulator (Kubernetes API server, workloads, Config Connector, GKE API fake), writes a
 //! kubeconfig for its API server, optionally serves its request counters on `/metrics`, prints where
 //! everything listens and runs until SIGINT or SIGTERM. `--image-map` runs images as local
-//! executables; `--pods-dir` says where pods' files go.
+//! executables; `--test-cluster-workloads` runs workloads in test clusters too; `--pods-dir` says
+//! where pods' files go.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
