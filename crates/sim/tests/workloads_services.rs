@@ -218,32 +218,6 @@ async fn a_mapped_image_is_ready_through_its_grpc_probe_and_reached_by_service_n
         "{log}"
     );
     assert_eq!(log, format!("hello from {web_name}\n"));
-
-    // The API server's service proxy reaches a ready endpoint too, by port name, number or none.
-    for service in ["web:http", "web:80", "web"] {
-        let path = format!("/api/v1/namespaces/{NAMESPACE}/services/{service}/proxy/");
-        let answer = client
-            .request_text(http::Request::get(&path).body(Vec::new()).expect("request"))
-            .await
-            .unwrap_or_else(|error| panic!("GET {path}: {error}"));
-        assert_eq!(answer, format!("hello from {web_name}\n"), "{path}");
-    }
-    let missing = format!("/api/v1/namespaces/{NAMESPACE}/services/nothing:80/proxy/");
-    let refused = client
-        .request_text(
-            http::Request::get(&missing)
-                .body(Vec::new())
-                .expect("request"),
-        )
-        .await
-        .expect_err("no such Service");
-    match refused {
-        kube::Error::Api(status) => assert_eq!(
-            (status.code, status.message.as_str()),
-            (503, "no endpoints available for service \"nothing:80\"")
-        ),
-        other => panic!("{other:?}"),
-    }
 }
 
 #[tokio::test]

@@ -90,8 +90,9 @@ impl ClusterClients {
             message,
         };
         let text = std::str::from_utf8(&bytes.0).map_err(|e| invalid(e.to_string()))?;
-        // The parser's errors quote no part of the file, so they are safe to report.
-        let kubeconfig = Kubeconfig::from_yaml(text).map_err(|e| invalid(e.to_string()))?;
+        // The parser's error could quote a value of the file (a token): say only that it failed.
+        let kubeconfig = Kubeconfig::from_yaml(text)
+            .map_err(|_| invalid("not a kubeconfig document".to_owned()))?;
         let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .map_err(|e| invalid(e.to_string()))?;
