@@ -158,21 +158,19 @@ pub async fn run(
     ));
     tracing::info!(namespace = ?namespace, "runner started");
     let controller = Controller::new(resources, watcher::Config::default());
-    if let Some(listener) = federation {
-        let serving = federation::serve(
-            listener,
-            federation_settings,
-            controller.store(),
-            clients,
-            shutdown.clone(),
-        );
-        tokio::spawn(async move {
-            if let Err(error) = serving.await {
-                tracing::error!(%error, "federation server failed");
-            }
-        });
-    }
-    controller
+    // Served beside the controller, within this future (not a spawned task), so that the
+    // listener goes when the runner does, however it stops.
+    let store = controller.store();
+    let stop_serving = shutdown.clone();
+    let serving = async move {
+        let Some(listener) = federation else { return };
+        let served =
+            federation::serve(listener, federation_settings, store, clients, stop_serving).await;
+        if let Err(error) = served {
+            tracing::error!(%error, "federation server failed");
+        }
+    };
+    let controlling = controller
         .owns_stream(jobs)
         // Pods are owned by the Job, not by the test cluster: map them back through the label
         // their template gave them.
@@ -198,8 +196,8 @@ pub async fn run(
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile error");
             }
-        })
-        .await;
+        });
+    futures::join!(controlling, serving);
     tracing::info!("runner stopped");
     Ok(())
 }

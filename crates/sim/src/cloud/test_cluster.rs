@@ -43,6 +43,7 @@ impl TestCluster {
                     api.pod_logs().clone(),
                     WorkloadConfig {
                         api_server: ApiServerAccess::of(&api),
+                        register_node: false,
                         ..config
                     },
                 )?;

@@ -107,6 +107,9 @@ impl Backoff {
 pub struct WorkloadConfig {
     /// The simulated node's name; pods without a `nodeName` are bound to it.
     pub node_name: String,
+    /// Whether the kubelet creates that Node object. A test cluster's Nodes are its node pools'
+    /// (GKE's names and count), so its kubelet adds none of its own.
+    pub register_node: bool,
     /// Which images fail to pull.
     pub image_pull_rules: ImagePullRules,
     /// Images that run a local executable as their entrypoint.
@@ -156,6 +159,7 @@ impl Default for WorkloadConfig {
     fn default() -> Self {
         WorkloadConfig {
             node_name: "sim-node".to_owned(),
+            register_node: true,
             image_pull_rules: ImagePullRules::default(),
             image_binaries: ImageBinaries::default(),
             backoff: Backoff {
