@@ -24,8 +24,35 @@ pub struct Cli {
     #[arg(long, short = 'n', global = true, env = "TESTCLUSTER_NAMESPACE")]
     pub namespace: Option<String>,
 
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How tcctl proves who it is to the broker (see `tcctl::credentials`): `--token`, else a GitHub
+/// Actions OIDC token when run in Actions, else the token `tcctl up` wrote.
+#[derive(Debug, Args)]
+pub struct CredentialArgs {
+    /// Bearer token for the broker, such as a static token [default: a GitHub Actions OIDC token in
+    /// a job with `id-token: write`, else the one in --token-file].
+    #[arg(long, global = true, env = "TESTCLUSTER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// File holding the token, used when neither --token nor GitHub Actions gives one; `tcctl up`
+    /// writes its token there (mode 0600) and removes it when it stops.
+    #[arg(long, global = true, env = "TESTCLUSTER_TOKEN_FILE", default_value_os_t = crate::credentials::default_token_file())]
+    pub token_file: PathBuf,
+
+    /// Audience of the GitHub Actions OIDC token tcctl asks for: the broker's --oidc-audience.
+    #[arg(
+        long,
+        global = true,
+        env = "TESTCLUSTER_OIDC_AUDIENCE",
+        default_value = "testcluster"
+    )]
+    pub oidc_audience: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,9 +16,9 @@ use anyhow::{Context as _, bail};
 use testcluster_api::v1 as api;
 use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::test_cluster_service_client::TestClusterServiceClient;
+use testcluster_auth::client::{AuthorizedChannel, Bearer};
 use testcluster_service::retry::{Backoff, RetryPolicy};
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
 use crate::EXIT_INFRASTRUCTURE;
@@ -94,7 +94,10 @@ pub fn has_job(cluster: &api::TestCluster) -> bool {
 
 /// Follows the run of `created` (as `CreateTestCluster` returned it) until a terminal phase, or,
 /// for a cluster without a job, until it is Ready.
-pub async fn follow(channel: Channel, created: &api::TestCluster) -> anyhow::Result<Outcome> {
+pub async fn follow(
+    channel: AuthorizedChannel,
+    created: &api::TestCluster,
+) -> anyhow::Result<Outcome> {
     // Watching from the version create returned replays every change since (unless the API
     // server's history no longer reaches back that far: then the watch starts from the current
     // state, which is why phases are compared below, not counted).
@@ -174,7 +177,7 @@ fn is_terminal(phase: api::Phase) -> bool {
 
 /// The snapshots of one test cluster, from a watch that is resumed when it breaks.
 struct Snapshots {
-    client: TestClusterServiceClient<Channel>,
+    client: TestClusterServiceClient<AuthorizedChannel>,
     namespace: String,
     name: String,
     /// The version of the last snapshot: a resumed watch carries on after it.
@@ -187,7 +190,7 @@ struct Snapshots {
 }
 
 impl Snapshots {
-    fn new(channel: Channel, created: &api::TestCluster) -> Self {
+    fn new(channel: AuthorizedChannel, created: &api::TestCluster) -> Self {
         Snapshots {
             client: TestClusterServiceClient::new(channel),
             namespace: created.namespace.clone(),
@@ -310,7 +313,7 @@ fn show_phase(cluster: &api::TestCluster, shown: &mut api::Phase) {
 /// Prints the job's log lines as they come, prefixed with their container; returns logview's final
 /// status. Log trouble is reported but does not end the run: the status still decides the outcome.
 async fn stream_logs(
-    channel: Channel,
+    channel: AuthorizedChannel,
     namespace: String,
     name: String,
 ) -> Option<api::FinalStatus> {
@@ -355,7 +358,7 @@ pub fn container_name(container: i32) -> &'static str {
 }
 
 /// Connects to the broker, saying what to do when it is not there.
-pub async fn connect(endpoint: &str) -> anyhow::Result<Channel> {
+pub async fn connect(endpoint: &str, bearer: Bearer) -> anyhow::Result<AuthorizedChannel> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
         .with_context(|| format!("invalid endpoint {endpoint:?}"))?
         .connect_timeout(Duration::from_secs(5))
@@ -366,7 +369,7 @@ pub async fn connect(endpoint: &str) -> anyhow::Result<Channel> {
         .with_context(|| {
             format!("cannot reach the broker at {endpoint} (is `tcctl up` running? or use `tcctl run --local`)")
         })?;
-    Ok(channel)
+    Ok(bearer.on(channel))
 }
 
 #[cfg(test)]

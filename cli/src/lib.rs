@@ -4,12 +4,14 @@
 //! - [`commands`]: one module per subcommand; `run` builds a request ([`request`]), creates the test
 //!   cluster and follows it ([`follow`]): phase changes and the job's log lines as they come, and
 //!   the job's exit code as tcctl's.
+//! - [`credentials`]: which token tcctl sends (a flag, GitHub Actions' OIDC token, `tcctl up`'s).
 //! - [`suite`]: the whole suite on this machine — the simulator and the four services in-process —
 //!   for `tcctl up`, `tcctl run --local` and the end-to-end tests.
 //! - [`output`]: how test clusters and gRPC errors are printed.
 
 pub mod args;
 pub mod commands;
+pub mod credentials;
 pub mod follow;
 pub mod output;
 pub mod request;

@@ -85,6 +85,8 @@ struct Up {
     /// The runner's service-discovery URL, as printed.
     federation: String,
     kubeconfig: std::path::PathBuf,
+    /// Where `tcctl up` writes its token, and the other tcctl commands read it.
+    token_file: std::path::PathBuf,
     sim_admin: String,
     _dir: tempfile::TempDir,
 }
@@ -95,6 +97,7 @@ impl Up {
         let admin_port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
+        let token_file = dir.path().join("token");
         let started = Instant::now();
         let mut child = Child(
             Command::new(TCCTL)
@@ -102,6 +105,7 @@ impl Up {
                 .args(["--sim-admin-listen", &format!("127.0.0.1:{admin_port}")])
                 .arg("--kubeconfig")
                 .arg(&kubeconfig)
+                .env("TESTCLUSTER_TOKEN_FILE", &token_file)
                 .args(extra)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -144,6 +148,7 @@ impl Up {
             endpoint,
             federation,
             kubeconfig,
+            token_file,
             sim_admin: format!("http://127.0.0.1:{admin_port}"),
             _dir: dir,
         }
@@ -156,6 +161,7 @@ impl Up {
             .env("TESTCLUSTER_ENDPOINT", &self.endpoint)
             .env("TESTCLUSTER_SIM_ADMIN", &self.sim_admin)
             .env("TESTCLUSTER_KUBECONFIG", &self.kubeconfig)
+            .env("TESTCLUSTER_TOKEN_FILE", &self.token_file)
             .output()
             .expect("tcctl runs")
     }
@@ -164,10 +170,38 @@ impl Up {
 #[test]
 fn up_serves_within_10_seconds_and_a_second_tcctl_reaches_it() {
     let up = Up::start(&[]);
-    let (endpoint, kubeconfig, mut child) = (up.endpoint.clone(), up.kubeconfig.clone(), up.child);
+    let (endpoint, kubeconfig, token_file, mut child) = (
+        up.endpoint.clone(),
+        up.kubeconfig.clone(),
+        up.token_file.clone(),
+        up.child,
+    );
 
     assert!(kubeconfig.exists());
     assert_eq!(up.federation, "http://127.0.0.1:9105/federation/targets");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&token_file)
+        .expect("token file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the token file is its owner's only");
+
+    // Without the token the broker refuses, and says how to send one.
+    let output = Command::new(TCCTL)
+        .args(["list"])
+        .env("TESTCLUSTER_ENDPOINT", &endpoint)
+        .env(
+            "TESTCLUSTER_TOKEN_FILE",
+            token_file.with_file_name("absent"),
+        )
+        .output()
+        .expect("tcctl list");
+    assert_eq!(output.status.code(), Some(tcctl::EXIT_INFRASTRUCTURE));
+    assert!(
+        text(&output.stderr).contains("no credentials: send `authorization: Bearer TOKEN`"),
+        "{}",
+        text(&output.stderr)
+    );
 
     let output = Command::new(TCCTL)
         .args([
@@ -180,6 +214,7 @@ fn up_serves_within_10_seconds_and_a_second_tcctl_reaches_it() {
             "echo second-terminal",
         ])
         .env("TESTCLUSTER_ENDPOINT", &endpoint)
+        .env("TESTCLUSTER_TOKEN_FILE", &token_file)
         .output()
         .expect("tcctl run");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
@@ -189,6 +224,7 @@ fn up_serves_within_10_seconds_and_a_second_tcctl_reaches_it() {
     let output = Command::new(TCCTL)
         .args(["logs", "second"])
         .env("TESTCLUSTER_ENDPOINT", &endpoint)
+        .env("TESTCLUSTER_TOKEN_FILE", &token_file)
         .output()
         .expect("tcctl logs");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
@@ -197,6 +233,7 @@ fn up_serves_within_10_seconds_and_a_second_tcctl_reaches_it() {
     let output = Command::new(TCCTL)
         .args(["list", "-o", "table"])
         .env("TESTCLUSTER_ENDPOINT", &endpoint)
+        .env("TESTCLUSTER_TOKEN_FILE", &token_file)
         .output()
         .expect("tcctl list");
     assert!(
@@ -217,6 +254,7 @@ fn up_serves_within_10_seconds_and_a_second_tcctl_reaches_it() {
     assert!(signalled.success());
     let status = child.0.wait().expect("tcctl up exits");
     assert_eq!(status.code(), Some(0));
+    assert!(!token_file.exists(), "the token goes with the suite");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Clients no one here wrote: `buf curl` lists every server's services through reflection (v1 and
 //! v1alpha), each server's health check answers SERVING, and reflection serves the
-//! `google.rpc.BadRequest` that an INVALID_ARGUMENT carries.
+//! `google.rpc.BadRequest` that an INVALID_ARGUMENT carries. The internal APIs speak mutual TLS:
+//! a client with the suite's certificate is served, one without is refused.
 
 use tcctl::suite::Component;
 use tokio::process::Command;
@@ -13,9 +14,12 @@ use crate::support::start;
 /// `buf curl` with `args`, `buf` from `$BUF`, else from `PATH` (`npm install -g @bufbuild/buf`).
 async fn run_buf_curl(args: &[&str]) -> std::process::Output {
     let program = std::env::var("BUF").unwrap_or_else(|_| "buf".to_owned());
+    // HTTP/2 without TLS needs saying so; over TLS, ALPN says it.
+    let plaintext = !args.iter().any(|arg| arg.starts_with("https://"));
     Command::new(&program)
         .arg("curl")
-        .args(["--protocol", "grpc", "--http2-prior-knowledge"])
+        .args(["--protocol", "grpc"])
+        .args(plaintext.then_some("--http2-prior-knowledge"))
         .args(args)
         .output()
         .await
@@ -58,16 +62,29 @@ async fn buf_curl_lists_each_servers_services_and_health_is_serving() {
             &["testcluster.v1.LogService/StreamLogs"][..],
         ),
     ];
+    let certs = env.suite.certs();
+    let path = |path: &std::path::Path| path.display().to_string();
+    let (ca, cert, key) = (
+        path(&certs.ca),
+        path(&certs.broker.0),
+        path(&certs.broker.1),
+    );
     for (component, methods) in servers {
         let endpoint = env.suite.endpoint(component).expect("a gRPC server");
+        let tls: Vec<&str> = if endpoint.starts_with("https://") {
+            vec!["--cacert", &ca, "--cert", &cert, "--key", &key]
+        } else {
+            Vec::new()
+        };
         for reflection in ["grpc-v1", "grpc-v1alpha"] {
-            let listed = buf_curl(&[
+            let mut args = tls.clone();
+            args.extend([
                 "--reflect-protocol",
                 reflection,
                 "--list-methods",
                 &endpoint,
-            ])
-            .await;
+            ]);
+            let listed = buf_curl(&args).await;
             for method in methods.iter().chain(&["grpc.health.v1.Health/Check"]) {
                 assert!(
                     listed.lines().any(|line| line.trim() == *method),
@@ -75,14 +92,20 @@ async fn buf_curl_lists_each_servers_services_and_health_is_serving() {
                 );
             }
         }
-        let health = buf_curl(&[&format!("{endpoint}/grpc.health.v1.Health/Check")]).await;
+        let check = format!("{endpoint}/grpc.health.v1.Health/Check");
+        let mut args = tls.clone();
+        args.push(&check);
+        let health = buf_curl(&args).await;
         assert!(health.contains("SERVING"), "{component:?}: {health}");
 
-        let channel = tonic::transport::Channel::from_shared(endpoint)
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
+        let mut client =
+            tonic::transport::Endpoint::from_shared(endpoint.clone()).expect("endpoint");
+        if !tls.is_empty() {
+            client = client
+                .tls_config(suite_tls(&ca, Some((&cert, &key))))
+                .expect("TLS");
+        }
+        let channel = client.connect().await.expect("connect");
         let status = HealthClient::new(channel)
             .check(HealthCheckRequest::default())
             .await
@@ -90,6 +113,41 @@ async fn buf_curl_lists_each_servers_services_and_health_is_serving() {
             .into_inner()
             .status();
         assert_eq!(status, ServingStatus::Serving, "{component:?}");
+
+        if !tls.is_empty() {
+            // Issue 12's "Done when" 3: no suite certificate, no internal API.
+            let refused = tonic::transport::Endpoint::from_shared(endpoint)
+                .expect("endpoint")
+                .tls_config(suite_tls(&ca, None))
+                .expect("TLS")
+                .connect()
+                .await;
+            let answer = match refused {
+                Ok(channel) => HealthClient::new(channel)
+                    .check(HealthCheckRequest::default())
+                    .await
+                    .map(drop)
+                    .map_err(|status| status.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            assert!(
+                answer.is_err(),
+                "{component:?} served a client without a certificate"
+            );
+        }
+    }
+}
+
+/// A client's TLS trusting the suite's CA (files), with a client certificate when given.
+fn suite_tls(ca: &str, identity: Option<(&str, &str)>) -> tonic::transport::ClientTlsConfig {
+    let read = |path: &str| std::fs::read(path).expect("suite TLS file");
+    let config = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(read(ca)));
+    match identity {
+        Some((cert, key)) => {
+            config.identity(tonic::transport::Identity::from_pem(read(cert), read(key)))
+        }
+        None => config,
     }
 }
 
@@ -120,7 +178,10 @@ async fn reflection_serves_the_error_details_of_a_refused_request() {
         "spec": {"nodes": 1},
     })
     .to_string();
+    let authorization = format!("authorization: Bearer {}", env.suite.token());
     let output = run_buf_curl(&[
+        "-H",
+        &authorization,
         "--data",
         &request,
         &format!("{endpoint}/testcluster.v1.TestClusterService/CreateTestCluster"),

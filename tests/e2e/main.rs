@@ -7,11 +7,13 @@ mod support;
 
 mod clients;
 mod deploy_configs;
+mod deployed;
 mod federation;
 mod infra_failure;
 mod lifecycle;
 mod metrics;
 mod restarts;
+mod secrets;
 mod seed;
 mod tcctl_run;
 mod validation;

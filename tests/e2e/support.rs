@@ -12,6 +12,7 @@ use testcluster_api::v1 as api;
 use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::stream_logs_response::Event;
 use testcluster_api::v1::test_cluster_service_client::TestClusterServiceClient;
+use testcluster_auth::client::{AuthorizedChannel, Bearer};
 use testcluster_sim::SimConfig;
 use testcluster_sim::cloud::connector::ConnectorConfig;
 use tonic::Streaming;
@@ -28,7 +29,8 @@ pub const HELLO: &[&str] = &["sh", "-c", "echo hello-from-job; kubectl get nodes
 /// The running suite and a channel to its broker.
 pub struct Env {
     pub suite: Suite,
-    pub channel: Channel,
+    /// To the broker, with the suite's token on every call.
+    pub channel: AuthorizedChannel,
 }
 
 pub async fn start() -> Env {
@@ -42,6 +44,7 @@ pub async fn start_with(config: SuiteConfig) -> Env {
         .connect()
         .await
         .expect("broker reachable");
+    let channel = Bearer::new(Some(suite.token())).expect("token").on(channel);
     Env { suite, channel }
 }
 
@@ -155,7 +158,7 @@ pub fn phase_of(cluster: &api::TestCluster) -> api::Phase {
 }
 
 impl Env {
-    pub fn broker(&self) -> TestClusterServiceClient<Channel> {
+    pub fn broker(&self) -> TestClusterServiceClient<AuthorizedChannel> {
         TestClusterServiceClient::new(self.channel.clone())
     }
 
@@ -274,7 +277,7 @@ impl Env {
 
 /// The job's log lines and logview's final status, following until logview ends the stream.
 async fn stream_logs(
-    channel: Channel,
+    channel: AuthorizedChannel,
     name: String,
 ) -> (Vec<api::LogLine>, Option<api::FinalStatus>) {
     let mut stream = LogServiceClient::new(channel)

@@ -21,6 +21,8 @@ async fn run_without_a_job_returns_once_ready_and_leaves_the_cluster() {
         "tcctl",
         "--endpoint",
         &endpoint,
+        "--token",
+        env.suite.token(),
         "run",
         "--name",
         "idle",
@@ -55,7 +57,8 @@ async fn following_survives_a_broker_restart() {
     let created = env
         .create(job_request("resumed", 1, &["sh", "-c", "echo survived"]))
         .await;
-    let channel = tcctl::follow::connect(&env.suite.broker_endpoint())
+    let bearer = testcluster_auth::client::Bearer::new(Some(env.suite.token())).expect("token");
+    let channel = tcctl::follow::connect(&env.suite.broker_endpoint(), bearer)
         .await
         .expect("connect");
     let mut watch = env.watch(&created.name, &created.resource_version).await;

@@ -3,7 +3,7 @@
 use testcluster_api::v1 as api;
 use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::test_cluster_service_client::TestClusterServiceClient;
-use tonic::transport::Channel;
+use testcluster_auth::client::AuthorizedChannel;
 
 use crate::args::Command;
 use crate::follow::container_name;
@@ -20,7 +20,7 @@ fn answer<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Resul
 
 pub async fn execute(
     command: Command,
-    channel: Channel,
+    channel: AuthorizedChannel,
     namespace: Option<&str>,
 ) -> anyhow::Result<i32> {
     let mut clusters = TestClusterServiceClient::new(channel.clone());

@@ -13,22 +13,29 @@ use testcluster_api::v1 as api;
 use testcluster_api::v1::test_cluster_service_client::TestClusterServiceClient;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::args::RunArgs;
+use crate::args::{CredentialArgs, RunArgs};
 use crate::follow::{Outcome, connect, follow, has_job};
 use crate::output::describe_status;
 use crate::suite::{Suite, SuiteConfig};
 use crate::{EXIT_INTERRUPTED, EXIT_TERMINATED, request};
+use testcluster_auth::client::Bearer;
 
 /// How long deleting an interrupted run's cluster may take: CI kills a cancelled job soon after its
 /// SIGTERM, and an unreachable broker must not hold tcctl up.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn run(args: RunArgs, endpoint: &str, namespace: Option<&str>) -> anyhow::Result<i32> {
+pub async fn run(
+    args: RunArgs,
+    endpoint: &str,
+    credentials: &CredentialArgs,
+    namespace: Option<&str>,
+) -> anyhow::Result<i32> {
     let request = request::build(&args, namespace)?;
     // Before anything is created, so that a signal at any point after it is seen.
     let signals = Signals::listen()?;
     if !args.local {
-        return create_and_follow(endpoint, request, signals, false).await;
+        let bearer = crate::credentials::bearer(credentials).await?;
+        return create_and_follow(endpoint, bearer, request, signals, false).await;
     }
     let suite = Suite::start(SuiteConfig {
         kubeconfig: args.kubeconfig.clone(),
@@ -41,7 +48,8 @@ pub async fn run(args: RunArgs, endpoint: &str, namespace: Option<&str>) -> anyh
         suite.broker_endpoint(),
         suite.kubeconfig_path().display()
     );
-    let result = create_and_follow(&suite.broker_endpoint(), request, signals, true).await;
+    let bearer = Bearer::new(Some(suite.token()))?;
+    let result = create_and_follow(&suite.broker_endpoint(), bearer, request, signals, true).await;
     suite.shutdown().await;
     result
 }
@@ -71,11 +79,12 @@ impl Signals {
 
 async fn create_and_follow(
     endpoint: &str,
+    bearer: Bearer,
     request: api::CreateTestClusterRequest,
     mut signals: Signals,
     local: bool,
 ) -> anyhow::Result<i32> {
-    let channel = connect(endpoint).await?;
+    let channel = connect(endpoint, bearer).await?;
     let mut clusters = TestClusterServiceClient::new(channel.clone());
     let created = clusters
         .create_test_cluster(request)

@@ -1,13 +1,15 @@
 //! `tcctl up`: the whole suite on this machine until Ctrl-C, with the simulator's fault settings
 //! served for `tcctl faults`.
 
+use std::path::Path;
+
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::args::UpArgs;
 use crate::suite::{Component, Suite, SuiteConfig};
 
-pub async fn up(args: Box<UpArgs>) -> anyhow::Result<i32> {
+pub async fn up(args: Box<UpArgs>, token_file: &Path) -> anyhow::Result<i32> {
     let shutdown = testcluster_service::shutdown::on_signal();
     let mut metrics_listen = std::collections::BTreeMap::new();
     for component in Component::ALL {
@@ -47,9 +49,27 @@ pub async fn up(args: Box<UpArgs>) -> anyhow::Result<i32> {
             .into_future(),
     );
 
+    // The token goes to a file only its owner reads, never to the terminal: tcctl finds it there,
+    // and other clients read it from there.
+    testcluster_sim::private_file::write(token_file, suite.token().as_bytes())
+        .with_context(|| format!("writing the token to {}", token_file.display()))?;
     let kubeconfig = suite.kubeconfig_path().display().to_string();
     println!("gRPC endpoint: {}", suite.broker_endpoint());
+    println!(
+        "token:         {} (static token tcctl-up, mode 0600; tcctl reads it from there)",
+        token_file.display()
+    );
     println!("kubeconfig:    {kubeconfig}");
+    let certs = suite.certs();
+    println!(
+        "internal APIs: provisioner {}, logview {}: mutual TLS with the suite's CA {} (a client \
+         presents a certificate it signed, such as the broker's {} with key {})",
+        suite.endpoint(Component::Provisioner).unwrap_or_default(),
+        suite.endpoint(Component::Logview).unwrap_or_default(),
+        certs.ca.display(),
+        certs.broker.0.display(),
+        certs.broker.1.display()
+    );
     for component in Component::ALL {
         let name = format!("{component:?}").to_lowercase();
         println!("metrics:       {name:<12} {}", suite.metrics_url(component));
@@ -74,10 +94,17 @@ pub async fn up(args: Box<UpArgs>) -> anyhow::Result<i32> {
         "try:           tcctl run --nodes 3 -- sh -c 'echo hello-from-job; kubectl get nodes -o name'"
     );
     println!("               KUBECONFIG={kubeconfig} kubectl get tcg -A");
+    println!(
+        "               buf curl --protocol grpc --http2-prior-knowledge -H \"authorization: Bearer $(cat {})\" --list-methods {}",
+        token_file.display(),
+        suite.broker_endpoint()
+    );
     println!("stop with Ctrl-C");
     shutdown.cancelled().await;
     admin_stop.cancel();
     let _ = admin.await;
     suite.shutdown().await;
+    // The token dies with the suite; a stale file would only confuse the next one.
+    let _ = std::fs::remove_file(token_file);
     Ok(0)
 }

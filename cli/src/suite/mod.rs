@@ -10,7 +10,10 @@
 //! ([`Suite::metrics_url`]) as its binary would serve it. The registry and its port outlive a
 //! restart of the service, so counts carry on across restarts.
 
+mod certs;
 mod setup;
+
+pub use certs::SuiteCerts;
 
 // For a suite whose services run as their own processes (the lifecycle benchmark): the same
 // management-cluster setup and readiness check as the in-process one.
@@ -129,6 +132,10 @@ pub struct Suite {
     /// Stops the metrics servers when the suite goes.
     _metrics_stop: DropGuard,
     kubeconfig: PathBuf,
+    /// The static token the suite made for its user (see [`Suite::token`]).
+    token: String,
+    /// The suite's CA and certificates (see [`Suite::certs`]).
+    certs: SuiteCerts,
     sim: Simulator,
     _dir: tempfile::TempDir,
 }
@@ -151,6 +158,9 @@ impl Suite {
         setup::write_kubeconfig(&sim, &kubeconfig)?;
         let client = testcluster_service::kube_client(Some(&kubeconfig)).await?;
         setup::install(&client).await?;
+        let token = testcluster_auth::static_tokens::generate();
+        setup::install_auth(&client, &token).await?;
+        let certs = SuiteCerts::create(dir.path()).context("the suite's certificates")?;
 
         let mut addresses = BTreeMap::new();
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -194,6 +204,8 @@ impl Suite {
             runner_settings: config.runner,
             _metrics_stop: metrics_stop.drop_guard(),
             kubeconfig,
+            token,
+            certs,
             sim,
             _dir: dir,
         };
@@ -209,11 +221,28 @@ impl Suite {
         self.endpoint(Component::Broker).unwrap_or_default()
     }
 
-    /// A service's gRPC endpoint; for the runner, which serves no gRPC, its federation server.
+    /// The static token (named `tcctl-up`) the broker accepts from the suite's user: the one tenant
+    /// of the suite's policy, which may do anything. Secret: never log it.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// A service's gRPC endpoint: `http://` for the broker, `https://` for the internal APIs
+    /// (mutual TLS: see [`Suite::certs`]); for the runner, which serves no gRPC, its plain-HTTP
+    /// federation server.
     pub fn endpoint(&self, component: Component) -> Option<String> {
+        let scheme = match component {
+            Component::Broker | Component::Runner => "http",
+            _ => "https",
+        };
         self.addresses
             .get(&component)
-            .map(|address| format!("http://{address}"))
+            .map(|address| format!("{scheme}://{address}"))
+    }
+
+    /// The suite's CA and the certificates its services present to each other.
+    pub fn certs(&self) -> &SuiteCerts {
+        &self.certs
     }
 
     /// The runner's Prometheus service discovery (`http_sd_configs`), such as

@@ -1,12 +1,13 @@
 //! The suite's moving parts: the kubeconfig, what the management cluster needs before the services
 //! start, each service's configuration, and the readiness check.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
@@ -58,6 +59,65 @@ pub async fn install(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the suite keeps what says who may call: the static tokens' Secret and the policy.
+pub const SYSTEM_NAMESPACE: &str = "testcluster-system";
+/// The Secret of static tokens' digests.
+pub const TOKENS_SECRET: &str = "testcluster-tokens";
+/// The ConfigMap of the tenancy policy.
+pub const POLICY_CONFIG_MAP: &str = "testcluster-policy";
+/// The name of the token the suite makes for its user.
+pub const LOCAL_TOKEN_NAME: &str = "tcctl-up";
+
+/// The suite's policy: one tenant, the suite's own token, which may do anything. Edit the ConfigMap
+/// (`kubectl edit cm -n testcluster-system testcluster-policy`) to try others; it applies at once.
+const LOCAL_POLICY: &str = "\
+tenants:
+- name: local
+  match:
+  - {staticToken: tcctl-up}
+  namespaces: [\"*\"]
+  credentials: true
+  seesUntenanted: true
+";
+
+/// Creates the static tokens' Secret, holding the digest of `token` as [`LOCAL_TOKEN_NAME`], and the
+/// policy, unless they exist.
+pub async fn install_auth(client: &kube::Client, token: &str) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some(SYSTEM_NAMESPACE.to_owned());
+    create_if_missing(&namespaces, &namespace).await?;
+    let mut secret = Secret {
+        string_data: Some(BTreeMap::from([(
+            LOCAL_TOKEN_NAME.to_owned(),
+            testcluster_auth::static_tokens::digest_entry(token),
+        )])),
+        ..Secret::default()
+    };
+    secret.metadata.name = Some(TOKENS_SECRET.to_owned());
+    create_if_missing(&Api::namespaced(client.clone(), SYSTEM_NAMESPACE), &secret).await?;
+    let mut policy = ConfigMap {
+        data: Some(BTreeMap::from([(
+            testcluster_auth::policy::POLICY_KEY.to_owned(),
+            LOCAL_POLICY.to_owned(),
+        )])),
+        ..ConfigMap::default()
+    };
+    policy.metadata.name = Some(POLICY_CONFIG_MAP.to_owned());
+    create_if_missing(&Api::namespaced(client.clone(), SYSTEM_NAMESPACE), &policy).await
+}
+
+/// How the suite's broker authenticates: the static tokens and ServiceAccount tokens, under the
+/// suite's policy.
+fn broker_auth() -> testcluster_auth::AuthArgs {
+    testcluster_auth::AuthArgs {
+        static_tokens_secret: Some(format!("{SYSTEM_NAMESPACE}/{TOKENS_SECRET}")),
+        token_review: true,
+        policy_config_map: Some(format!("{SYSTEM_NAMESPACE}/{POLICY_CONFIG_MAP}")),
+        ..testcluster_auth::AuthArgs::default()
+    }
+}
+
 async fn create_if_missing<K>(api: &Api<K>, object: &K) -> anyhow::Result<()>
 where
     K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -88,6 +148,7 @@ pub fn service_future(
         Component::Provisioner => {
             let settings = testcluster_provisioner::Settings {
                 metadata_host: Some(suite.simulator().gke().metadata_host()),
+                tls: Some(suite.certs().server_files()),
                 ..testcluster_provisioner::Settings::default()
             };
             Box::pin(testcluster_provisioner::run(
@@ -106,7 +167,10 @@ pub fn service_future(
             stop,
         )),
         Component::Logview => {
-            let settings = testcluster_logview::Settings::default();
+            let settings = testcluster_logview::Settings {
+                tls: Some(suite.certs().server_files()),
+                ..testcluster_logview::Settings::default()
+            };
             Box::pin(testcluster_logview::run(
                 client,
                 needs_listener()?,
@@ -120,6 +184,8 @@ pub fn service_future(
                 provisioner_endpoint: provisioner,
                 logview_endpoint: logview,
                 default_namespace: NAMESPACE.to_owned(),
+                auth: broker_auth(),
+                internal_tls: suite.certs().broker_client(),
                 ..testcluster_broker::Settings::default()
             };
             Box::pin(testcluster_broker::run(

@@ -24,6 +24,13 @@ pub const ANNOTATION_GITHUB_CONTEXT: &str = "ci.cilium.io/github-context";
 /// Annotation: free-form description of the test cluster.
 pub const ANNOTATION_CLUSTER_DESCRIPTION: &str = "ci.cilium.io/cluster-description";
 
+/// Annotation, written by the broker at create: who asked for the test cluster (such as
+/// `github:cilium/cilium@refs/heads/main` or `token:alice`), for `kubectl describe` and audits.
+pub const ANNOTATION_CREATED_BY: &str = "clusters.ci.cilium.io/created-by";
+/// Annotation, written by the broker at create: the policy tenant the test cluster belongs to;
+/// only that tenant's callers see it through the API.
+pub const ANNOTATION_TENANT: &str = "clusters.ci.cilium.io/tenant";
+
 /// Key of the user ConfigMap (`spec.jobSpec.runner.configMap`) holding the
 /// manifest applied to the test cluster before the job runs.
 pub const CONFIG_MAP_INIT_MANIFEST_KEY: &str = "init-manifest";

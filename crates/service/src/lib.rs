@@ -16,6 +16,7 @@
 //! - [`telemetry::init`]: tracing to stderr, readable or JSON.
 //! - [`kube_client`]: a Kubernetes client from a kubeconfig path or the usual inference.
 //! - [`shutdown::on_signal`]: a token cancelled on SIGINT or SIGTERM.
+//! - [`tls`]: TLS (and mutual TLS) for the servers, from files re-read when they change.
 //! - [`install_crypto`]: rustls with the ring provider, installed once per process.
 
 pub mod cli;
@@ -27,6 +28,7 @@ pub mod shutdown;
 pub mod stale_reads;
 pub mod stores_ready;
 pub mod telemetry;
+pub mod tls;
 
 use std::path::Path;
 

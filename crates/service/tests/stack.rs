@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use testcluster_service::grpc::limits::TOO_MANY_STREAMS;
-use testcluster_service::grpc::{GrpcServer, Limits};
+use testcluster_service::grpc::rate::TOO_FAST;
+use testcluster_service::grpc::{GrpcServer, Limits, RateLimit};
 use testcluster_service::metrics::Metrics;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -99,6 +100,7 @@ async fn open_streams_are_bounded_for_their_whole_life() {
     let server = serve(Limits {
         max_calls: 64,
         max_streams: 2,
+        rate: None,
     })
     .await;
     let first = server.watch().await.expect("first stream");
@@ -112,6 +114,12 @@ async fn open_streams_are_bounded_for_their_whole_life() {
     let refused = server.watch().await.expect_err("a third stream is refused");
     assert_eq!(refused.code(), Code::ResourceExhausted);
     assert_eq!(refused.message(), TOO_MANY_STREAMS);
+    assert_eq!(
+        server.sample(&format!(
+            "grpc_server_limited_total{{{WATCH},limit=\"streams\"}}"
+        )),
+        Some(1.0)
+    );
     // Unary calls have their own bound: open streams do not starve them.
     server
         .health
@@ -155,6 +163,7 @@ async fn a_stream_that_ends_gives_its_slot_back_before_the_client_sees_its_end()
     let server = serve(Limits {
         max_calls: 64,
         max_streams: 1,
+        rate: None,
     })
     .await;
     // Reflection answers each request and ends its stream once the client's side is done.
@@ -228,6 +237,42 @@ async fn calls_are_counted_by_method_and_code_and_timed() {
     assert!(
         text.contains("# TYPE grpc_server_handled_total counter"),
         "{text}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_caller_over_its_rate_is_refused_and_counted() {
+    // A burst of 3 refilled so slowly that no call in this test is refilled.
+    let server = serve(Limits {
+        rate: Some(RateLimit {
+            per_second: 0.001,
+            burst: 3.0,
+        }),
+        ..Limits::default()
+    })
+    .await;
+    for _ in 0..3 {
+        server
+            .health
+            .clone()
+            .check(HealthCheckRequest::default())
+            .await
+            .expect("within the burst");
+    }
+    let refused = server
+        .health
+        .clone()
+        .check(HealthCheckRequest::default())
+        .await
+        .expect_err("over the rate");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert_eq!(refused.message(), TOO_FAST);
+    assert_eq!(
+        server.sample(&format!(
+            "grpc_server_limited_total{{{CHECK},limit=\"rate\"}}"
+        )),
+        Some(1.0)
     );
     server.stop().await;
 }

@@ -29,6 +29,12 @@ use kube::api::{
 use serde_json::{Value, json};
 use testcluster_sim::apiserver::{ApiServer, ApiServerConfig};
 
+mod measure;
+mod objects;
+
+use measure::{Stats, memory};
+use objects::{config_connector_objects, resource};
+
 const COMMAND: &str = "cargo bench -p testcluster-sim --bench apiserver";
 const NAMESPACES: usize = 100;
 const CLUSTERS: usize = 1_000;
@@ -54,68 +60,6 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(run())
-}
-
-/// Latency figures of one measured operation.
-struct Stats {
-    samples: Vec<Duration>,
-}
-
-impl Stats {
-    fn new(mut samples: Vec<Duration>) -> Stats {
-        samples.sort();
-        Stats { samples }
-    }
-
-    fn quantile(&self, q: f64) -> Duration {
-        if self.samples.is_empty() {
-            return Duration::ZERO;
-        }
-        let last = self.samples.len() - 1;
-        let index = ((last as f64) * q).round() as usize;
-        self.samples[index.min(last)]
-    }
-
-    fn row(&self, what: &str) -> String {
-        format!(
-            "| {what} | {} | {} | {} | {} |",
-            self.samples.len(),
-            ms(self.quantile(0.5)),
-            ms(self.quantile(0.99)),
-            ms(self.samples.last().copied().unwrap_or_default()),
-        )
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// VmRSS and VmHWM of this process, in MiB.
-fn memory() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    }
 }
 
 fn tcg() -> ApiResource {
@@ -146,86 +90,28 @@ fn tcg_crd() -> Value {
     })
 }
 
-/// The ten objects of simulated test cluster `i`.
+/// The ten objects of simulated test cluster `i`: its TestClusterGKE, the Config Connector objects
+/// behind it, and a ConfigMap and a Secret.
 fn cluster_objects(i: usize) -> Vec<(ApiResource, String, Value)> {
     let namespace = format!("ns-{:03}", i % NAMESPACES);
     let name = format!("tc-{i:04}");
     let cluster = format!("{name}-x7k2p");
     let labels = json!({"testcluster.ci.cilium.io/name": name, "testcluster.ci.cilium.io/shard": format!("s{}", i % 100)});
     let meta = |name: &str| json!({"name": name, "namespace": namespace, "labels": labels});
-    let cnrm = |group: &str, kind: &str, plural: &str, spec: Value| {
-        (
-            resource(
-                &format!("{group}.cnrm.cloud.google.com"),
-                "v1beta1",
-                kind,
-                plural,
-            ),
-            namespace.clone(),
-            json!({"apiVersion": format!("{group}.cnrm.cloud.google.com/v1beta1"), "kind": kind,
-                   "metadata": meta(&cluster), "spec": spec}),
-        )
-    };
-    vec![
-        (
-            tcg(),
-            namespace.clone(),
-            json!({
-                "apiVersion": "clusters.ci.cilium.io/v1alpha2", "kind": "TestClusterGKE",
-                "metadata": meta(&name),
-                "spec": {"configTemplate": "basic", "machineType": "n1-standard-4", "nodes": 2,
-                         "project": "cilium-ci", "location": "europe-west2-b", "region": "europe-west2",
-                         "jobSpec": {"runner": {"image": "cilium/cilium-test:8cfdbfe",
-                                                "command": ["/usr/local/bin/test-gke.sh"]}}},
-            }),
-        ),
-        cnrm(
-            "container",
-            "ContainerCluster",
-            "containerclusters",
-            json!({"location": "europe-west2-b", "initialNodeCount": 1, "removeDefaultNodePool": true,
-                   "networkRef": {"name": cluster}, "subnetworkRef": {"name": cluster},
-                   "releaseChannel": {"channel": "REGULAR"}, "loggingService": "none", "monitoringService": "none"}),
-        ),
-        cnrm(
-            "container",
-            "ContainerNodePool",
-            "containernodepools",
-            json!({"location": "europe-west2-b", "nodeCount": 2, "clusterRef": {"name": cluster},
-                   "nodeConfig": {"machineType": "n1-standard-4", "diskSizeGb": 100, "oauthScopes": ["https://www.googleapis.com/auth/cloud-platform"]}}),
-        ),
-        cnrm(
-            "compute",
-            "ComputeNetwork",
-            "computenetworks",
-            json!({"autoCreateSubnetworks": false, "routingMode": "REGIONAL"}),
-        ),
-        cnrm(
-            "compute",
-            "ComputeSubnetwork",
-            "computesubnetworks",
-            json!({"region": "europe-west2", "ipCidrRange": "10.0.0.0/16", "networkRef": {"name": cluster}}),
-        ),
-        cnrm(
-            "iam",
-            "IAMServiceAccount",
-            "iamserviceaccounts",
-            json!({"displayName": format!("test cluster {name}")}),
-        ),
-        cnrm(
-            "iam",
-            "IAMPolicyMember",
-            "iampolicymembers",
-            json!({"member": format!("serviceAccount:{cluster}@cilium-ci.iam.gserviceaccount.com"),
-                   "role": "roles/container.admin",
-                   "resourceRef": {"kind": "Project", "external": "projects/cilium-ci"}}),
-        ),
-        cnrm(
-            "iam",
-            "IAMServiceAccountKey",
-            "iamserviceaccountkeys",
-            json!({"serviceAccountRef": {"name": cluster}}),
-        ),
+    let mut objects = vec![(
+        tcg(),
+        namespace.clone(),
+        json!({
+            "apiVersion": "clusters.ci.cilium.io/v1alpha2", "kind": "TestClusterGKE",
+            "metadata": meta(&name),
+            "spec": {"configTemplate": "basic", "machineType": "n1-standard-4", "nodes": 2,
+                     "project": "cilium-ci", "location": "europe-west2-b", "region": "europe-west2",
+                     "jobSpec": {"runner": {"image": "cilium/cilium-test:8cfdbfe",
+                                            "command": ["/usr/local/bin/test-gke.sh"]}}},
+        }),
+    )];
+    objects.extend(config_connector_objects(&namespace, &cluster, &labels, 2));
+    objects.extend([
         (
             resource("", "v1", "ConfigMap", "configmaps"),
             namespace.clone(),
@@ -238,7 +124,8 @@ fn cluster_objects(i: usize) -> Vec<(ApiResource, String, Value)> {
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta(&format!("{name}-kubeconfig")),
                    "type": "Opaque", "data": {"kubeconfig": "a3ViZWNvbmZpZw==".repeat(64)}}),
         ),
-    ]
+    ]);
+    objects
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -488,23 +375,15 @@ async fn run() -> anyhow::Result<()> {
     let (rss_end, hwm) = memory();
 
     // Report.
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let per_second = |n: usize, d: Duration| format!("{:.0}/s", n as f64 / d.as_secs_f64());
     let _ = writeln!(report, "# testcluster-sim API server benchmark\n");
     let _ = writeln!(
         report,
-        "Produced by `{COMMAND}` (release build; source: `crates/sim/benches/apiserver.rs`) on {cores} cores \
-         ({cpu}), {}. Client (kube-rs over HTTPS with a bearer token, as the services connect) and server \
+        "Produced by `{COMMAND}` (release build; source: `crates/sim/benches/apiserver.rs`) on {}, {}. \
+         Client (kube-rs over HTTPS with a bearer token, as the services connect) and server \
          share this process and these cores, so every figure includes the client's TLS and JSON work. \
          Latencies are per request.\n",
+        measure::machine(),
         chrono::Utc::now().format("%Y-%m-%d")
     );
     let _ = writeln!(report, "## Creating {total} objects\n");

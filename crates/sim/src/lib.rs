@@ -26,7 +26,7 @@ pub mod admin;
 pub mod apiserver;
 pub mod cloud;
 pub mod metrics;
-mod private_file;
+pub mod private_file;
 mod simulator;
 pub mod workloads;
 

@@ -49,16 +49,15 @@ pub fn encode(sim: &Simulator) -> String {
         requests,
     );
 
-    let clusters = sim.inventory().all();
     let created = Counter::<u64>::default();
-    created.inc_by(clusters.len() as u64);
+    created.inc_by(sim.inventory().created_total());
     registry.register(
         "sim_cloud_clusters_created",
         "Cloud clusters created since the simulator started",
         created,
     );
     let live = Gauge::<i64>::default();
-    live.set(clusters.iter().filter(|c| c.is_live()).count() as i64);
+    live.set(sim.inventory().live().len() as i64);
     registry.register(
         "sim_cloud_clusters_live",
         "Cloud clusters created and not yet deleted",

@@ -6,7 +6,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 /// Writes `contents` to `path` with mode 0600, replacing what was there.
-pub(crate) fn write(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+pub fn write(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -15,6 +15,8 @@ pub struct SimConfig {
     /// Also serve the management API over plain HTTP without authentication (see
     /// [`ApiServerConfig::plain_http`]).
     pub plain_http: bool,
+    /// How long the management API server keeps Events (see [`ApiServerConfig::event_ttl`]).
+    pub event_ttl: Option<std::time::Duration>,
     pub connector: ConnectorConfig,
     pub gke: GkeConfig,
     pub workloads: WorkloadConfig,
@@ -42,6 +44,7 @@ impl Simulator {
         let api = ApiServer::start(ApiServerConfig {
             name: "sim".into(),
             plain_http: config.plain_http,
+            event_ttl: config.event_ttl,
             ..ApiServerConfig::default()
         })
         .await?;

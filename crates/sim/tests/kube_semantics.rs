@@ -228,3 +228,36 @@ async fn exact_lists_are_served_from_history_or_gone() {
         "The resourceVersion for the provided list is too old.",
     );
 }
+
+#[tokio::test]
+async fn events_expire_after_the_event_ttl_and_watchers_see_them_go() {
+    common::init();
+    let api =
+        testcluster_sim::apiserver::ApiServer::start(testcluster_sim::apiserver::ApiServerConfig {
+            name: "event-ttl".into(),
+            event_ttl: Some(std::time::Duration::from_secs(2)),
+            ..Default::default()
+        })
+        .await
+        .expect("api server starts");
+    let client = api.client().await.expect("client");
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let event = serde_json::from_value(json!({
+        "metadata": {"name": "short-lived"},
+        "eventTime": "2026-12-02T10:00:00.000000Z",
+        "reportingController": "test", "reportingInstance": "test-1",
+        "action": "Testing", "reason": "Tested", "type": "Normal", "note": "expires",
+        "regarding": {"kind": "ConfigMap", "namespace": "default", "name": "any"},
+    }))
+    .expect("event");
+    events
+        .create(&PostParams::default(), &event)
+        .await
+        .expect("create event");
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, "default");
+    assert!(core.get_opt("short-lived").await.expect("get").is_some());
+    // Both views of the Event are deleted (watchers see DELETED) once the TTL has passed.
+    common::wait_deleted(&events, "short-lived").await;
+    common::wait_deleted(&core, "short-lived").await;
+}

@@ -4,10 +4,11 @@
 //! server and return once the informer has seen them (boundedly), so that a client's next read on
 //! this broker sees its own write.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Api;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, Preconditions};
 use testcluster_api::v1 as api;
 use testcluster_api::v1::test_cluster_service_server::TestClusterService;
 use testcluster_resources::TestClusterGKE;
@@ -19,8 +20,10 @@ use tonic::{Request, Response, Status};
 use crate::cache::ClusterCache;
 use crate::cache::version::version_of;
 use crate::provisioner::Provisioner;
+use crate::tenancy::{self, Caller, Tenancy};
 use crate::watch::{SnapshotStream, watch};
-use crate::{create, list, validate};
+use crate::{audit, create, list, provenance, validate};
+use testcluster_resources::metadata::{DEFAULT_CONFIG_TEMPLATE, DEFAULT_NODES};
 use testcluster_service::kube_errors::kube_status;
 
 /// How long a write waits for the informer to deliver it before answering anyway (a later read
@@ -33,6 +36,7 @@ pub struct Broker {
     client: kube::Client,
     cache: ClusterCache,
     provisioner: Provisioner,
+    tenancy: Arc<Tenancy>,
     default_namespace: String,
     /// Cancelled when the server shuts down: open watches then end with UNAVAILABLE, so that the
     /// graceful shutdown does not wait for them (a jobless Ready cluster's watch never ends).
@@ -44,6 +48,7 @@ impl Broker {
         client: kube::Client,
         cache: ClusterCache,
         provisioner: Provisioner,
+        tenancy: Arc<Tenancy>,
         default_namespace: String,
         shutdown: CancellationToken,
     ) -> Self {
@@ -51,6 +56,7 @@ impl Broker {
             client,
             cache,
             provisioner,
+            tenancy,
             default_namespace,
             shutdown,
         }
@@ -71,6 +77,17 @@ impl Broker {
         validate::check_object_ref(namespace, name)?;
         Ok(Api::namespaced(self.client.clone(), namespace))
     }
+
+    /// The test cluster `namespace/name` if `caller` may see it (see [`tenancy::find_visible`]).
+    async fn visible(
+        &self,
+        caller: &Caller,
+        clusters: &Api<TestClusterGKE>,
+        namespace: &str,
+        name: &str,
+    ) -> Result<TestClusterGKE, Status> {
+        tenancy::find_visible(&self.cache, clusters, caller, namespace, name).await
+    }
 }
 
 #[tonic::async_trait]
@@ -79,7 +96,9 @@ impl TestClusterService for Broker {
         &self,
         request: Request<api::CreateTestClusterRequest>,
     ) -> Result<Response<api::CreateTestClusterResponse>, Status> {
-        let (plan, mut violations) = validate::check(request.into_inner(), &self.default_namespace);
+        let caller = self.tenancy.caller(&request).await?;
+        let (mut plan, mut violations) =
+            validate::check(request.into_inner(), &self.default_namespace);
         // The provisioner is asked the one thing it alone knows: which templates exist. When it
         // is down, a request already known to be invalid still gets its violations rather than
         // UNAVAILABLE.
@@ -89,10 +108,28 @@ impl TestClusterService for Broker {
             Err(_) => {}
         }
         validate::into_result(violations)?;
+        // Held until the informer has the new object, so the next create of this tenant counts it.
+        let _lock = self.tenancy.create_lock(&caller).await;
+        if !self.cache.ready().await {
+            return Err(Status::unavailable(
+                "the broker has not read the test clusters yet; retry",
+            ));
+        }
+        caller.check_create(
+            &plan.namespace,
+            plan.spec
+                .config_template
+                .as_deref()
+                .unwrap_or(DEFAULT_CONFIG_TEMPLATE),
+            plan.spec.nodes.unwrap_or(DEFAULT_NODES),
+            &self.cache.all(),
+        )?;
+        provenance::record(&mut plan, &caller);
         let created = create::create(&self.client, &plan).await?;
         if let Some(version) = version_of(&created) {
             self.cache.wait_seen(version, WRITE_VISIBLE_WAIT).await;
         }
+        audit::record(&caller, "create", &created);
         Ok(Response::new(api::CreateTestClusterResponse {
             test_cluster: Some(to_test_cluster(&created)),
         }))
@@ -102,26 +139,15 @@ impl TestClusterService for Broker {
         &self,
         request: Request<api::GetTestClusterRequest>,
     ) -> Result<Response<api::GetTestClusterResponse>, Status> {
+        let caller = self.tenancy.caller(&request).await?;
         let request = request.into_inner();
         let clusters = self.object_api(&request.namespace, &request.name)?;
         let namespace = self.namespace(&request.namespace);
-        let cached = match self.cache.ready().await {
-            true => self.cache.get(namespace, &request.name),
-            false => None,
-        };
-        let test_cluster = match cached {
-            Some(object) => to_test_cluster(&object),
-            // Not cached: created moments ago through another replica, or the informer lags or
-            // is not up yet. Only the API server may say NOT_FOUND.
-            None => to_test_cluster(
-                &clusters
-                    .get(&request.name)
-                    .await
-                    .map_err(|e| kube_status(&format!("TestClusterGKE {}", request.name), e))?,
-            ),
-        };
+        let object = self
+            .visible(&caller, &clusters, namespace, &request.name)
+            .await?;
         Ok(Response::new(api::GetTestClusterResponse {
-            test_cluster: Some(test_cluster),
+            test_cluster: Some(to_test_cluster(&object)),
         }))
     }
 
@@ -129,6 +155,7 @@ impl TestClusterService for Broker {
         &self,
         request: Request<api::ListTestClustersRequest>,
     ) -> Result<Response<api::ListTestClustersResponse>, Status> {
+        let caller = self.tenancy.caller(&request).await?;
         let request = request.into_inner();
         validate::check_list_namespace(&request.namespace)?;
         let query = list::Query::new(&request)?;
@@ -137,7 +164,9 @@ impl TestClusterService for Broker {
                 "the broker has not read the test clusters yet; retry",
             ));
         }
-        Ok(Response::new(query.page(self.cache.all())))
+        let mut visible = self.cache.all();
+        visible.retain(|object| caller.sees(object));
+        Ok(Response::new(query.page(visible)))
     }
 
     type WatchTestClusterStream = SnapshotStream;
@@ -146,9 +175,12 @@ impl TestClusterService for Broker {
         &self,
         request: Request<api::WatchTestClusterRequest>,
     ) -> Result<Response<Self::WatchTestClusterStream>, Status> {
+        let caller = self.tenancy.caller(&request).await?;
         let request = request.into_inner();
         let clusters = self.object_api(&request.namespace, &request.name)?;
         let namespace = self.namespace(&request.namespace);
+        self.visible(&caller, &clusters, namespace, &request.name)
+            .await?;
         let stream = watch(
             &self.cache,
             clusters,
@@ -167,15 +199,28 @@ impl TestClusterService for Broker {
         &self,
         request: Request<api::DeleteTestClusterRequest>,
     ) -> Result<Response<api::DeleteTestClusterResponse>, Status> {
+        let caller = self.tenancy.caller(&request).await?;
         let request = request.into_inner();
         let clusters = self.object_api(&request.namespace, &request.name)?;
+        let namespace = self.namespace(&request.namespace);
+        let object = self
+            .visible(&caller, &clusters, namespace, &request.name)
+            .await?;
+        // Only the object that was checked: if it was replaced in between, the delete fails with
+        // a conflict instead of deleting someone else's.
+        let params = DeleteParams {
+            preconditions: object.metadata.uid.clone().map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
         // Background: the call returns at once; the provisioner's finalizer holds the object until
         // the cloud resources are gone, and the ConfigMap goes with it by garbage collection.
         let deleted = clusters
-            .delete(&request.name, &DeleteParams::background())
+            .delete(&request.name, &params)
             .await
             .map_err(|e| kube_status(&format!("TestClusterGKE {}", request.name), e))?;
-        let namespace = self.namespace(&request.namespace);
         // Visible to this broker's next read before answering: a Get right after must not show
         // the object as it was before the delete.
         match deleted.as_ref().left().and_then(version_of) {
@@ -199,7 +244,12 @@ impl TestClusterService for Broker {
                 ..Default::default()
             },
         };
-        tracing::info!(namespace = %test_cluster.namespace, name = %test_cluster.name, "test cluster deletion requested");
+        audit::record_named(
+            &caller,
+            "delete",
+            &test_cluster.namespace,
+            &test_cluster.name,
+        );
         Ok(Response::new(api::DeleteTestClusterResponse {
             test_cluster: Some(test_cluster),
         }))

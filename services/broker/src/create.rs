@@ -80,7 +80,6 @@ pub async fn create(client: &kube::Client, plan: &CreatePlan) -> Result<TestClus
             delete_config_map(&config_maps, config_map).await;
             return Err(status);
         }
-        tracing::info!(namespace = %plan.namespace, %name, "test cluster created");
         return Ok(created);
     }
     Err(Status::aborted(format!(

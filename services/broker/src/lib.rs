@@ -21,24 +21,30 @@
 //! metrics, authentication) are the shared tower stack of `testcluster_service::grpc::GrpcServer`;
 //! Kubernetes errors become gRPC statuses through `testcluster_service::kube_errors`, as in every service.
 
+mod audit;
 mod cache;
 mod clusters;
 mod create;
 mod list;
 mod logs;
 mod names;
+mod provenance;
 mod provisioner;
 mod selector;
+mod tenancy;
 mod validate;
 mod watch;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use testcluster_api::v1::log_service_server::LogServiceServer;
 use testcluster_api::v1::test_cluster_service_server::TestClusterServiceServer;
-use testcluster_service::grpc::Limits;
+use testcluster_auth::AuthArgs;
+use testcluster_service::grpc::{Limits, RateLimit};
 use testcluster_service::metrics::Metrics;
+use testcluster_service::tls::ClientTlsArgs;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -90,6 +96,19 @@ pub struct Settings {
     )]
     pub max_open_streams: usize,
 
+    /// Calls per second each caller (identity) may make on average; 0: no per-caller limit.
+    /// Beyond it, calls are answered RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "TESTCLUSTER_BROKER_RATE_PER_CALLER",
+        default_value_t = 50.0
+    )]
+    pub rate_per_caller: f64,
+
+    /// Calls each caller may make at once before its rate applies.
+    #[arg(long, env = "TESTCLUSTER_BROKER_RATE_BURST", default_value_t = 200.0)]
+    pub rate_burst: f64,
+
     /// How long a call to the provisioner may take before the broker answers UNAVAILABLE.
     #[arg(long, env = "TESTCLUSTER_BROKER_PROVISIONER_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub provisioner_timeout: Duration,
@@ -103,6 +122,14 @@ pub struct Settings {
         default_value_t = DEFAULT_WATCH_WINDOW
     )]
     pub watch_window: usize,
+
+    /// Who may call, and what they may do.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
+    /// How the broker reaches the provisioner's and logview's internal APIs (mutual TLS).
+    #[command(flatten)]
+    pub internal_tls: ClientTlsArgs,
 }
 
 /// About the changes of a few hundred lifecycles: a few MiB at most, since the objects are shared
@@ -117,8 +144,12 @@ impl Default for Settings {
             default_namespace: "test-clusters".to_owned(),
             max_concurrent_requests: 256,
             max_open_streams: 16_384,
+            rate_per_caller: 50.0,
+            rate_burst: 200.0,
             provisioner_timeout: Duration::from_secs(5),
             watch_window: DEFAULT_WATCH_WINDOW,
+            auth: AuthArgs::default(),
+            internal_tls: ClientTlsArgs::default(),
         }
     }
 }
@@ -145,22 +176,38 @@ pub async fn run(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let internal_tls = settings
+        .internal_tls
+        .config()
+        .context("the internal APIs' TLS files")?;
     let provisioner = provisioner::Provisioner::connect_lazy(
         &settings.provisioner_endpoint,
         settings.provisioner_timeout,
+        internal_tls.clone(),
     )
     .context("provisioner endpoint")?;
+    let authenticator = settings.auth.build(&client, &shutdown)?;
+    let tenancy = Arc::new(tenancy::Tenancy::new(
+        settings.auth.policy(&client, &shutdown)?,
+    ));
+    let cache = cache::ClusterCache::start(client.clone(), settings.watch_window, shutdown.clone());
     let logs = logs::LogProxy::connect_lazy(
         &settings.logview_endpoint,
         settings.default_namespace.clone(),
+        logs::Access {
+            cache: cache.clone(),
+            client: client.clone(),
+            tenancy: tenancy.clone(),
+        },
+        internal_tls,
         shutdown.clone(),
     )
     .context("logview endpoint")?;
-    let cache = cache::ClusterCache::start(client.clone(), settings.watch_window, shutdown.clone());
     let broker = clusters::Broker::new(
         client,
         cache,
         provisioner,
+        tenancy,
         settings.default_namespace.clone(),
         shutdown.clone(),
     );
@@ -172,7 +219,12 @@ pub async fn run(
         .limits(Limits {
             max_calls: settings.max_concurrent_requests,
             max_streams: settings.max_open_streams,
+            rate: (settings.rate_per_caller > 0.0).then_some(RateLimit {
+                per_second: settings.rate_per_caller,
+                burst: settings.rate_burst.max(1.0),
+            }),
         })
+        .authenticate(authenticator)
         .add_service(clusters)
         .add_service(logs)
         .serve(listener, shutdown)

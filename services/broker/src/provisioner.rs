@@ -7,7 +7,7 @@ use std::time::Duration;
 use testcluster_api::internal::v1 as internal;
 use testcluster_api::internal::v1::provisioner_service_client::ProvisionerServiceClient;
 use tonic::Status;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// A lazily connected client: the broker starts (and answers everything else) while the provisioner
 /// is down, and reconnects by itself when it comes back.
@@ -20,8 +20,13 @@ impl Provisioner {
     pub fn connect_lazy(
         endpoint: &str,
         timeout: Duration,
+        tls: Option<ClientTlsConfig>,
     ) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(endpoint.to_owned())?
+        let mut endpoint = Endpoint::from_shared(endpoint.to_owned())?;
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        let channel = endpoint
             .connect_timeout(timeout)
             .timeout(timeout)
             .connect_lazy();

@@ -16,10 +16,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt as _};
 use serde_json::json;
 use testcluster_api::errors::field_violations;
-use testcluster_api::internal::v1 as internal;
-use testcluster_api::internal::v1::provisioner_service_server::{
-    ProvisionerService, ProvisionerServiceServer,
-};
+use testcluster_api::internal::v1::provisioner_service_server::ProvisionerServiceServer;
 use testcluster_api::v1 as api;
 use testcluster_api::v1::log_service_client::LogServiceClient;
 use testcluster_api::v1::log_service_server::{LogService, LogServiceServer};
@@ -28,6 +25,9 @@ use testcluster_resources::TestClusterGKE;
 use testcluster_service::metrics::Metrics;
 use testcluster_sim::{SimConfig, Simulator};
 use testcluster_testkit as testkit;
+
+mod fakes;
+use fakes::FakeProvisioner;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -36,41 +36,6 @@ use tonic::{Code, Request, Response, Status};
 
 const NAMESPACE: &str = "test-clusters";
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Plays the provisioner's `ProvisionerService`: one template, `basic`.
-struct FakeProvisioner;
-
-#[tonic::async_trait]
-impl ProvisionerService for FakeProvisioner {
-    async fn list_templates(
-        &self,
-        _: Request<internal::ListTemplatesRequest>,
-    ) -> Result<Response<internal::ListTemplatesResponse>, Status> {
-        Ok(Response::new(internal::ListTemplatesResponse {
-            templates: vec![internal::Template {
-                name: "basic".to_owned(),
-                description: "one cluster".to_owned(),
-            }],
-        }))
-    }
-
-    async fn validate_spec(
-        &self,
-        _: Request<internal::ValidateSpecRequest>,
-    ) -> Result<Response<internal::ValidateSpecResponse>, Status> {
-        // The broker validates with the shared rules; asking this would be a bug.
-        Err(Status::unimplemented(
-            "the broker must not need ValidateSpec",
-        ))
-    }
-
-    async fn get_cluster_access(
-        &self,
-        _: Request<internal::GetClusterAccessRequest>,
-    ) -> Result<Response<internal::GetClusterAccessResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-}
 
 /// Plays logview: one line, then a stream that stays open, as a followed job's logs do.
 struct EndlessLogview;
@@ -177,6 +142,13 @@ async fn start_full(with_provisioner: bool, with_logview: bool, watch_window: us
         logview_endpoint: format!("http://{logview}"),
         provisioner_timeout: Duration::from_secs(2),
         watch_window,
+        // Authentication, tenancy and per-caller rates have their own tests (`auth.rs`, the
+        // service crate's `stack.rs`); these test the rest, as one anonymous caller.
+        auth: testcluster_auth::AuthArgs {
+            allow_unauthenticated: true,
+            ..Default::default()
+        },
+        rate_per_caller: 0.0,
         ..testcluster_broker::Settings::default()
     };
     let served = tokio::spawn(testcluster_broker::run(
@@ -697,7 +669,15 @@ async fn provisioner_down_is_unavailable_but_bad_input_is_still_named() {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(env.count().await, (0, 0));
 
-    // logview is down too: its proxy says so.
+    // logview is down too: its proxy says so (for a cluster that exists: the broker answers
+    // NOT_FOUND for others itself).
+    env.clusters()
+        .create(
+            &PostParams::default(),
+            &TestClusterGKE::new("ok", Default::default()),
+        )
+        .await
+        .expect("created with kubectl's rights");
     let status = LogServiceClient::new(env.channel.clone())
         .stream_logs(api::StreamLogsRequest {
             namespace: NAMESPACE.to_owned(),

@@ -43,6 +43,9 @@ pub struct Settings {
     pub max_streams: usize,
     /// Most bytes of recent lines each shared container log keeps for its followers.
     pub log_buffer_bytes: usize,
+    /// TLS for LogService; with a client CA, only clients with the suite's certificates (the
+    /// broker) are served. `None`: plaintext (loopback only; the binary checks).
+    pub tls: Option<testcluster_service::tls::TlsFiles>,
 }
 
 /// The default of [`Settings::log_buffer_bytes`]: 1 MiB.
@@ -53,6 +56,7 @@ impl Default for Settings {
         Settings {
             max_streams: 1024,
             log_buffer_bytes: DEFAULT_LOG_BUFFER_BYTES,
+            tls: None,
         }
     }
 }
@@ -69,8 +73,10 @@ pub async fn run(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let tls = settings.tls.clone();
     let logs = log_service::LogView::new(client, settings, shutdown.clone());
     testcluster_service::grpc::GrpcServer::new(&metrics)
+        .tls_files(tls)?
         .add_service(LogServiceServer::new(logs))
         .serve(listener, shutdown)
         .await

@@ -77,3 +77,30 @@ mod tests {
         assert_eq!(line.text, "a\u{fffd}b");
     }
 }
+
+/// Fuzz target (a property test; see `crates/resources/tests/fuzz.rs` for the longer run).
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any bytes make a line, never a panic; the line never keeps its line ending, and a
+        /// timestamp the kubelet writes is taken off and kept as the time.
+        #[test]
+        fn fuzz_log_line_parse(raw in proptest::collection::vec(any::<u8>(), 0..256), seconds in 0i64..4_000_000_000, nanos in 0u32..1_000_000_000) {
+            let line = parse(&raw, Container::Runner);
+            prop_assert!(!line.text.ends_with('\n'));
+
+            let text = String::from_utf8_lossy(&raw).replace(['\n', '\r'], " ");
+            let stamp = Timestamp::new(seconds, i32::try_from(nanos).unwrap_or_default())
+                .expect("in range");
+            let stamped = format!("{stamp} {text}\n");
+            let line = parse(stamped.as_bytes(), Container::Init);
+            prop_assert_eq!(&line.text, &text);
+            let time = line.time.expect("timed");
+            prop_assert_eq!((time.seconds, time.nanos), (stamp.as_second(), stamp.subsec_nanosecond()));
+        }
+    }
+}

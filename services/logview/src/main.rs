@@ -28,6 +28,9 @@ struct Args {
         default_value_t = testcluster_logview::DEFAULT_LOG_BUFFER_BYTES
     )]
     log_buffer_bytes: usize,
+
+    #[command(flatten)]
+    tls: testcluster_service::tls::ServerTlsArgs,
 }
 
 const ENV: CommonEnv = CommonEnv {
@@ -49,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = testcluster_logview::Settings {
         max_streams: args.max_streams,
         log_buffer_bytes: args.log_buffer_bytes,
+        tls: testcluster_service::tls::server_files(&args.tls, args.listen)?,
     };
     testcluster_logview::run(client, listener, settings, metrics, shutdown).await
 }

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use testcluster_api::internal::v1::provisioner_service_server::ProvisionerServiceServer;
 use testcluster_service::metrics::Metrics;
+use testcluster_service::tls::TlsFiles;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +54,9 @@ pub struct Settings {
     /// after that the run ends in phase Error, code `ProvisioningTimeout` (and its cloud resources
     /// are deleted).
     pub provision_timeout: Duration,
+    /// TLS for the internal API; with a client CA, only clients with the suite's certificates
+    /// are served (mutual TLS). `None`: plaintext (loopback only; the binary checks).
+    pub tls: Option<TlsFiles>,
 }
 
 /// Default of [`Settings::provision_timeout`]: GKE creates a cluster in minutes, but a stockout can
@@ -67,6 +71,7 @@ impl Default for Settings {
             metadata_host: None,
             token_expiration: Duration::from_secs(2 * 60 * 60),
             provision_timeout: DEFAULT_PROVISION_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -87,9 +92,11 @@ pub async fn run(
     controller::check_crd(&client).await?;
     let settings = Arc::new(settings);
     let access = Arc::new(access::AccessIssuer::new(client.clone(), &settings)?);
-    let server = testcluster_service::grpc::GrpcServer::new(&metrics).add_service(
-        ProvisionerServiceServer::new(grpc::ProvisionerApi::new(access.clone())),
-    );
+    let server = testcluster_service::grpc::GrpcServer::new(&metrics)
+        .tls_files(settings.tls.clone())?
+        .add_service(ProvisionerServiceServer::new(grpc::ProvisionerApi::new(
+            access.clone(),
+        )));
     let controller_metrics = metrics.controller("provisioner");
     // A child token: one half failing stops the other without cancelling the caller's token,
     // which may be shared with other services (`tcctl up`).

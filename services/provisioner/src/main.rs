@@ -54,6 +54,9 @@ struct Cli {
         value_parser = humantime::parse_duration
     )]
     provision_timeout: Duration,
+
+    #[command(flatten)]
+    tls: testcluster_service::tls::ServerTlsArgs,
 }
 
 const ENV: CommonEnv = CommonEnv {
@@ -78,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         metadata_host: cli.metadata_host,
         token_expiration: cli.token_expiration,
         provision_timeout: cli.provision_timeout,
+        tls: testcluster_service::tls::server_files(&cli.tls, cli.listen)?,
     };
     testcluster_provisioner::run(client, listener, settings, metrics, shutdown).await
 }

@@ -131,11 +131,16 @@ impl Processes {
                 .arg("--metrics-listen")
                 .arg(metrics.to_string());
             match service {
+                // Plaintext on loopback: the bench measures the lifecycle, not TLS.
                 Service::Provisioner => command
+                    .arg("--plaintext")
                     .arg("--listen")
                     .arg(provisioner.to_string())
                     .args(["--metadata-host", metadata_host.as_str()]),
-                Service::Logview => command.arg("--listen").arg(logview.to_string()),
+                Service::Logview => command
+                    .arg("--plaintext")
+                    .arg("--listen")
+                    .arg(logview.to_string()),
                 // Port 0: the bench reads no federation, and must not collide with a `tcctl up`.
                 Service::Runner => command.args(["--federation-listen", "127.0.0.1:0"]),
                 Service::Broker => command
@@ -146,6 +151,11 @@ impl Processes {
                     .arg("--logview-endpoint")
                     .arg(format!("http://{logview}"))
                     .args(["--default-namespace", NAMESPACE])
+                    // The bench measures the lifecycle, not authentication: its broker is on
+                    // loopback and lets its one client in without a token.
+                    .arg("--allow-unauthenticated")
+                    // Nor per-caller rates: its one client stands for many CI jobs.
+                    .args(["--rate-per-caller", "0"])
                     .arg("--max-open-streams")
                     .arg(max_open_streams.to_string()),
             };

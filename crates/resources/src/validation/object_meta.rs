@@ -11,8 +11,9 @@ use super::path::{Field, FieldPath, fields};
 use super::text::{self, Text};
 use super::violation::{Message, Reason, Violations};
 use crate::metadata::{
-    ANNOTATION_CLUSTER_DESCRIPTION, ANNOTATION_GITHUB_CONTEXT, ANNOTATION_GITHUB_REPO_NAME,
-    ANNOTATION_GITHUB_REPO_OWNER, GROUP, LABEL_GITHUB_COMMIT_HASH,
+    ANNOTATION_CLUSTER_DESCRIPTION, ANNOTATION_CREATED_BY, ANNOTATION_GITHUB_CONTEXT,
+    ANNOTATION_GITHUB_REPO_NAME, ANNOTATION_GITHUB_REPO_OWNER, ANNOTATION_TENANT, GROUP,
+    LABEL_GITHUB_COMMIT_HASH,
 };
 
 /// The seed's metadata keys, each with the request field that sets it.
@@ -170,6 +171,10 @@ pub fn check_object(
     let annotation_path = FieldPath::of(fields::ANNOTATIONS);
     for (key, value) in annotations {
         let entry = annotation_path.key(key);
+        // The broker's own record of who asked: reserved in a request, expected on an object.
+        if [ANNOTATION_CREATED_BY, ANNOTATION_TENANT].contains(&key.as_str()) {
+            continue;
+        }
         if is_reserved(key) {
             reserved(violations, entry);
         } else if key == ANNOTATION_CLUSTER_DESCRIPTION {

@@ -1022,6 +1022,40 @@ fn kubectl_objects_metadata() {
 }
 
 #[test]
+fn the_brokers_provenance_is_reserved_in_requests_but_accepted_on_objects() {
+    use crate::metadata::{ANNOTATION_CREATED_BY, ANNOTATION_TENANT};
+    let provenance = BTreeMap::from([
+        (ANNOTATION_CREATED_BY.to_owned(), "token:alice".to_owned()),
+        (ANNOTATION_TENANT.to_owned(), "a".to_owned()),
+    ]);
+    let spec = seed_spec();
+    let on_object = validate_object(
+        ObjectParts {
+            name: "testme-1",
+            labels: &BTreeMap::new(),
+            annotations: &provenance,
+            spec: &spec,
+        },
+        TEMPLATES,
+    );
+    assert!(on_object.is_empty(), "{}", on_object.summary(Naming::Crd));
+    let mut asked = request(spec);
+    asked.annotations = provenance;
+    let (_, in_request) = check_create(asked, "test-clusters", TEMPLATES);
+    let reasons: Vec<String> = rendered(&in_request, Naming::Proto)
+        .into_iter()
+        .map(|(field, reason, _)| format!("{field} {reason}"))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "annotations[clusters.ci.cilium.io/created-by] RESERVED",
+            "annotations[clusters.ci.cilium.io/tenant] RESERVED"
+        ]
+    );
+}
+
+#[test]
 fn object_refs_are_kubernetes_names() {
     let fields_of = |violations: Violations| -> Vec<String> {
         violations

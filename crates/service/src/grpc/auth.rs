@@ -5,6 +5,9 @@
 //! credentials (its headers), answers UNAUTHENTICATED or PERMISSION_DENIED, or lets the call on
 //! with what it learned (the caller's identity) in the request's extensions for handlers to read.
 //! It must never log the credentials.
+//!
+//! Health and reflection are served to everyone ([`OPEN_SERVICES`]): probes and load balancers
+//! carry no credentials, and `buf curl --list-methods` shows only the API's shape.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +17,25 @@ use std::task::{Context, Poll};
 use tonic::Status;
 use tonic::body::Body;
 use tower::{Layer, Service};
+
+/// Who a call is from, as a key for per-caller bounds (the rate limit): put into the request's
+/// extensions by an [`Authenticate`] that knows. It names the caller; it is never a credential.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CallerKey(pub String);
+
+/// Services every caller may use, authenticated or not: health and reflection.
+pub const OPEN_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// Whether the call to `path` (`/package.Service/Method`) is to one of [`OPEN_SERVICES`].
+fn is_open(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|path| path.split_once('/'))
+        .is_some_and(|(service, _)| OPEN_SERVICES.contains(&service))
+}
 
 /// What [`Authenticate::authenticate`] returns.
 pub type AuthFuture = Pin<Box<dyn Future<Output = Result<http::Request<Body>, Status>> + Send>>;
@@ -85,6 +107,9 @@ where
         // The inner service was made ready for this call: take it, leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        if is_open(request.uri().path()) {
+            return Box::pin(inner.call(request));
+        }
         let authenticated = self.authenticate.authenticate(request);
         Box::pin(async move {
             match authenticated.await {

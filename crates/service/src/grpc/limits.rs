@@ -19,14 +19,18 @@ use tower::{Layer, Service};
 
 use super::body::EndOfCall;
 use super::methods::Methods;
+use super::rate::RateLimit;
+use crate::metrics::GrpcMetrics;
 
 /// The bounds of one server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Limits {
     /// Calls whose handler is working at once.
     pub max_calls: usize,
     /// Response streams open at once (server and bidirectional streaming calls).
     pub max_streams: usize,
+    /// Calls per caller over time ([`super::rate`]); `None`: unbounded.
+    pub rate: Option<RateLimit>,
 }
 
 impl Default for Limits {
@@ -34,6 +38,7 @@ impl Default for Limits {
         Limits {
             max_calls: 256,
             max_streams: 16_384,
+            rate: None,
         }
     }
 }
@@ -49,14 +54,16 @@ pub struct LimitLayer {
     calls: Arc<Semaphore>,
     streams: Arc<Semaphore>,
     methods: Arc<Methods>,
+    metrics: GrpcMetrics,
 }
 
 impl LimitLayer {
-    pub fn new(limits: Limits, methods: Arc<Methods>) -> LimitLayer {
+    pub fn new(limits: Limits, methods: Arc<Methods>, metrics: GrpcMetrics) -> LimitLayer {
         LimitLayer {
             calls: Arc::new(Semaphore::new(limits.max_calls)),
             streams: Arc::new(Semaphore::new(limits.max_streams)),
             methods,
+            metrics,
         }
     }
 }
@@ -102,12 +109,16 @@ where
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         let method = self.layer.methods.get(request.uri().path());
         let Ok(call) = self.layer.calls.clone().try_acquire_owned() else {
+            self.layer.metrics.limited(&method.labels, "calls");
             return refuse(TOO_MANY_CALLS);
         };
         let stream = if method.streams_responses {
             match self.layer.streams.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
-                Err(_) => return refuse(TOO_MANY_STREAMS),
+                Err(_) => {
+                    self.layer.metrics.limited(&method.labels, "streams");
+                    return refuse(TOO_MANY_STREAMS);
+                }
             }
         } else {
             None
@@ -123,7 +134,8 @@ where
     }
 }
 
-fn refuse<B: Default + Send + 'static, E: Send + 'static>(
+/// RESOURCE_EXHAUSTED with `message`, at once.
+pub(super) fn refuse<B: Default + Send + 'static, E: Send + 'static>(
     message: &'static str,
 ) -> BoxFuture<Result<http::Response<B>, E>> {
     let response = Status::resource_exhausted(message).into_http();

@@ -5,8 +5,10 @@
 //!
 //! 1. tracing: tower-http's `TraceLayer` with its gRPC classifier, a span per call;
 //! 2. metrics ([`observe`]): calls by method and code, latency, open streams;
-//! 3. authentication ([`auth`]): a slot, [`AllowAll`] until callers are authenticated;
-//! 4. limits ([`limits`]): calls in progress and open streams, RESOURCE_EXHAUSTED beyond.
+//! 3. authentication ([`auth`]): a slot that a service fills (`testcluster_auth`), [`AllowAll`]
+//!    when it does not;
+//! 4. per-caller rate ([`rate`]), RESOURCE_EXHAUSTED beyond;
+//! 5. limits ([`limits`]): calls in progress and open streams, RESOURCE_EXHAUSTED beyond.
 //!
 //! The stack wraps the router, not each service, so tonic still routes by each service's name
 //! and every service (health and reflection too) gets the same stack.
@@ -21,6 +23,7 @@ pub mod body;
 pub mod limits;
 pub mod methods;
 pub mod observe;
+pub mod rate;
 
 use std::convert::Infallible;
 use std::future::Future as _;
@@ -50,8 +53,10 @@ use tracing::Level;
 
 pub use auth::{AllowAll, Authenticate};
 pub use limits::Limits;
+pub use rate::RateLimit;
 
 use crate::metrics::{GrpcMetrics, Metrics};
+use crate::tls::{ReloadingConfig, TlsFiles};
 
 /// The message of the UNAVAILABLE status that ends streams still open at shutdown. UNAVAILABLE
 /// tells a client to retry: against another replica, or this one once it is back.
@@ -73,6 +78,7 @@ pub struct GrpcServer {
     metrics: GrpcMetrics,
     limits: Limits,
     authenticate: Arc<dyn Authenticate>,
+    tls: Option<Arc<ReloadingConfig>>,
 }
 
 impl GrpcServer {
@@ -84,6 +90,7 @@ impl GrpcServer {
             metrics: metrics.grpc(),
             limits: Limits::default(),
             authenticate: Arc::new(AllowAll),
+            tls: None,
         }
     }
 
@@ -97,6 +104,21 @@ impl GrpcServer {
     pub fn authenticate(mut self, authenticate: impl Authenticate) -> Self {
         self.authenticate = Arc::new(authenticate);
         self
+    }
+
+    /// Serves over TLS with `config` (mutual TLS when it names a client CA), instead of plaintext.
+    pub fn tls(mut self, config: Arc<ReloadingConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Serves over TLS from `files` when given (loaded now, so that unusable files fail the
+    /// start), in plaintext otherwise.
+    pub fn tls_files(self, files: Option<TlsFiles>) -> Result<Self, crate::tls::TlsError> {
+        Ok(match files {
+            Some(files) => self.tls(ReloadingConfig::load(files)?),
+            None => self,
+        })
     }
 
     /// Adds one of this server's services; health reports it SERVING while the server runs.
@@ -125,9 +147,17 @@ impl GrpcServer {
         let methods = Arc::new(methods::Methods::from_descriptor_sets(&DESCRIPTOR_SETS)?);
         let stack = tower::ServiceBuilder::new()
             .layer(trace_layer())
-            .layer(observe::ObserveLayer::new(self.metrics, methods.clone()))
+            .layer(observe::ObserveLayer::new(
+                self.metrics.clone(),
+                methods.clone(),
+            ))
             .layer(auth::AuthLayer::new(self.authenticate))
-            .layer(limits::LimitLayer::new(self.limits, methods))
+            .layer(rate::RateLayer::new(
+                self.limits.rate,
+                self.metrics.clone(),
+                methods.clone(),
+            ))
+            .layer(limits::LimitLayer::new(self.limits, methods, self.metrics))
             .into_inner();
         let (health_reporter, health) = tonic_health::server::health_reporter();
         for name in &self.names {
@@ -148,18 +178,30 @@ impl GrpcServer {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
         let local = listener.local_addr()?;
-        tracing::info!(address = %local, services = ?self.names, limits = ?self.limits, "gRPC server listening");
-        Server::builder()
-            .layer(stack)
-            .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(
-                // TCP_NODELAY on every accepted connection: without it, Nagle's algorithm holds a
-                // response's last small write (HTTP/2 trailers, SETTINGS) until the client's delayed
-                // ACK arrives, which added ~40 ms to a good share of calls on fresh connections.
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown.cancelled_owned(),
-            )
-            .await?;
+        tracing::info!(address = %local, services = ?self.names, limits = ?self.limits, tls = self.tls.is_some(), "gRPC server listening");
+        let server = Server::builder().layer(stack).add_routes(routes.routes());
+        match self.tls {
+            Some(config) => {
+                server
+                    .serve_with_incoming_shutdown(
+                        crate::tls::incoming(listener, config),
+                        shutdown.cancelled_owned(),
+                    )
+                    .await?
+            }
+            None => {
+                server
+                    .serve_with_incoming_shutdown(
+                        // TCP_NODELAY on every accepted connection: without it, Nagle's algorithm
+                        // holds a response's last small write (HTTP/2 trailers, SETTINGS) until the
+                        // client's delayed ACK arrives, which added ~40 ms to a good share of calls
+                        // on fresh connections.
+                        TcpIncoming::from(listener).with_nodelay(Some(true)),
+                        shutdown.cancelled_owned(),
+                    )
+                    .await?
+            }
+        }
         Ok(())
     }
 }

@@ -30,6 +30,14 @@ struct HandledLabels {
     grpc_code: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitedLabels {
+    #[prometheus(flatten)]
+    method: MethodLabels,
+    /// Which bound refused the call: `calls`, `streams` or `rate`.
+    limit: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The gRPC families of one registry. Cheap to clone; clones record into the same families.
@@ -38,6 +46,7 @@ pub struct GrpcMetrics {
     handled: Family<HandledLabels, Counter>,
     handling: HistogramFamily<MethodLabels>,
     open_streams: Family<MethodLabels, Gauge>,
+    limited: Family<LimitedLabels, Counter>,
 }
 
 impl GrpcMetrics {
@@ -49,6 +58,7 @@ impl GrpcMetrics {
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
             }),
             open_streams: Family::default(),
+            limited: Family::default(),
         };
         registry.register(
             "grpc_server_handled",
@@ -65,7 +75,22 @@ impl GrpcMetrics {
             "Streaming calls open now, by method",
             metrics.open_streams.clone(),
         );
+        registry.register(
+            "grpc_server_limited",
+            "Calls refused RESOURCE_EXHAUSTED by a bound of the server (calls, streams, a caller's rate), by method",
+            metrics.limited.clone(),
+        );
         metrics
+    }
+
+    /// Counts a call of `method` refused by the bound `limit`.
+    pub fn limited(&self, method: &MethodLabels, limit: &'static str) {
+        self.limited
+            .get_or_create(&LimitedLabels {
+                method: method.clone(),
+                limit,
+            })
+            .inc();
     }
 
     /// Counts a finished call of `method` with `code`, which took `elapsed`.

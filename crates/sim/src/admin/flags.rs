@@ -54,7 +54,7 @@ impl WorkloadFlags {
     }
 }
 
-/// How long the simulated cloud takes; set at start.
+/// How long the simulated cloud takes, and how long the API server keeps Events; set at start.
 #[derive(Clone, Debug, Args)]
 pub struct DelayFlags {
     /// Creating a cluster (ContainerCluster, or GKE's clusters.create), as a number with a unit
@@ -73,6 +73,10 @@ pub struct DelayFlags {
     /// Deleting any cloud resource (and resizing a GKE node pool).
     #[arg(long, env = "TESTCLUSTER_SIM_DELETE_DELAY", default_value = "100ms", value_parser = humantime::parse_duration, help_heading = "Simulated cloud")]
     pub delete_delay: Duration,
+
+    /// How long the management API server keeps Events (kube-apiserver's `--event-ttl`).
+    #[arg(long, env = "TESTCLUSTER_SIM_EVENT_TTL", default_value = "1h", value_parser = humantime::parse_duration, help_heading = "Simulated API server")]
+    pub event_ttl: Duration,
 }
 
 /// Which faults are on; set at start, or changed later through the admin endpoint.
@@ -134,6 +138,7 @@ impl DelayFlags {
         gke.node_pool_create = self.node_pool_create_delay;
         gke.node_pool_delete = self.delete_delay;
         gke.node_pool_resize = self.delete_delay;
+        base.event_ttl = Some(self.event_ttl);
         base
     }
 }

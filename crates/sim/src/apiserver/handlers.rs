@@ -24,6 +24,7 @@ use super::patch::PatchKind;
 use super::resources::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::server::{Internal, ServerState};
+use super::store::StoreSnapshot;
 use super::tls::OverTls;
 use super::watch::{self, WatchRequest};
 use super::{discovery, eviction, scale, table};
@@ -42,6 +43,14 @@ pub use objects::create_internal;
 
 /// Creates the namespaces and the default RBAC roles and bindings every cluster starts with.
 pub fn bootstrap(state: &ServerState) -> anyhow::Result<()> {
+    // Every API server starts with the same objects, so the first one's are kept and shared (a
+    // thousand test clusters would otherwise hold a thousand copies of the default roles). They
+    // have the same uids in every cluster, as clusters restored from one etcd snapshot would.
+    static BOOTSTRAPPED: std::sync::OnceLock<StoreSnapshot> = std::sync::OnceLock::new();
+    if let Some(snapshot) = BOOTSTRAPPED.get() {
+        state.store.restore(snapshot);
+        return Ok(());
+    }
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         create_internal(
             state,
@@ -52,6 +61,7 @@ pub fn bootstrap(state: &ServerState) -> anyhow::Result<()> {
     for object in auth::defaults::objects() {
         create_internal(state, object).map_err(|e| anyhow::anyhow!("bootstrap RBAC: {e}"))?;
     }
+    let _ = BOOTSTRAPPED.set(state.store.snapshot());
     Ok(())
 }
 

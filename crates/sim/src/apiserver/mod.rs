@@ -10,6 +10,7 @@ mod apply;
 mod auth;
 mod discovery;
 mod errors;
+mod event_ttl;
 mod events;
 mod eviction;
 mod faults;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::config::{
     AuthInfo, Cluster, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster,
@@ -40,6 +41,8 @@ pub struct ApiServerConfig {
     /// Also serve plain HTTP, without authentication, on loopback. Off unless asked for: anything
     /// on the machine (a job, too) could use it.
     pub plain_http: bool,
+    /// How long Events are kept (kube-apiserver's `--event-ttl`); one hour when `None`.
+    pub event_ttl: Option<Duration>,
 }
 
 /// Everything request handlers share.
@@ -96,6 +99,12 @@ impl ApiServer {
             handlers::create_internal(&state, object)?;
         }
         super::gc::spawn(state.clone());
+        super::event_ttl::spawn(
+            state.clone(),
+            config
+                .event_ttl
+                .unwrap_or(super::event_ttl::DEFAULT_EVENT_TTL),
+        );
 
         let https = TcpListener::bind("127.0.0.1:0").await?;
         let https_addr = https.local_addr()?;

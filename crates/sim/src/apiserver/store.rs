@@ -11,10 +11,14 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 
-/// How many changes per table a watch may resume from before it gets 410 Gone.
-const HISTORY_LIMIT: usize = 10_000;
-/// Live events a slow watcher may fall behind by before its watch is closed (it then resumes).
-const LIVE_BUFFER: usize = 8_192;
+/// How many changes per table a watch may resume from before it gets 410 Gone. Each change holds
+/// the object's old version, so this bounds what a busy table keeps beside its objects; a watcher
+/// further behind relists, as against a real API server whose watch cache has moved on.
+const HISTORY_LIMIT: usize = 1_000;
+/// Live events a slow watcher may fall behind by before its watch is closed (it then resumes from
+/// the history). The channel keeps its last this-many changes alive too, so it is no larger than
+/// the history.
+const LIVE_BUFFER: usize = 1_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
@@ -103,6 +107,12 @@ pub struct Store {
     inner: Mutex<Inner>,
     deleted: mpsc::UnboundedSender<()>,
     deleted_rx: Mutex<Option<mpsc::UnboundedReceiver<()>>>,
+}
+
+/// The objects of a store at one resourceVersion.
+pub struct StoreSnapshot {
+    rv: u64,
+    tables: Vec<(String, BTreeMap<ObjectKey, Arc<Value>>)>,
 }
 
 /// Why a write did not happen.
@@ -337,6 +347,35 @@ impl Store {
             .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
             .map(|(_, object)| object)
             .collect())
+    }
+
+    /// Every object, by table, and the resourceVersion they are current at: what
+    /// [`Store::restore`] starts another store from.
+    pub fn snapshot(&self) -> StoreSnapshot {
+        let inner = self.inner.lock();
+        StoreSnapshot {
+            rv: inner.rv,
+            tables: inner
+                .tables
+                .iter()
+                .map(|(name, t)| (name.clone(), t.objects.clone()))
+                .collect(),
+        }
+    }
+
+    /// Starts an empty store from `snapshot`, sharing its objects (they are immutable): what came
+    /// before it is compacted history.
+    pub fn restore(&self, snapshot: &StoreSnapshot) {
+        let mut inner = self.inner.lock();
+        inner.rv = inner.rv.max(snapshot.rv);
+        for (name, objects) in &snapshot.tables {
+            let table = inner.tables.entry(name.clone()).or_default();
+            table
+                .objects
+                .extend(objects.iter().map(|(k, o)| (k.clone(), o.clone())));
+            table.changed_at = snapshot.rv;
+            table.compacted_at = snapshot.rv;
+        }
     }
 
     /// Forgets all history, as etcd compaction does: any watch resuming from an older

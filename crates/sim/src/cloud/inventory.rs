@@ -1,5 +1,8 @@
-//! The record of every cloud cluster the simulator ever created, so tests can prove nothing leaked.
+//! The record of the cloud clusters the simulator created, so tests can prove nothing leaked: every
+//! live one, and the most recent deleted ones (a bounded number, so that a simulator serving run
+//! after run does not grow with each).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +36,21 @@ impl CloudCluster {
     }
 }
 
+/// How many deleted clusters the inventory remembers.
+const DELETED_KEPT: usize = 10_000;
+
+#[derive(Default)]
+struct Records {
+    /// Live clusters in creation order; deleted ones in deletion order, the oldest dropped first.
+    live: Vec<CloudCluster>,
+    deleted: VecDeque<CloudCluster>,
+    created_total: u64,
+}
+
 /// Shared, cheaply cloned view of the inventory.
 #[derive(Clone)]
 pub struct Inventory {
-    clusters: Arc<Mutex<Vec<CloudCluster>>>,
+    records: Arc<Mutex<Records>>,
     /// Bumped on every change, so waiters need no polling.
     changes: Arc<watch::Sender<u64>>,
 }
@@ -44,36 +58,43 @@ pub struct Inventory {
 impl Default for Inventory {
     fn default() -> Self {
         Inventory {
-            clusters: Arc::default(),
+            records: Arc::default(),
             changes: Arc::new(watch::channel(0).0),
         }
     }
 }
 
 impl Inventory {
-    /// Every cluster ever created, in creation order.
+    /// Every live cluster and the last [`DELETED_KEPT`] deleted ones, in creation order.
     pub fn all(&self) -> Vec<CloudCluster> {
-        self.clusters.lock().clone()
+        let records = self.records.lock();
+        let mut all: Vec<_> = records
+            .deleted
+            .iter()
+            .chain(&records.live)
+            .cloned()
+            .collect();
+        all.sort_by_key(|c| c.created);
+        all
     }
 
     /// Clusters not yet deleted.
     pub fn live(&self) -> Vec<CloudCluster> {
-        self.clusters
-            .lock()
-            .iter()
-            .filter(|c| c.is_live())
-            .cloned()
-            .collect()
+        self.records.lock().live.clone()
+    }
+
+    /// How many clusters were ever created, including those no longer remembered.
+    pub fn created_total(&self) -> u64 {
+        self.records.lock().created_total
     }
 
     /// The live cluster with this identity, if any.
     pub fn find_live(&self, project: &str, location: &str, name: &str) -> Option<CloudCluster> {
-        self.clusters
+        self.records
             .lock()
+            .live
             .iter()
-            .find(|c| {
-                c.is_live() && c.project == project && c.location == location && c.name == name
-            })
+            .find(|c| c.project == project && c.location == location && c.name == name)
             .cloned()
     }
 
@@ -105,7 +126,10 @@ impl Inventory {
     }
 
     pub(crate) fn record_created(&self, cluster: CloudCluster) {
-        self.clusters.lock().push(cluster);
+        let mut records = self.records.lock();
+        records.live.push(cluster);
+        records.created_total += 1;
+        drop(records);
         self.changes.send_modify(|n| *n += 1);
     }
 
@@ -114,7 +138,18 @@ impl Inventory {
     }
 
     pub(crate) fn record_deleted(&self, project: &str, location: &str, name: &str) {
-        self.update_live(project, location, name, |c| c.deleted = Some(Utc::now()));
+        let mut records = self.records.lock();
+        let Some(index) = records.position(project, location, name) else {
+            return;
+        };
+        let mut cluster = records.live.remove(index);
+        cluster.deleted = Some(Utc::now());
+        if records.deleted.len() == DELETED_KEPT {
+            records.deleted.pop_front();
+        }
+        records.deleted.push_back(cluster);
+        drop(records);
+        self.changes.send_modify(|n| *n += 1);
     }
 
     fn update_live(
@@ -124,13 +159,19 @@ impl Inventory {
         name: &str,
         change: impl FnOnce(&mut CloudCluster),
     ) {
-        let mut clusters = self.clusters.lock();
-        if let Some(cluster) = clusters.iter_mut().find(|c| {
-            c.is_live() && c.project == project && c.location == location && c.name == name
-        }) {
-            change(cluster);
-            drop(clusters);
+        let mut records = self.records.lock();
+        if let Some(index) = records.position(project, location, name) {
+            change(&mut records.live[index]);
+            drop(records);
             self.changes.send_modify(|n| *n += 1);
         }
+    }
+}
+
+impl Records {
+    fn position(&self, project: &str, location: &str, name: &str) -> Option<usize> {
+        self.live
+            .iter()
+            .position(|c| c.project == project && c.location == location && c.name == name)
     }
 }

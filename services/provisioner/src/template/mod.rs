@@ -197,3 +197,38 @@ mod tests {
         assert_eq!(COMPUTE_SUBNETWORK.group, "compute.cnrm.cloud.google.com");
     }
 }
+
+/// Fuzz target (a property test; see `crates/resources/tests/fuzz.rs` for the longer run).
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any parameters render, never a panic, into objects named after the cluster, in its
+        /// namespace, that carry the asked node count and machine type unchanged.
+        #[test]
+        fn fuzz_template_rendering(
+            namespace in any::<String>(),
+            cluster_name in any::<String>(),
+            project in any::<String>(),
+            location in any::<String>(),
+            region in any::<String>(),
+            machine_type in any::<String>(),
+            nodes in any::<u32>(),
+            kubernetes_version in proptest::option::of(any::<String>()),
+        ) {
+            let params = TemplateParams { namespace, cluster_name, project, location, region, machine_type, nodes, kubernetes_version };
+            for template in TEMPLATES {
+                let objects = template.render(&params);
+                prop_assert!(!objects.is_empty());
+                for object in objects {
+                    prop_assert_eq!(object.name(), params.cluster_name.as_str());
+                    prop_assert_eq!(object.manifest["metadata"]["namespace"].as_str(), Some(params.namespace.as_str()));
+                    prop_assert_eq!(object.manifest["metadata"]["annotations"][PROJECT_ANNOTATION].as_str(), Some(params.project.as_str()));
+                }
+            }
+        }
+    }
+}

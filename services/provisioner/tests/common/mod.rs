@@ -80,6 +80,9 @@ impl Env {
             metadata_host: Some(self.sim.gke().metadata_host()),
             token_expiration: Duration::from_secs(600),
             provision_timeout: Duration::from_secs(600),
+            // Its gRPC tests reach it in plaintext on loopback; mutual TLS is tested with the
+            // shared stack (crates/service) and end to end.
+            tls: None,
         }
     }
 
