@@ -254,8 +254,25 @@ pub fn default_up_kubeconfig() -> PathBuf {
     std::env::temp_dir().join("testcluster-up.kubeconfig")
 }
 
+/// The metrics stack `tcctl up` installs into every test cluster: this checkout's
+/// `deploy/k8s/metrics-stack`.
+pub fn default_metrics_stack() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/k8s/metrics-stack"
+    ))
+}
+
 /// `tcctl up`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Federation: every Ready test cluster gets the metrics stack (a Prometheus, \
+from --metrics-stack); the runner lists the live ones for Prometheus at the printed \
+service-discovery URL (http_sd_configs) and proxies each one's /federate. For that Prometheus to \
+run, map its image to Debian's binary: \
+--image-map quay.io/prometheus/prometheus=/usr/bin/prometheus. deploy/k8s/federation has the \
+central Prometheus's scrape configuration."
+)]
 pub struct UpArgs {
     /// Address of the broker's gRPC server.
     #[arg(long, env = "TESTCLUSTER_UP_LISTEN", default_value = "127.0.0.1:50051")]
@@ -268,6 +285,16 @@ pub struct UpArgs {
     /// Where to serve the simulator's fault settings (`tcctl faults`).
     #[arg(long, default_value = DEFAULT_SIM_ADMIN_LISTEN)]
     pub sim_admin_listen: SocketAddr,
+
+    /// The directory of manifests the runner installs into every Ready test cluster (the
+    /// metrics stack); `--metrics-stack ''` installs none.
+    #[arg(long, env = "TESTCLUSTER_RUNNER_METRICS_STACK", default_value_os_t = default_metrics_stack())]
+    pub metrics_stack: PathBuf,
+
+    /// Where the runner serves Prometheus service discovery (/federation/targets) and each live
+    /// test cluster's /federate proxy.
+    #[arg(long, env = "TESTCLUSTER_RUNNER_FEDERATION_LISTEN", default_value = testcluster_runner::federation::DEFAULT_LISTEN)]
+    pub federation_listen: SocketAddr,
 
     #[command(flatten)]
     pub sim: testcluster_sim::admin::SimFlags,

@@ -82,6 +82,8 @@ fn free_port() -> u16 {
 struct Up {
     child: Child,
     endpoint: String,
+    /// The runner's service-discovery URL, as printed.
+    federation: String,
     kubeconfig: std::path::PathBuf,
     /// Where `tcctl up` writes its token, and the other tcctl commands read it.
     token_file: std::path::PathBuf,
@@ -129,9 +131,22 @@ impl Up {
             }
         };
         assert_eq!(endpoint, format!("http://127.0.0.1:{port}"));
+        let federation = loop {
+            let line = received
+                .recv_timeout(Duration::from_secs(10))
+                .expect("tcctl up printed the federation line");
+            if let Some(rest) = line.strip_prefix("federation:") {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+        };
         Up {
             child,
             endpoint,
+            federation,
             kubeconfig,
             token_file,
             sim_admin: format!("http://127.0.0.1:{admin_port}"),
@@ -163,6 +178,7 @@ fn up_serves_within_10_seconds_and_a_second_tcctl_reaches_it() {
     );
 
     assert!(kubeconfig.exists());
+    assert_eq!(up.federation, "http://127.0.0.1:9105/federation/targets");
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(&token_file)
         .expect("token file")
@@ -225,6 +241,9 @@ fn up_serves_within_10_seconds_and_a_second_tcctl_reaches_it() {
         "{}",
         text(&output.stdout)
     );
+
+    // The printed service discovery answers; the run has ended, so it lists no target.
+    assert_eq!(http_get_body(&up.federation), "[]");
 
     // Ctrl-C stops it cleanly.
     let pid = child.0.id().to_string();
@@ -386,4 +405,22 @@ fn up_with_a_stockout_ends_a_run_in_that_zone_in_error_and_faults_change_at_runt
         "{}",
         text(&refused.stderr)
     );
+}
+
+/// The body of a plain HTTP/1.1 GET of `url` (`http://HOST:PORT/PATH`).
+fn http_get_body(url: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (address, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
 }

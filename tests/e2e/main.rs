@@ -7,7 +7,9 @@ mod support;
 
 mod access;
 mod clients;
+mod deploy_configs;
 mod deployed;
+mod federation;
 mod github;
 mod infra_failure;
 mod lifecycle;

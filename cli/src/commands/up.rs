@@ -19,11 +19,18 @@ pub async fn up(args: Box<UpArgs>, token_file: &Path) -> anyhow::Result<i32> {
             .with_context(|| format!("metrics address {address}"))?;
         metrics_listen.insert(component, address);
     }
+    let defaults = SuiteConfig::default();
+    let metrics_stack = Some(args.metrics_stack.clone()).filter(|dir| !dir.as_os_str().is_empty());
     let suite = Suite::start(SuiteConfig {
         broker_listen: args.listen,
         kubeconfig: Some(args.kubeconfig.clone()),
         metrics_listen,
-        sim: args.sim.delays.config(SuiteConfig::default().sim),
+        sim: (args.sim.workloads).config(args.sim.delays.config(defaults.sim)),
+        runner: testcluster_runner::Settings {
+            metrics_stack: metrics_stack.clone(),
+            ..defaults.runner
+        },
+        federation_listen: args.federation_listen,
         lifetimes: args.lifetimes.lifetimes(),
         record_retention: args.record_retention,
         github: args
@@ -73,6 +80,14 @@ pub async fn up(args: Box<UpArgs>, token_file: &Path) -> anyhow::Result<i32> {
     for component in Component::ALL {
         let name = format!("{component:?}").to_lowercase();
         println!("metrics:       {name:<12} {}", suite.metrics_url(component));
+    }
+    println!(
+        "federation:    {} (Prometheus http_sd_configs; deploy/k8s/federation)",
+        suite.federation_targets_url()
+    );
+    match &metrics_stack {
+        Some(dir) => println!("metrics stack: {}", dir.display()),
+        None => println!("metrics stack: none"),
     }
     println!(
         "faults:        http://{} (tcctl faults --help)",

@@ -54,6 +54,11 @@ pub struct SuiteConfig {
     pub github: Option<GitHubConfig>,
     /// How long finished runs are kept as records (the provisioner's `--record-retention`).
     pub record_retention: std::time::Duration,
+    /// The runner's configuration (the metrics stack it installs, how it federates).
+    pub runner: testcluster_runner::Settings,
+    /// Where the runner serves federation (service discovery and `/federate`); port 0 picks a
+    /// free one (tests).
+    pub federation_listen: SocketAddr,
 }
 
 /// A GitHub API for the suite's commit statuses (a test server, say) and the token for it, which
@@ -74,6 +79,8 @@ impl Default for SuiteConfig {
     fn default() -> Self {
         let mut sim = SimConfig::default();
         jobs_find_kubectl(&mut sim);
+        // What the runner installs into a test cluster runs there, and answers its service proxy.
+        sim.test_cluster_workloads = true;
         SuiteConfig {
             broker_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             kubeconfig: None,
@@ -82,6 +89,8 @@ impl Default for SuiteConfig {
             lifetimes: Default::default(),
             github: None,
             record_retention: testcluster_provisioner::DEFAULT_RECORD_RETENTION,
+            runner: testcluster_runner::Settings::default(),
+            federation_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -142,6 +151,7 @@ pub struct Suite {
     running: BTreeMap<Component, Running>,
     addresses: BTreeMap<Component, SocketAddr>,
     metrics: BTreeMap<Component, (Metrics, SocketAddr)>,
+    runner_settings: testcluster_runner::Settings,
     /// Stops the metrics servers when the suite goes.
     _metrics_stop: DropGuard,
     kubeconfig: PathBuf,
@@ -185,6 +195,7 @@ impl Suite {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         for (component, address) in [
             (Component::Provisioner, loopback),
+            (Component::Runner, config.federation_listen),
             (Component::Logview, loopback),
             (Component::Broker, config.broker_listen),
         ] {
@@ -219,6 +230,7 @@ impl Suite {
             running: BTreeMap::new(),
             addresses,
             metrics,
+            runner_settings: config.runner,
             _metrics_stop: metrics_stop.drop_guard(),
             kubeconfig,
             token,
@@ -275,11 +287,12 @@ impl Suite {
         &self.token
     }
 
-    /// A service's gRPC endpoint (`None` for the runner, which serves none): `http://` for the
-    /// broker, `https://` for the internal APIs (mutual TLS: see [`Suite::certs`]).
+    /// A service's gRPC endpoint: `http://` for the broker, `https://` for the internal APIs
+    /// (mutual TLS: see [`Suite::certs`]); for the runner, which serves no gRPC, its plain-HTTP
+    /// federation server.
     pub fn endpoint(&self, component: Component) -> Option<String> {
         let scheme = match component {
-            Component::Broker => "http",
+            Component::Broker | Component::Runner => "http",
             _ => "https",
         };
         self.addresses
@@ -290,6 +303,16 @@ impl Suite {
     /// The suite's CA and the certificates its services present to each other.
     pub fn certs(&self) -> &SuiteCerts {
         &self.certs
+    }
+
+    /// The runner's Prometheus service discovery (`http_sd_configs`), such as
+    /// `http://127.0.0.1:9105/federation/targets`.
+    pub fn federation_targets_url(&self) -> String {
+        format!(
+            "{}{}",
+            self.endpoint_or_empty(Component::Runner),
+            testcluster_runner::federation::TARGETS_PATH
+        )
     }
 
     /// Where a service serves its Prometheus metrics, such as `http://127.0.0.1:9101/metrics`.

@@ -155,7 +155,7 @@ pub fn service_future(
 ) -> anyhow::Result<BoxFuture<'static, anyhow::Result<()>>> {
     let provisioner = suite.endpoint_or_empty(Component::Provisioner);
     let logview = suite.endpoint_or_empty(Component::Logview);
-    let needs_listener = || listener.context("no address for a gRPC service");
+    let needs_listener = move || listener.context("no address for the service");
     let metrics = suite.metrics(component);
     Ok(match component {
         Component::Provisioner => {
@@ -176,10 +176,11 @@ pub fn service_future(
         }
         Component::Runner => Box::pin(testcluster_runner::run(
             client,
+            Some(needs_listener()?),
             testcluster_runner::Settings {
                 lifetimes: suite.lifetimes,
                 github: suite.github_settings(),
-                ..testcluster_runner::Settings::default()
+                ..suite.runner_settings.clone()
             },
             metrics,
             stop,

@@ -29,6 +29,11 @@ pub struct TestClusterGKEStatus {
     /// Conditions of the test job (runner): `Complete` or `Failed` True once it ended.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub job_conditions: Vec<Condition>,
+    /// Conditions of what the runner installs into the test cluster before the job (runner):
+    /// `MetricsStackInstalled`, and `InitManifestApplied` when the job's ConfigMap has an
+    /// `init-manifest`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub install_conditions: Vec<Condition>,
     /// The test job, once created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobStatus>,

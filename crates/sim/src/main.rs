@@ -3,7 +3,8 @@
 //! Starts the simulator (Kubernetes API server, workloads, Config Connector, GKE API fake), writes a
 //! kubeconfig for its API server, optionally serves its request counters on `/metrics`, prints where
 //! everything listens and runs until SIGINT or SIGTERM. `--image-map` runs images as local
-//! executables; `--pods-dir` says where pods' files go.
+//! executables; `--test-cluster-workloads` runs workloads in test clusters too; `--pods-dir` says
+//! where pods' files go.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,7 +15,6 @@ use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use clap::Parser;
 use testcluster_sim::admin::SimFlags;
-use testcluster_sim::workloads::ImageBinaries;
 use testcluster_sim::{SimConfig, Simulator};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -48,12 +48,6 @@ struct Args {
     #[arg(long, env = "TESTCLUSTER_SIM_PLAIN_HTTP")]
     plain_http: bool,
 
-    /// Runs an image as a local executable: `<image reference>=<path>`, repeatable. A reference
-    /// without a tag or digest maps every tag of the repository. A container of a mapped image without
-    /// a `command` runs the executable with its `args`.
-    #[arg(long = "image-map", value_name = "REF=PATH", env = "TESTCLUSTER_SIM_IMAGE_MAP", value_delimiter = ',', value_parser = ImageBinaries::parse_mapping)]
-    image_map: Vec<(String, PathBuf)>,
-
     /// Where the simulator keeps its pods' directories (in a `testcluster-pods-*` directory of its
     /// own, removed on exit; those of simulators that were killed are removed at start).
     #[arg(long, env = "TESTCLUSTER_SIM_PODS_DIR")]
@@ -66,13 +60,10 @@ struct Args {
 impl Args {
     /// The simulator's configuration from the flags.
     fn config(&self) -> SimConfig {
-        let mut config = self.sim.delays.config(SimConfig {
+        let mut config = self.sim.workloads.config(self.sim.delays.config(SimConfig {
             plain_http: self.plain_http,
             ..SimConfig::default()
-        });
-        for (reference, binary) in &self.image_map {
-            config.workloads.image_binaries.insert(reference, binary);
-        }
+        }));
         config.workloads.pods_parent = self.pods_dir.clone();
         config
     }

@@ -20,6 +20,11 @@ pub struct SimConfig {
     pub connector: ConnectorConfig,
     pub gke: GkeConfig,
     pub workloads: WorkloadConfig,
+    /// Also run workloads in every test cluster (controllers, Services, a kubelet; images mapped
+    /// as in `workloads`), so that what is installed there runs and its Services answer the
+    /// test cluster's service proxy. Off by default: each test cluster then costs a kubelet's
+    /// watches.
+    pub test_cluster_workloads: bool,
 }
 
 /// A running simulator: the management cluster's API server plus the cloud and workloads behind it.
@@ -43,15 +48,12 @@ impl Simulator {
             ..ApiServerConfig::default()
         })
         .await?;
-        let cloud = Cloud::default();
-        let api_access = url::Url::parse(&api.https_url())
-            .ok()
-            .and_then(|u| u.socket_addrs(|| None).ok())
-            .and_then(|addresses| addresses.into_iter().next())
-            .map(|address| ApiServerAccess {
-                address,
-                ca_pem: api.ca_pem().to_owned(),
-            });
+        let cloud = if config.test_cluster_workloads {
+            Cloud::with_test_cluster_workloads(config.workloads.clone())
+        } else {
+            Cloud::default()
+        };
+        let api_access = ApiServerAccess::of(&api);
         let workloads = Workloads::start(
             api.internal_client(),
             api.pod_logs().clone(),
@@ -60,6 +62,7 @@ impl Simulator {
                 ..config.workloads
             },
         )?;
+        api.set_service_resolver(workloads.service_resolver());
         let connector =
             ConfigConnector::start(api.internal_client(), cloud.clone(), config.connector).await?;
         let gke = GkeServer::start(cloud.clone(), config.gke).await?;

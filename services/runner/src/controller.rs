@@ -33,6 +33,7 @@ use testcluster_service::stale_reads::PendingWrites;
 use crate::Settings;
 use crate::error::Error;
 use crate::github::Reporter;
+use crate::install::{InstallResult, Installer};
 use crate::job::{self, JobInputs};
 use crate::names;
 use crate::status::RunnerStatus;
@@ -64,6 +65,8 @@ pub struct Context {
     status_writes: PendingWrites,
     /// Commit statuses, when configured.
     github: Option<Arc<Reporter>>,
+    /// What goes into a test cluster before its job.
+    installer: Installer,
 }
 
 impl Context {
@@ -74,6 +77,7 @@ impl Context {
         jobs: Store<Job>,
         pods: Store<Pod>,
         github: Option<Arc<Reporter>>,
+        installer: Installer,
     ) -> Context {
         Context {
             client,
@@ -84,6 +88,7 @@ impl Context {
             failures: Backoffs::new(RETRY),
             status_writes: PendingWrites::default(),
             github,
+            installer,
         }
     }
 }
@@ -133,14 +138,6 @@ async fn reconcile_once(resource: &TestClusterGKE, ctx: &Context) -> Result<Acti
         // object back, and a decision now would only lose a race.
         return Ok(Action::await_change());
     }
-    let Some(runner) = resource
-        .spec
-        .job_spec
-        .as_ref()
-        .and_then(|j| j.runner.as_ref())
-    else {
-        return Ok(Action::await_change());
-    };
     let status = RunnerStatus::of(resource);
     if status.is_finished() {
         return Ok(Action::await_change());
@@ -149,12 +146,24 @@ async fn reconcile_once(resource: &TestClusterGKE, ctx: &Context) -> Result<Acti
         namespace: resource.namespace().ok_or(Error::MissingNamespace)?,
         name: resource.name_any(),
         resource,
-        runner,
+        runner: resource
+            .spec
+            .job_spec
+            .as_ref()
+            .and_then(|j| j.runner.as_ref()),
         ctx,
     };
-    // Ready is where a job starts; the provisioner moves the phase to Running once the runner
-    // recorded it. Every other phase is not the runner's business (or the run is over).
-    match resource.status.as_ref().and_then(|s| s.phase) {
+    // Ready is where a job starts, after the installs; the provisioner moves the phase to Running
+    // once the runner recorded it. Every other phase is not the runner's business (or the run is
+    // over).
+    let phase = resource.status.as_ref().and_then(|s| s.phase);
+    if phase == Some(Phase::Ready) && ctx.installer.pending(resource) {
+        return run.install(status).await;
+    }
+    if run.runner.is_none() {
+        return Ok(Action::await_change());
+    }
+    match phase {
         Some(Phase::Ready | Phase::Running) if status.job.name.is_none() => run.start(status).await,
         Some(Phase::Ready | Phase::Running) => run.follow(status).await,
         // The TTL ended while the job ran: the job goes with its cluster.
@@ -168,7 +177,8 @@ struct Run<'a> {
     namespace: String,
     name: String,
     resource: &'a TestClusterGKE,
-    runner: &'a JobRunnerSpec,
+    /// `None` for a cluster without a job.
+    runner: Option<&'a JobRunnerSpec>,
     ctx: &'a Context,
 }
 
@@ -192,6 +202,27 @@ impl Run<'_> {
             self.resource.resource_version().as_deref(),
         );
         Ok(())
+    }
+
+    /// Ready, before the job: the metrics stack and the init manifest go into the test cluster
+    /// ([`crate::install`]); the outcome is recorded in `installConditions` and Events. A refusal
+    /// fails the run; anything else is retried with back-off.
+    async fn install(&self, mut status: RunnerStatus) -> Result<Action, Error> {
+        let report = self.ctx.installer.install(self.resource).await;
+        status.install_conditions = report.conditions;
+        self.write(&mut status).await?;
+        for (type_, reason, note) in report.events {
+            self.publish(type_, reason, note, "Install").await;
+        }
+        match report.result {
+            // The status write brings the object back, and the job starts then.
+            InstallResult::Done => Ok(Action::await_change()),
+            InstallResult::Retry(message) => Err(Error::Install(message)),
+            InstallResult::Refused(outcome) if self.runner.is_some() => {
+                self.finish(status, outcome).await
+            }
+            InstallResult::Refused(_) => Ok(Action::await_change()),
+        }
     }
 
     /// Ready: the Job exists (created now, or found from before a restart) and is recorded.
@@ -281,11 +312,12 @@ impl Run<'_> {
             .location
             .or_else(|| self.resource.spec.location.clone())
             .unwrap_or_default();
+        let runner = self.runner.ok_or(Error::NoJob)?;
         let job = job::test_job(&JobInputs {
             namespace: &self.namespace,
             name: &self.name,
             owner,
-            runner: self.runner,
+            runner,
             images_to_test: (self.resource.spec.job_spec.as_ref())
                 .and_then(|job| job.images_to_test.as_ref()),
             cluster_name: &cluster_name,

@@ -20,6 +20,12 @@ pub enum Error {
     Conflict(String),
     #[error("encoding an object: {0}")]
     Encode(#[from] serde_json::Error),
+    /// Installing into the test cluster failed in a way that may pass.
+    #[error("installing into the test cluster: {0}")]
+    Install(String),
+    /// A job was to be created for a test cluster without one (a bug, not an input).
+    #[error("the TestClusterGKE has no job")]
+    NoJob,
 }
 
 impl Error {
@@ -32,6 +38,8 @@ impl Error {
             Error::ForeignJob(_) => "foreign_job",
             Error::Conflict(_) => "conflict",
             Error::Encode(_) => "encode",
+            Error::Install(_) => "install",
+            Error::NoJob => "no_job",
         }
     }
 }

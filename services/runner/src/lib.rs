@@ -12,24 +12,34 @@
 //!
 //! 3. reports each run's lifecycle to GitHub as commit statuses, when the object carries the seed's
 //!    GitHub label and annotations ([`github`]; never in the way of the run).
+//! Before the job starts (and for a cluster without a job, once it is Ready), it installs the
+//! metrics stack and the user's init manifest into the test cluster ([`install`]), and while a
+//! test cluster is live it offers that cluster's Prometheus to a central one ([`federation`]:
+//! HTTP service discovery and a `/federate` proxy through the test cluster's API server).
 //!
 //! The runner never writes the phase: the provisioner derives Running, Succeeded and Failed from
 //! what the runner recorded. The names it uses ([`names`]) and the status fields it owns are the
 //! contract in `docs/lifecycle.md`. The runner keeps no state of its own: a restarted runner picks
 //! up every run where the API server says it is.
 //!
-//! It serves no gRPC; its binary serves `/metrics` (reconcile counts, durations and errors by
+//! It serves no gRPC; besides federation, its binary serves `/metrics` (reconcile counts, durations and errors by
 //! [`Error::kind`]) and the `/healthz` liveness probe over HTTP.
 
+pub mod cluster_access;
 pub mod controller;
 pub mod error;
+pub mod federation;
 pub mod github;
+pub mod install;
 pub mod job;
 pub mod names;
 pub mod status;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -59,6 +69,11 @@ pub struct Settings {
     pub start_timeout: Duration,
     /// Commit statuses on GitHub (off without a token Secret).
     pub github: github::GitHubSettings,
+    /// The directory of the metrics stack's manifests, installed into every test cluster when it
+    /// is Ready; none when `None`.
+    pub metrics_stack: Option<PathBuf>,
+    /// How federation is served.
+    pub federation: federation::FederationSettings,
 }
 
 impl Default for Settings {
@@ -68,6 +83,8 @@ impl Default for Settings {
             namespace: None,
             start_timeout: Duration::from_secs(5 * 60),
             github: github::GitHubSettings::default(),
+            metrics_stack: None,
+            federation: federation::FederationSettings::default(),
         }
     }
 }
@@ -85,16 +102,25 @@ where
 /// Where the runner serves `/metrics` and `/healthz` unless told otherwise.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9104";
 
-/// Runs the controller until `shutdown` is cancelled, recording into `metrics`.
+/// Runs the controller until `shutdown` is cancelled, recording into `metrics`, and serves
+/// federation on `federation` when given.
 ///
 /// Fails at once if `TestClusterGKE` cannot be listed (the CRD is not installed, or RBAC denies
-/// it), rather than retrying in silence.
+/// it), or the metrics stack's manifests cannot be read, rather than retrying in silence.
 pub async fn run(
     client: Client,
+    federation: Option<tokio::net::TcpListener>,
     settings: Settings,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let stack = match &settings.metrics_stack {
+        Some(dir) => Some(
+            install::manifests::Manifests::load_dir(dir)
+                .with_context(|| format!("the metrics stack ({})", dir.display()))?,
+        ),
+        None => None,
+    };
     let namespace = settings.namespace.clone();
     let resources: Api<TestClusterGKE> = scoped(&client, namespace.as_deref());
     if let Err(error) = resources.list(&ListParams::default().limit(1)).await {
@@ -133,6 +159,9 @@ pub async fn run(
         &metrics,
         shutdown.clone(),
     )?;
+    let clients = Arc::new(cluster_access::ClusterClients::new(client.clone()));
+    let installer = install::Installer::new(stack, client.clone(), clients.clone());
+    let federation_settings = settings.federation.clone();
     let ctx = Arc::new(controller::Context::new(
         client.clone(),
         settings,
@@ -140,9 +169,23 @@ pub async fn run(
         job_store,
         pod_store,
         github,
+        installer,
     ));
     tracing::info!(namespace = ?namespace, "runner started");
-    Controller::new(resources, watcher::Config::default())
+    let controller = Controller::new(resources, watcher::Config::default());
+    // Served beside the controller, within this future (not a spawned task), so that the
+    // listener goes when the runner does, however it stops.
+    let store = controller.store();
+    let stop_serving = shutdown.clone();
+    let serving = async move {
+        let Some(listener) = federation else { return };
+        let served =
+            federation::serve(listener, federation_settings, store, clients, stop_serving).await;
+        if let Err(error) = served {
+            tracing::error!(%error, "federation server failed");
+        }
+    };
+    let controlling = controller
         .owns_stream(jobs)
         // Pods are owned by the Job, not by the test cluster: map them back through the label
         // their template gave them.
@@ -168,8 +211,8 @@ pub async fn run(
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile error");
             }
-        })
-        .await;
+        });
+    futures::join!(controlling, serving);
     tracing::info!("runner stopped");
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! The runner's part of `status`: `job` and `jobConditions`, written by server-side apply on
+//! The runner's part of `status`: `job`, `jobConditions` and `installConditions`, written by server-side apply on
 //! `/status`. The phase is not the runner's: the provisioner derives it from these fields
 //! (`testcluster_resources::lifecycle`).
 //!
@@ -26,6 +26,8 @@ use crate::names::FIELD_MANAGER;
 pub struct RunnerStatus {
     pub job: JobStatus,
     pub job_conditions: Vec<Condition>,
+    /// What was installed into the test cluster ([`crate::install`]).
+    pub install_conditions: Vec<Condition>,
     /// `metadata.resourceVersion` the next write is conditional on; `None` (no precondition) only
     /// for an object that never came from the API server.
     resource_version: Option<String>,
@@ -38,6 +40,7 @@ impl RunnerStatus {
         RunnerStatus {
             job: status.job.unwrap_or_default(),
             job_conditions: status.job_conditions,
+            install_conditions: status.install_conditions,
             resource_version: resource.metadata.resource_version.clone(),
         }
     }
@@ -81,6 +84,7 @@ impl RunnerStatus {
             "status": TestClusterGKEStatus {
                 job: Some(self.job.clone()),
                 job_conditions: self.job_conditions.clone(),
+                install_conditions: self.install_conditions.clone(),
                 ..TestClusterGKEStatus::default()
             },
         })

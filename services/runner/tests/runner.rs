@@ -343,6 +343,13 @@ async fn reconcile_stale(
         jobs,
         pods,
         None,
+        testcluster_runner::install::Installer::new(
+            None,
+            world.client.clone(),
+            std::sync::Arc::new(testcluster_runner::cluster_access::ClusterClients::new(
+                world.client.clone(),
+            )),
+        ),
     ));
     within(
         "the stale reconcile",

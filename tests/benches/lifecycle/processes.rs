@@ -141,7 +141,8 @@ impl Processes {
                     .arg("--plaintext")
                     .arg("--listen")
                     .arg(logview.to_string()),
-                Service::Runner => &mut command,
+                // Port 0: the bench reads no federation, and must not collide with a `tcctl up`.
+                Service::Runner => command.args(["--federation-listen", "127.0.0.1:0"]),
                 Service::Broker => command
                     .arg("--listen")
                     .arg(broker.to_string())

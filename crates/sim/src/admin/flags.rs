@@ -1,20 +1,57 @@
-//! The simulator's command-line flags: how long the cloud takes, and which faults are on from the
-//! start. The same flags change nothing else, so `testcluster-sim` and `tcctl up` share them.
+//! The simulator's command-line flags: how long the cloud takes, which faults are on from the
+//! start, and how containers run. The same flags change nothing else, so `testcluster-sim` and
+//! `tcctl up` share them.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::FaultSettings;
 use crate::SimConfig;
+use crate::workloads::ImageBinaries;
 
-/// Flags for the simulated cloud's speed and faults.
+/// Flags for the simulated cloud's speed and faults, and its workloads.
 #[derive(Clone, Debug, Args)]
 pub struct SimFlags {
     #[command(flatten)]
     pub delays: DelayFlags,
     #[command(flatten)]
     pub faults: FaultFlags,
+    #[command(flatten)]
+    pub workloads: WorkloadFlags,
+}
+
+/// How containers run; set at start.
+#[derive(Clone, Debug, Default, Args)]
+pub struct WorkloadFlags {
+    /// Runs an image as a local executable: `<image reference>=<path>`, repeatable. A reference
+    /// without a tag or digest maps every tag of the repository. A container of a mapped image without
+    /// a `command` runs the executable with its `args`.
+    #[arg(long = "image-map", value_name = "REF=PATH", env = "TESTCLUSTER_SIM_IMAGE_MAP", value_delimiter = ',', value_parser = ImageBinaries::parse_mapping, help_heading = "Simulated workloads")]
+    pub image_map: Vec<(String, PathBuf)>,
+
+    /// Run workloads in every test cluster too (Deployments, Services, a kubelet, with the same
+    /// image map), so that what is installed there runs and answers the test cluster's service
+    /// proxy. Each test cluster then costs a kubelet's watches.
+    #[arg(
+        long,
+        env = "TESTCLUSTER_SIM_TEST_CLUSTER_WORKLOADS",
+        help_heading = "Simulated workloads"
+    )]
+    pub test_cluster_workloads: bool,
+}
+
+impl WorkloadFlags {
+    /// `base` with these flags' image map (added to its own) and test-cluster workloads (turned
+    /// on if asked; never off).
+    pub fn config(&self, mut base: SimConfig) -> SimConfig {
+        for (reference, binary) in &self.image_map {
+            base.workloads.image_binaries.insert(reference, binary);
+        }
+        base.test_cluster_workloads |= self.test_cluster_workloads;
+        base
+    }
 }
 
 /// How long the simulated cloud takes, and how long the API server keeps Events; set at start.

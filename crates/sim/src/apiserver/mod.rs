@@ -32,6 +32,7 @@ mod watch;
 
 pub use errors::ApiError;
 pub use faults::{ApiFaultSettings, ApiFaults, CountedRequest, RequestCounters};
+pub use proxy::ServiceResolver;
 pub use selectors::selector_query;
 
 // The public API of the server handle lives in `server.rs`.

@@ -1,8 +1,10 @@
 //! The service proxy: `/api/v1/namespaces/{ns}/services/{name}:{port}/proxy/{path}` forwarded to a
-//! real local server registered for that Service.
+//! real local server: one registered for that Service, else a ready endpoint of the Service as the
+//! cluster's workloads run it ([`ServiceResolver`]), as the real API server picks an endpoint.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -11,9 +13,16 @@ use parking_lot::RwLock;
 
 use super::errors::ApiError;
 
+/// Finds a ready endpoint of a Service: `(namespace, name, port)`, where `port` is the port's
+/// name or number as the proxy path gives it, or `None` for the Service's first port.
+pub type ServiceResolver =
+    Arc<dyn Fn(&str, &str, Option<&str>) -> Option<SocketAddr> + Send + Sync>;
+
 #[derive(Default)]
 pub struct ServiceBackends {
     backends: RwLock<HashMap<(String, String, u16), SocketAddr>>,
+    /// The Services the cluster's workloads serve, when it runs any.
+    resolver: RwLock<Option<ServiceResolver>>,
 }
 
 impl ServiceBackends {
@@ -23,18 +32,26 @@ impl ServiceBackends {
             .insert((namespace.to_owned(), name.to_owned(), port), backend);
     }
 
+    pub fn set_resolver(&self, resolver: ServiceResolver) {
+        *self.resolver.write() = Some(resolver);
+    }
+
     fn lookup(&self, namespace: &str, service: &str) -> Option<SocketAddr> {
         let (name, port) = match service.rsplit_once(':') {
-            Some((name, port)) => (name, port.parse::<u16>().ok()),
+            Some((name, port)) => (name, Some(port)),
             None => (service, None),
         };
-        let backends = self.backends.read();
-        backends
+        let number = port.and_then(|port| port.parse::<u16>().ok());
+        let registered = self
+            .backends
+            .read()
             .iter()
             .find(|((ns, n, p), _)| {
-                ns == namespace && n == name && port.is_none_or(|port| port == *p)
+                ns == namespace && n == name && number.is_none_or(|number| number == *p)
             })
-            .map(|(_, addr)| *addr)
+            .map(|(_, addr)| *addr);
+        let resolver = self.resolver.read().clone();
+        registered.or_else(|| resolver.and_then(|resolve| resolve(namespace, name, port)))
     }
 
     /// Forwards one request to the Service's backend.

@@ -210,6 +210,12 @@ impl ApiServer {
         self.state.services.register(namespace, name, port, backend);
     }
 
+    /// Makes the service proxy forward to the Services `resolver` finds (the cluster's workloads)
+    /// when no backend is registered for them.
+    pub fn set_service_resolver(&self, resolver: super::ServiceResolver) {
+        self.state.services.set_resolver(resolver);
+    }
+
     /// Forgets the watch history up to now, so a watch from any earlier resourceVersion gets
     /// 410 Gone, as after etcd compaction.
     pub fn compact_history(&self) {

@@ -34,6 +34,7 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Map;
 use tokio::sync::broadcast;
 
+use crate::workloads::WorkloadConfig;
 use model::ClusterTable;
 
 /// Cluster changes a slow watcher may fall behind by before it misses some (it then learns of
@@ -88,6 +89,8 @@ struct CloudInner {
     changes: broadcast::Sender<ClusterKey>,
     /// Tokens handed out by the metadata server; every test cluster accepts them.
     identity_tokens: RwLock<Vec<String>>,
+    /// How each test cluster runs workloads, if it does.
+    test_cluster_workloads: Option<WorkloadConfig>,
 }
 
 impl Default for CloudInner {
@@ -99,11 +102,23 @@ impl Default for CloudInner {
             clusters: Mutex::default(),
             changes: broadcast::channel(CHANGE_BACKLOG).0,
             identity_tokens: RwLock::default(),
+            test_cluster_workloads: None,
         }
     }
 }
 
 impl Cloud {
+    /// A cloud whose test clusters run workloads as `config` says (each with its own API server
+    /// address in place of `config.api_server`).
+    pub fn with_test_cluster_workloads(config: WorkloadConfig) -> Cloud {
+        Cloud {
+            inner: Arc::new(CloudInner {
+                test_cluster_workloads: Some(config),
+                ..CloudInner::default()
+            }),
+        }
+    }
+
     pub fn inventory(&self) -> &Inventory {
         &self.inner.inventory
     }
@@ -148,7 +163,8 @@ impl Cloud {
         if self.cluster(key).is_some() {
             return Err(CloudError::AlreadyExists(key.clone()));
         }
-        let cluster = Arc::new(TestCluster::start(key).await?);
+        let cluster =
+            Arc::new(TestCluster::start(key, self.inner.test_cluster_workloads.clone()).await?);
         for token in self.inner.identity_tokens.read().iter() {
             cluster.api().add_token(token.clone());
         }

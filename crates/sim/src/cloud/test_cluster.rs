@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::ClusterKey;
 use crate::apiserver::{ApiServer, ApiServerConfig};
+use crate::workloads::{ApiServerAccess, WorkloadConfig, Workloads};
 
 /// GKE's node pool label.
 pub const NODE_POOL_LABEL: &str = "cloud.google.com/gke-nodepool";
@@ -17,20 +18,43 @@ pub const NODE_POOL_LABEL: &str = "cloud.google.com/gke-nodepool";
 /// A running test cluster.
 pub struct TestCluster {
     key: ClusterKey,
+    // Field order is drop order: the workloads stop before the API server they talk to.
+    workloads: Option<Workloads>,
     api: ApiServer,
     /// Node names per pool.
     pools: Mutex<BTreeMap<String, Vec<String>>>,
 }
 
 impl TestCluster {
-    pub(super) async fn start(key: &ClusterKey) -> anyhow::Result<TestCluster> {
+    /// Starts the cluster's API server and, given a configuration, its workloads.
+    pub(super) async fn start(
+        key: &ClusterKey,
+        workloads: Option<WorkloadConfig>,
+    ) -> anyhow::Result<TestCluster> {
         let api = ApiServer::start(ApiServerConfig {
             name: key.name.clone(),
             ..ApiServerConfig::default()
         })
         .await?;
+        let workloads = match workloads {
+            Some(config) => {
+                let workloads = Workloads::start(
+                    api.internal_client(),
+                    api.pod_logs().clone(),
+                    WorkloadConfig {
+                        api_server: ApiServerAccess::of(&api),
+                        register_node: false,
+                        ..config
+                    },
+                )?;
+                api.set_service_resolver(workloads.service_resolver());
+                Some(workloads)
+            }
+            None => None,
+        };
         Ok(TestCluster {
             key: key.clone(),
+            workloads,
             api,
             pools: Mutex::default(),
         })
@@ -43,6 +67,11 @@ impl TestCluster {
     /// The cluster's API server (its endpoint, CA and admin credentials).
     pub fn api(&self) -> &ApiServer {
         &self.api
+    }
+
+    /// The cluster's controllers and kubelet, when it runs workloads.
+    pub fn workloads(&self) -> Option<&Workloads> {
+        self.workloads.as_ref()
     }
 
     /// `host:port` of the HTTPS listener, as GKE's `endpoint` (GKE gives an IP; clients use https).

@@ -107,6 +107,9 @@ impl Backoff {
 pub struct WorkloadConfig {
     /// The simulated node's name; pods without a `nodeName` are bound to it.
     pub node_name: String,
+    /// Whether the kubelet creates that Node object. A test cluster's Nodes are its node pools'
+    /// (GKE's names and count), so its kubelet adds none of its own.
+    pub register_node: bool,
     /// Which images fail to pull.
     pub image_pull_rules: ImagePullRules,
     /// Images that run a local executable as their entrypoint.
@@ -136,10 +139,27 @@ pub struct ApiServerAccess {
     pub ca_pem: String,
 }
 
+impl ApiServerAccess {
+    /// How pods reach `api`: its HTTPS address and CA.
+    pub fn of(api: &crate::apiserver::ApiServer) -> Option<ApiServerAccess> {
+        let address = url::Url::parse(&api.https_url())
+            .ok()?
+            .socket_addrs(|| None)
+            .ok()?
+            .into_iter()
+            .next()?;
+        Some(ApiServerAccess {
+            address,
+            ca_pem: api.ca_pem().to_owned(),
+        })
+    }
+}
+
 impl Default for WorkloadConfig {
     fn default() -> Self {
         WorkloadConfig {
             node_name: "sim-node".to_owned(),
+            register_node: true,
             image_pull_rules: ImagePullRules::default(),
             image_binaries: ImageBinaries::default(),
             backoff: Backoff {
@@ -169,6 +189,7 @@ pub struct Workloads {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     kubelet: mpsc::Sender<KubeletCommand>,
+    services: ServiceTable,
     /// Removed when dropped (after the kubelet was told to stop its processes).
     pods_root: PodsRoot,
 }
@@ -204,14 +225,24 @@ impl Workloads {
             tokio::spawn(job_controller::run(client.clone(), shutdown.clone())),
             tokio::spawn(replicaset_controller::run(client.clone(), shutdown.clone())),
             tokio::spawn(deployment_controller::run(client.clone(), shutdown.clone())),
-            tokio::spawn(services::run(client, services, shutdown.clone())),
+            tokio::spawn(services::run(client, services.clone(), shutdown.clone())),
             tokio::spawn(kubelet.run()),
         ];
         Ok(Workloads {
             shutdown,
             tasks,
             kubelet: commands,
+            services,
             pods_root,
+        })
+    }
+
+    /// The ready endpoints of the Services, for the API server's service proxy
+    /// ([`crate::apiserver::ApiServer::set_service_resolver`]).
+    pub fn service_resolver(&self) -> crate::apiserver::ServiceResolver {
+        let services = self.services.clone();
+        std::sync::Arc::new(move |namespace: &str, name: &str, port: Option<&str>| {
+            services.ready_endpoint(namespace, name, port)
         })
     }
 

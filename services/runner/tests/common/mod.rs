@@ -195,6 +195,7 @@ pub fn start_runner_with(world: &World, settings: testcluster_runner::Settings) 
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(testcluster_runner::run(
         world.client.clone(),
+        None,
         settings,
         testcluster_service::metrics::Metrics::new(),
         shutdown.clone(),

@@ -199,6 +199,9 @@ impl Kubelet {
 
     /// Creates the Node object pods are bound to, so that `kubectl get nodes` shows it.
     async fn register_node(&self) {
+        if !self.ctx.config.register_node {
+            return;
+        }
         let nodes: Api<Node> = Api::all(self.ctx.client.clone());
         let node = serde_json::json!({
             "apiVersion": "v1",

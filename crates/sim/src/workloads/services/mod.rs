@@ -85,6 +85,24 @@ impl ServiceTable {
         )
     }
 
+    /// A ready endpoint of the Service's port named or numbered `port` (its first port when
+    /// `None`), for the API server's service proxy; the first one, as endpoints come in order.
+    pub fn ready_endpoint(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: Option<&str>,
+    ) -> Option<SocketAddr> {
+        let entry = self.get(namespace, name)?;
+        let index = match port {
+            None => 0,
+            Some(port) => entry.ports.iter().position(|served| {
+                served.name.as_deref() == Some(port) || served.port.to_string() == port
+            })?,
+        };
+        entry.backends(index).first().copied()
+    }
+
     fn get(&self, namespace: &str, name: &str) -> Option<Arc<ServiceEntry>> {
         self.entries
             .read()
