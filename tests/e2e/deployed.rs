@@ -14,7 +14,6 @@ use kube::runtime::wait::{Condition, await_condition};
 use kube::{Api, Client};
 use testcluster_sim::workloads::WorkloadConfig;
 use testcluster_sim::{SimConfig, Simulator};
-use tokio::process::Command;
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/k8s");
 const NAMESPACE: &str = "testcluster-system";
@@ -40,21 +39,10 @@ fn workspace_binary(name: &str) -> PathBuf {
     path
 }
 
-/// `kubectl` from `$KUBECTL` (CI sets Debian's), else from `PATH`, against `kubeconfig`.
+/// `kubectl` with `args` against `kubeconfig`, which must succeed; its standard output.
 async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let program = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_owned());
-    let output = Command::new(&program)
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .await
-        .unwrap_or_else(|error| panic!("running {program}: {error}"));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (succeeded, stdout, stderr) = crate::access::kubectl(kubeconfig, args).await;
+    assert!(succeeded, "kubectl {args:?}: {stderr}\n{stdout}");
     stdout
 }
 

@@ -8,10 +8,11 @@
 //!    ([`job`]), and records it in `status.job`,
 //! 2. follows the Job and its pod (both watched; reconciles read them from the watches' stores)
 //!    and, when the Job is Complete or Failed, records the runner container's exit code, a reason
-//!    and a message (`testcluster_resources::outcome`, the words logview reports too) and the `Complete` or `Failed` condition ([`status`]).
-//!
+//!    and a message (`testcluster_resources::outcome`, the words logview reports too) and the
+//!    `Complete` or `Failed` condition ([`status`]),
 //! 3. reports each run's lifecycle to GitHub as commit statuses, when the object carries the seed's
 //!    GitHub label and annotations ([`github`]; never in the way of the run).
+//!
 //! Before the job starts (and for a cluster without a job, once it is Ready), it installs the
 //! metrics stack and the user's init manifest into the test cluster ([`install`]), and while a
 //! test cluster is live it offers that cluster's Prometheus to a central one ([`federation`]:
