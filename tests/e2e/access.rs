@@ -54,6 +54,8 @@ async fn tcctl_kubeconfig(env: &Env, name: &str, path: &Path) -> i32 {
         "tcctl",
         "--endpoint",
         &endpoint,
+        "--token",
+        env.suite.token(),
         "-n",
         NAMESPACE,
         "kubeconfig",
@@ -150,6 +152,7 @@ async fn credentials_are_refused_once_the_cluster_is_gone() {
     assert_eq!(refused.code(), tonic::Code::NotFound);
     assert_eq!(
         refused.message(),
-        format!("test cluster {NAMESPACE}/access-gone not found")
+        format!("TestClusterGKE {NAMESPACE}/access-gone not found"),
+        "the same NOT_FOUND as every other RPC gives for a cluster that is not there"
     );
 }
