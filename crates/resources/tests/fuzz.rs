@@ -51,7 +51,9 @@ fn env_var() -> impl Strategy<Value = api::EnvVar> {
     })
 }
 
-fn spec() -> impl Strategy<Value = api::TestClusterSpec> {
+/// Boxed, as [`request`]: the nested strategies' value trees are large enough to overflow a test
+/// thread's stack in a debug build otherwise.
+fn spec() -> BoxedStrategy<api::TestClusterSpec> {
     let runner = (
         optional_text(),
         proptest::collection::vec(text(), 0..4),
@@ -78,7 +80,8 @@ fn spec() -> impl Strategy<Value = api::TestClusterSpec> {
                 runner,
                 images_to_test,
                 deadline,
-            }),
+            })
+            .boxed(),
     );
     (
         (
@@ -113,9 +116,10 @@ fn spec() -> impl Strategy<Value = api::TestClusterSpec> {
                 hold_on_failure,
             },
         )
+        .boxed()
 }
 
-fn request() -> impl Strategy<Value = api::CreateTestClusterRequest> {
+fn request() -> BoxedStrategy<api::CreateTestClusterRequest> {
     (
         (text(), text(), text(), proptest::option::of(spec())),
         (optional_text(), text()),
@@ -143,6 +147,7 @@ fn request() -> impl Strategy<Value = api::CreateTestClusterRequest> {
                 }
             },
         )
+        .boxed()
 }
 
 proptest! {
