@@ -84,15 +84,18 @@ impl Broker {
         Ok(Api::namespaced(self.client.clone(), namespace))
     }
 
-    /// The test cluster `namespace/name` if `caller` may see it (see [`tenancy::find_visible`]).
-    async fn visible(
+    /// The test cluster a request names (an empty namespace is the default one), with the API
+    /// for its namespace, if `caller` may see it (see [`tenancy::find_visible`]).
+    async fn find(
         &self,
         caller: &Caller,
-        clusters: &Api<TestClusterGKE>,
         namespace: &str,
         name: &str,
-    ) -> Result<TestClusterGKE, Status> {
-        tenancy::find_visible(&self.cache, clusters, caller, namespace, name).await
+    ) -> Result<(Api<TestClusterGKE>, TestClusterGKE), Status> {
+        let clusters = self.object_api(namespace, name)?;
+        let namespace = self.namespace(namespace);
+        let object = tenancy::find_visible(&self.cache, &clusters, caller, namespace, name).await?;
+        Ok((clusters, object))
     }
 }
 
@@ -147,10 +150,8 @@ impl TestClusterService for Broker {
     ) -> Result<Response<api::GetTestClusterResponse>, Status> {
         let caller = self.tenancy.caller(&request).await?;
         let request = request.into_inner();
-        let clusters = self.object_api(&request.namespace, &request.name)?;
-        let namespace = self.namespace(&request.namespace);
-        let object = self
-            .visible(&caller, &clusters, namespace, &request.name)
+        let (_, object) = self
+            .find(&caller, &request.namespace, &request.name)
             .await?;
         Ok(Response::new(api::GetTestClusterResponse {
             test_cluster: Some(to_test_cluster(&object)),
@@ -183,14 +184,13 @@ impl TestClusterService for Broker {
     ) -> Result<Response<Self::WatchTestClusterStream>, Status> {
         let caller = self.tenancy.caller(&request).await?;
         let request = request.into_inner();
-        let clusters = self.object_api(&request.namespace, &request.name)?;
-        let namespace = self.namespace(&request.namespace);
-        self.visible(&caller, &clusters, namespace, &request.name)
+        let (clusters, _) = self
+            .find(&caller, &request.namespace, &request.name)
             .await?;
         let stream = watch(
             &self.cache,
             clusters,
-            namespace,
+            self.namespace(&request.namespace),
             &request.name,
             &request.resource_version,
         )
@@ -207,10 +207,8 @@ impl TestClusterService for Broker {
     ) -> Result<Response<api::DeleteTestClusterResponse>, Status> {
         let caller = self.tenancy.caller(&request).await?;
         let request = request.into_inner();
-        let clusters = self.object_api(&request.namespace, &request.name)?;
-        let namespace = self.namespace(&request.namespace);
-        let object = self
-            .visible(&caller, &clusters, namespace, &request.name)
+        let (clusters, object) = self
+            .find(&caller, &request.namespace, &request.name)
             .await?;
         // Only the object that was checked: if it was replaced in between, the delete fails with
         // a conflict instead of deleting someone else's.
@@ -233,7 +231,11 @@ impl TestClusterService for Broker {
             Some(version) => self.cache.wait_seen(version, WRITE_VISIBLE_WAIT).await,
             None => {
                 self.cache
-                    .wait_gone(namespace, &request.name, WRITE_VISIBLE_WAIT)
+                    .wait_gone(
+                        self.namespace(&request.namespace),
+                        &request.name,
+                        WRITE_VISIBLE_WAIT,
+                    )
                     .await
             }
         };
@@ -267,9 +269,8 @@ impl TestClusterService for Broker {
     ) -> Result<Response<api::ExtendTestClusterResponse>, Status> {
         let caller = self.tenancy.caller(&request).await?;
         let request = request.into_inner();
-        let clusters = self.object_api(&request.namespace, &request.name)?;
-        let namespace = self.namespace(&request.namespace);
-        self.visible(&caller, &clusters, namespace, &request.name)
+        let (clusters, _) = self
+            .find(&caller, &request.namespace, &request.name)
             .await?;
         let by = extend::check_by(request.by)?;
         let (written, until) =
@@ -290,17 +291,15 @@ impl TestClusterService for Broker {
     ) -> Result<Response<api::GetTestClusterCredentialsResponse>, Status> {
         let caller = self.tenancy.caller(&request).await?;
         let request = request.into_inner();
-        let namespace = self.namespace(&request.namespace).to_owned();
-        validate::check_object_ref(&namespace, &request.name)?;
-        let clusters = self.object_api(&namespace, &request.name)?;
-        let object = self
-            .visible(&caller, &clusters, &namespace, &request.name)
+        let (_, object) = self
+            .find(&caller, &request.namespace, &request.name)
             .await?;
+        let namespace = self.namespace(&request.namespace);
         caller.check_credentials()?;
         audit::record(&caller, "fetch-credentials", &object);
         let access = self
             .provisioner
-            .cluster_access(&namespace, &request.name)
+            .cluster_access(namespace, &request.name)
             .await?;
         // Who got credentials is worth a log line; the credentials never are.
         tracing::info!(%namespace, name = %request.name, cluster = %access.cluster_name, "handed out test cluster credentials");
