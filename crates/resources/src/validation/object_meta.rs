@@ -171,8 +171,15 @@ pub fn check_object(
     let annotation_path = FieldPath::of(fields::ANNOTATIONS);
     for (key, value) in annotations {
         let entry = annotation_path.key(key);
-        // The broker's own record of who asked: reserved in a request, expected on an object.
-        if [ANNOTATION_CREATED_BY, ANNOTATION_TENANT].contains(&key.as_str()) {
+        // The broker's own records (who asked; how far Extend moved the end): reserved in a
+        // request, expected on an object.
+        if [
+            ANNOTATION_CREATED_BY,
+            ANNOTATION_TENANT,
+            crate::lifetime::ANNOTATION_EXTENDED_UNTIL,
+        ]
+        .contains(&key.as_str())
+        {
             continue;
         }
         if is_reserved(key) {
